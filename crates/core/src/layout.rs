@@ -1,0 +1,279 @@
+//! Shapes, strides and offsets: how a tensor's logical elements map into its storage.
+
+use smallvec::SmallVec;
+
+use crate::error::{Error, Result};
+
+/// Dimension list; four dims inline before spilling to the heap.
+pub type Dims = SmallVec<[usize; 4]>;
+
+/// Number of elements of a shape (1 for a 0-d scalar).
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// Row-major (C-contiguous) strides of a shape.
+pub fn contiguous_strides(shape: &[usize]) -> Dims {
+    let mut strides: Dims = SmallVec::from_elem(0, shape.len());
+    let mut acc = 1;
+    for i in (0..shape.len()).rev() {
+        strides[i] = acc;
+        acc *= shape[i];
+    }
+    strides
+}
+
+/// Where a tensor's elements live in its storage: element `[i0, i1, ...]` is at
+/// `offset + i0 * strides[0] + i1 * strides[1] + ...`. Stride 0 marks a broadcast dimension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    shape: Dims,
+    strides: Dims,
+    offset: usize,
+}
+
+impl Layout {
+    /// A contiguous row-major layout starting at offset 0.
+    pub fn contiguous(shape: &[usize]) -> Self {
+        Layout {
+            shape: shape.into(),
+            strides: contiguous_strides(shape),
+            offset: 0,
+        }
+    }
+
+    /// A layout from its parts (no validation: callers derive it from a valid layout).
+    pub(crate) fn from_parts(shape: Dims, strides: Dims, offset: usize) -> Self {
+        Layout {
+            shape,
+            strides,
+            offset,
+        }
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The strides (in elements).
+    pub fn strides(&self) -> &[usize] {
+        &self.strides
+    }
+
+    /// Offset of element zero in storage.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// Rank.
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    /// True if elements are row-major and dense (any offset).
+    pub fn is_contiguous(&self) -> bool {
+        let mut acc = 1;
+        for i in (0..self.shape.len()).rev() {
+            if self.shape[i] != 1 && self.strides[i] != acc {
+                return false;
+            }
+            acc *= self.shape[i];
+        }
+        true
+    }
+
+    /// Largest storage index touched plus one (0 for an empty tensor).
+    pub fn extent(&self) -> usize {
+        if self.numel() == 0 {
+            return 0;
+        }
+        self.offset
+            + self
+                .shape
+                .iter()
+                .zip(&self.strides)
+                .map(|(&d, &s)| (d - 1) * s)
+                .sum::<usize>()
+            + 1
+    }
+
+    /// Calls `f` with the storage offset of every element, in row-major logical order.
+    /// Iterative (no recursion); the innermost dimension runs as a tight loop.
+    pub fn for_each_offset(&self, mut f: impl FnMut(usize)) {
+        let n = self.numel();
+        if n == 0 {
+            return;
+        }
+        let rank = self.rank();
+        if rank == 0 {
+            f(self.offset);
+            return;
+        }
+        let inner = self.shape[rank - 1];
+        let inner_stride = self.strides[rank - 1];
+        let mut idx: Dims = SmallVec::from_elem(0, rank);
+        let mut base = self.offset;
+        let outer_count = n / inner;
+        for _ in 0..outer_count {
+            let mut o = base;
+            for _ in 0..inner {
+                f(o);
+                o += inner_stride;
+            }
+            // advance the outer index (dims 0..rank-1)
+            let mut d = rank - 1;
+            while d > 0 {
+                d -= 1;
+                idx[d] += 1;
+                base += self.strides[d];
+                if idx[d] < self.shape[d] {
+                    break;
+                }
+                base -= self.strides[d] * self.shape[d];
+                idx[d] = 0;
+            }
+        }
+    }
+
+    /// A view with dims reordered: new dim `i` is old dim `perm[i]`.
+    pub fn permute(&self, perm: &[usize]) -> Result<Layout> {
+        let rank = self.rank();
+        let mut seen = vec![false; rank];
+        if perm.len() != rank
+            || perm
+                .iter()
+                .any(|&p| p >= rank || std::mem::replace(&mut seen[p], true))
+        {
+            return Err(Error::shape(
+                "permute",
+                format!(
+                    "permutation {perm:?} is not valid for shape {:?}",
+                    self.shape()
+                ),
+            ));
+        }
+        Ok(Layout {
+            shape: perm.iter().map(|&p| self.shape[p]).collect(),
+            strides: perm.iter().map(|&p| self.strides[p]).collect(),
+            offset: self.offset,
+        })
+    }
+
+    /// A view of `len` elements of `dim` starting at `start`.
+    pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Layout {
+        let mut l = self.clone();
+        l.offset += start * self.strides[dim];
+        l.shape[dim] = len;
+        l
+    }
+
+    /// A broadcast view to `shape` (trailing-aligned, size-1 or missing dims get stride 0).
+    pub fn broadcast_to(&self, shape: &[usize]) -> Result<Layout> {
+        let err = || {
+            Error::shape(
+                "broadcast_to",
+                format!("cannot broadcast {:?} to {:?}", self.shape(), shape),
+            )
+        };
+        if shape.len() < self.rank() {
+            return Err(err());
+        }
+        let lead = shape.len() - self.rank();
+        let mut strides: Dims = SmallVec::from_elem(0, shape.len());
+        for (i, &d) in shape.iter().enumerate() {
+            if i < lead {
+                continue;
+            }
+            let src = self.shape[i - lead];
+            if src == d {
+                strides[i] = self.strides[i - lead];
+            } else if src != 1 {
+                return Err(err());
+            }
+        }
+        Ok(Layout {
+            shape: shape.into(),
+            strides,
+            offset: self.offset,
+        })
+    }
+}
+
+/// The broadcast shape of two shapes (NumPy / PyTorch rules), or a shape error naming `op`.
+pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Dims> {
+    let rank = a.len().max(b.len());
+    let mut out: Dims = SmallVec::from_elem(1, rank);
+    for i in 0..rank {
+        let da = if i + a.len() >= rank {
+            a[i + a.len() - rank]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= rank {
+            b[i + b.len() - rank]
+        } else {
+            1
+        };
+        out[i] = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return Err(Error::shape(
+                op,
+                format!("shapes {a:?} and {b:?} cannot be broadcast together"),
+            ));
+        };
+    }
+    Ok(out)
+}
+
+/// Resolves a possibly negative dim (`-1` is the last) against a rank.
+pub fn resolve_dim(op: &'static str, dim: isize, rank: usize) -> Result<usize> {
+    let r = rank as isize;
+    let d = if dim < 0 { dim + r } else { dim };
+    if d < 0 || d >= r {
+        return Err(Error::Dim { op, dim, rank });
+    }
+    Ok(d as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn for_each_offset_visits_transposed_order() {
+        let l = Layout::contiguous(&[2, 3]).permute(&[1, 0]).unwrap();
+        let mut v = vec![];
+        l.for_each_offset(|o| v.push(o));
+        assert_eq!(v, vec![0, 3, 1, 4, 2, 5]);
+    }
+
+    #[test]
+    fn broadcast_rules() {
+        assert_eq!(
+            broadcast_shapes("t", &[2, 1, 3], &[4, 1])
+                .unwrap()
+                .as_slice(),
+            &[2, 4, 3]
+        );
+        assert!(broadcast_shapes("t", &[2, 3], &[4]).is_err());
+        let l = Layout::contiguous(&[3]).broadcast_to(&[2, 3]).unwrap();
+        assert_eq!(l.strides(), &[0, 1]);
+        assert!(!l.is_contiguous());
+    }
+
+    #[test]
+    fn resolve_negative_dims() {
+        assert_eq!(resolve_dim("t", -1, 3).unwrap(), 2);
+        assert!(resolve_dim("t", 3, 3).is_err());
+        assert!(resolve_dim("t", -4, 3).is_err());
+    }
+}

@@ -1,0 +1,165 @@
+//! Elementwise arithmetic of two tensors. Shapes are broadcast first (by
+//! [`BroadcastTo`](super::broadcast::BroadcastTo), the one place broadcasting lives), so each
+//! op here sees two tensors of the same shape.
+
+use super::{constant, grads2, out, zip_map};
+use crate::element::Element;
+use crate::error::Result;
+use crate::layout::broadcast_shapes;
+use crate::tape::{InputGrads, Op};
+use crate::tensor::Tensor;
+
+/// Broadcasts `a` and `b` to their common shape (views; no copy when already equal).
+fn broadcast_pair<E: Element>(
+    op: &'static str,
+    a: &Tensor<E>,
+    b: &Tensor<E>,
+) -> Result<(Tensor<E>, Tensor<E>)> {
+    if a.shape() == b.shape() {
+        return Ok((a.clone(), b.clone()));
+    }
+    let shape = broadcast_shapes(op, a.shape(), b.shape())?;
+    Ok((a.broadcast_to(&shape)?, b.broadcast_to(&shape)?))
+}
+
+fn need<E: Element>(t: &Tensor<E>) -> bool {
+    t.tracks_grad()
+}
+
+/// `y = a + b`; `dy/da = 1`, `dy/db = 1`.
+pub struct Add;
+
+impl Add {
+    /// Applies the op (broadcasting).
+    pub fn forward<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {
+        let (a, b) = broadcast_pair("add", a, b)?;
+        let (d, l) = out(zip_map(&a, &b, |x, y| x + y), a.shape());
+        Ok(Tensor::from_op(d, l, &[&a, &b], || Add))
+    }
+}
+
+impl<E: Element> Op<E> for Add {
+    fn name(&self) -> &'static str {
+        "add"
+    }
+    fn backward(&self, x: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
+        Ok(grads2(
+            need(&x[0]).then(|| g.clone()),
+            need(&x[1]).then(|| g.clone()),
+        ))
+    }
+}
+
+/// `y = a - b`; `dy/da = 1`, `dy/db = -1`.
+pub struct Sub;
+
+impl Sub {
+    /// Applies the op (broadcasting).
+    pub fn forward<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {
+        let (a, b) = broadcast_pair("sub", a, b)?;
+        let (d, l) = out(zip_map(&a, &b, |x, y| x - y), a.shape());
+        Ok(Tensor::from_op(d, l, &[&a, &b], || Sub))
+    }
+}
+
+impl<E: Element> Op<E> for Sub {
+    fn name(&self) -> &'static str {
+        "sub"
+    }
+    fn backward(&self, x: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
+        Ok(grads2(
+            need(&x[0]).then(|| g.clone()),
+            need(&x[1]).then(|| g.neg()),
+        ))
+    }
+}
+
+/// `y = a * b`; `dy/da = b`, `dy/db = a`.
+pub struct Mul;
+
+impl Mul {
+    /// Applies the op (broadcasting).
+    pub fn forward<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {
+        let (a, b) = broadcast_pair("mul", a, b)?;
+        let (d, l) = out(zip_map(&a, &b, |x, y| x * y), a.shape());
+        Ok(Tensor::from_op(d, l, &[&a, &b], || Mul))
+    }
+}
+
+impl<E: Element> Op<E> for Mul {
+    fn name(&self) -> &'static str {
+        "mul"
+    }
+    fn backward(&self, x: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
+        let s = g.shape();
+        Ok(grads2(
+            need(&x[0]).then(|| constant(zip_map(g, &x[1], |g, b| g * b), s)),
+            need(&x[1]).then(|| constant(zip_map(g, &x[0], |g, a| g * a), s)),
+        ))
+    }
+}
+
+/// `y = a / b`; `dy/da = 1 / b`, `dy/db = -a / b²`.
+pub struct Div;
+
+impl Div {
+    /// Applies the op (broadcasting).
+    pub fn forward<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {
+        let (a, b) = broadcast_pair("div", a, b)?;
+        let (d, l) = out(zip_map(&a, &b, |x, y| x / y), a.shape());
+        Ok(Tensor::from_op(d, l, &[&a, &b], || Div))
+    }
+}
+
+impl<E: Element> Op<E> for Div {
+    fn name(&self) -> &'static str {
+        "div"
+    }
+    fn backward(&self, x: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
+        let s = g.shape();
+        let gb = if need(&x[1]) {
+            let ga = zip_map(g, &x[0], |g, a| g * a);
+            let b = x[1].contiguous_data();
+            Some(constant(
+                ga.iter()
+                    .zip(b.iter())
+                    .map(|(&ga, &b)| -ga / (b * b))
+                    .collect(),
+                s,
+            ))
+        } else {
+            None
+        };
+        Ok(grads2(
+            need(&x[0]).then(|| constant(zip_map(g, &x[1], |g, b| g / b), s)),
+            gb,
+        ))
+    }
+}
+
+impl<E: Element> Tensor<E> {
+    /// `self + other` with broadcasting, see [`Add`].
+    ///
+    /// ```
+    /// use retrograd_core::Tensor;
+    /// let a = Tensor::<f32>::from_vec(vec![1., 2., 3., 4.], &[2, 2])?;
+    /// let b = Tensor::<f32>::from_vec(vec![10., 20.], &[2])?;
+    /// assert_eq!(a.add(&b)?.to_vec(), vec![11., 22., 13., 24.]);
+    /// # Ok::<(), retrograd_core::Error>(())
+    /// ```
+    pub fn add(&self, other: &Tensor<E>) -> Result<Tensor<E>> {
+        Add::forward(self, other)
+    }
+    /// `self - other` with broadcasting, see [`Sub`].
+    pub fn sub(&self, other: &Tensor<E>) -> Result<Tensor<E>> {
+        Sub::forward(self, other)
+    }
+    /// `self * other` elementwise with broadcasting, see [`Mul`].
+    pub fn mul(&self, other: &Tensor<E>) -> Result<Tensor<E>> {
+        Mul::forward(self, other)
+    }
+    /// `self / other` elementwise with broadcasting, see [`Div`].
+    pub fn div(&self, other: &Tensor<E>) -> Result<Tensor<E>> {
+        Div::forward(self, other)
+    }
+}

@@ -1,0 +1,182 @@
+//! Losses: fused cross-entropy (log-softmax + negative log-likelihood) and mean squared error.
+
+use std::sync::Arc;
+
+use super::{constant, grads1, out};
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::tape::{InputGrads, Op};
+use crate::tensor::Tensor;
+
+/// How per-element losses are combined (like PyTorch's `reduction=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reduction {
+    /// Mean over the counted elements (the default).
+    #[default]
+    Mean,
+    /// Sum.
+    Sum,
+    /// No reduction: one loss per element.
+    None,
+}
+
+/// Options of [`Tensor::cross_entropy_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrossEntropyOptions {
+    /// Targets equal to this are skipped and not counted in the mean (PyTorch default -100).
+    pub ignore_index: i64,
+    /// How the per-row losses are combined.
+    pub reduction: Reduction,
+}
+
+impl Default for CrossEntropyOptions {
+    fn default() -> Self {
+        CrossEntropyOptions {
+            ignore_index: -100,
+            reduction: Reduction::Mean,
+        }
+    }
+}
+
+/// `loss_i = -log softmax(x_i)[t_i]` for logits `x` of shape `[N, C]` and class targets `t`,
+/// rows with `t_i = ignore_index` contributing 0 and not counted; combined by `reduction`
+/// (mean divides by the number of counted rows: NaN when there are none, as PyTorch).
+/// `dL/dx_i = w_i (softmax(x_i) - onehot(t_i))`, `w_i` the upstream weight of row `i`.
+pub struct CrossEntropy<E: Element> {
+    probs: Arc<Vec<E>>,
+    targets: Arc<Vec<Option<usize>>>,
+    classes: usize,
+    reduction: Reduction,
+    count: usize,
+}
+
+impl<E: Element> CrossEntropy<E> {
+    /// Applies the op.
+    pub fn forward(
+        logits: &Tensor<E>,
+        targets: &[i64],
+        opts: CrossEntropyOptions,
+    ) -> Result<Tensor<E>> {
+        let (n, c) = logits.dims2().map_err(|_| {
+            Error::shape(
+                "cross_entropy",
+                format!("logits must be [N, C], got {:?}", logits.shape()),
+            )
+        })?;
+        if targets.len() != n {
+            return Err(Error::shape(
+                "cross_entropy",
+                format!("logits {:?} vs {} targets", logits.shape(), targets.len()),
+            ));
+        }
+        let mut tg = Vec::with_capacity(n);
+        for &t in targets {
+            if t == opts.ignore_index {
+                tg.push(None);
+            } else if t < 0 || t as usize >= c {
+                return Err(Error::Index {
+                    op: "cross_entropy",
+                    index: t,
+                    size: c,
+                });
+            } else {
+                tg.push(Some(t as usize));
+            }
+        }
+        let logp = logits.detach().log_softmax(1)?;
+        let lp = logp.contiguous_data();
+        let per_row: Vec<E> = tg
+            .iter()
+            .enumerate()
+            .map(|(i, t)| t.map_or(E::zero(), |t| -lp[i * c + t]))
+            .collect();
+        let count = tg.iter().filter(|t| t.is_some()).count();
+        let (data, shape): (Vec<E>, Vec<usize>) = match opts.reduction {
+            Reduction::None => (per_row, vec![n]),
+            Reduction::Sum => (vec![per_row.iter().copied().sum()], vec![]),
+            Reduction::Mean => {
+                let s: E = per_row.iter().copied().sum();
+                (vec![s / E::of_f64(count as f64)], vec![])
+            }
+        };
+        let (d, l) = out(data, &shape);
+        Ok(Tensor::from_op(d, l, &[logits], || CrossEntropy {
+            probs: Arc::new(lp.iter().map(|v| v.exp()).collect()),
+            targets: Arc::new(tg),
+            classes: c,
+            reduction: opts.reduction,
+            count,
+        }))
+    }
+}
+
+impl<E: Element> Op<E> for CrossEntropy<E> {
+    fn name(&self) -> &'static str {
+        "cross_entropy"
+    }
+    fn backward(&self, _: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
+        let gd = g.contiguous_data();
+        let c = self.classes;
+        let mut dx = vec![E::zero(); self.probs.len()];
+        for (i, t) in self.targets.iter().enumerate() {
+            let Some(t) = *t else { continue };
+            let w = match self.reduction {
+                Reduction::None => gd[i],
+                Reduction::Sum => gd[0],
+                Reduction::Mean => gd[0] / E::of_f64(self.count as f64),
+            };
+            for j in 0..c {
+                dx[i * c + j] = w * self.probs[i * c + j];
+            }
+            dx[i * c + t] -= w;
+        }
+        Ok(grads1(constant(dx, &[self.targets.len(), c])))
+    }
+}
+
+impl<E: Element> Tensor<E> {
+    /// Mean cross-entropy of `[N, C]` logits against class ids (ignore_index -100), see
+    /// [`CrossEntropy`].
+    ///
+    /// ```
+    /// use retrograd_core::Tensor;
+    /// let logits = Tensor::<f64>::zeros(&[2, 4]);
+    /// let loss = logits.cross_entropy(&[1, 3])?;
+    /// assert!((loss.item()? - 4f64.ln()).abs() < 1e-12);
+    /// assert!(logits.cross_entropy(&[1, 4]).is_err()); // class 4 of 4
+    /// # Ok::<(), retrograd_core::Error>(())
+    /// ```
+    pub fn cross_entropy(&self, targets: &[i64]) -> Result<Tensor<E>> {
+        CrossEntropy::forward(self, targets, CrossEntropyOptions::default())
+    }
+
+    /// Cross-entropy with explicit options, see [`CrossEntropy`].
+    pub fn cross_entropy_with(
+        &self,
+        targets: &[i64],
+        opts: CrossEntropyOptions,
+    ) -> Result<Tensor<E>> {
+        CrossEntropy::forward(self, targets, opts)
+    }
+
+    /// Mean squared error `mean((self - target)²)` (a composite of sub, pow and mean).
+    pub fn mse(&self, target: &Tensor<E>) -> Result<Tensor<E>> {
+        self.mse_with(target, Reduction::Mean)
+    }
+
+    /// Squared error with a reduction.
+    pub fn mse_with(&self, target: &Tensor<E>, reduction: Reduction) -> Result<Tensor<E>> {
+        if self.shape() != target.shape() {
+            return Err(Error::shape(
+                "mse",
+                format!("input {:?} vs target {:?}", self.shape(), target.shape()),
+            ));
+        }
+        let sq = self.sub(target)?.powf(2.0);
+        Ok(match reduction {
+            Reduction::Mean => sq.mean_all(),
+            Reduction::Sum => sq.sum_all(),
+            Reduction::None => sq,
+        })
+    }
+}

@@ -1,0 +1,148 @@
+//! Matrix products through `matrixmultiply`. Operands are passed by stride, so a transposed view
+//! (`b.t()`) costs no copy.
+
+use super::{constant, grads2};
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::tape::{InputGrads, Op};
+use crate::tensor::Tensor;
+
+/// The strided view of a rank-2 slice of a tensor for GEMM: (data from offset, row stride, col stride).
+fn gemm_view<E: Element>(t: &Tensor<E>, batch: Option<usize>) -> (&[E], isize, isize) {
+    let l = t.layout();
+    let r = l.rank();
+    let base = l.offset() + batch.map_or(0, |b| b * l.strides()[0]);
+    (
+        &t.storage()[base..],
+        l.strides()[r - 2] as isize,
+        l.strides()[r - 1] as isize,
+    )
+}
+
+/// Broadcast (stride-0) operands are materialized; other strided views go straight to GEMM.
+fn gemm_ready<E: Element>(t: &Tensor<E>) -> Tensor<E> {
+    if t.layout().strides().contains(&0) && t.numel() > 1 {
+        Tensor::from_parts(t.to_vec(), t.shape())
+    } else {
+        t.clone()
+    }
+}
+
+/// `a @ b` without recording: `[m,k]@[k,n]`, `[B,m,k]@[B,k,n]` or `[B,m,k]@[k,n]`.
+pub(crate) fn matmul_raw<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {
+    let err = || {
+        Error::shape(
+            "matmul",
+            format!("lhs {:?} vs rhs {:?}", a.shape(), b.shape()),
+        )
+    };
+    let (a, b) = (gemm_ready(a), gemm_ready(b));
+    let (batch, m, k) = match a.rank() {
+        2 => (None, a.shape()[0], a.shape()[1]),
+        3 => (Some(a.shape()[0]), a.shape()[1], a.shape()[2]),
+        _ => return Err(err()),
+    };
+    let (b_batched, kb, n) = match b.rank() {
+        2 => (false, b.shape()[0], b.shape()[1]),
+        3 => (true, b.shape()[1], b.shape()[2]),
+        _ => return Err(err()),
+    };
+    if kb != k || (b_batched && (batch.is_none() || b.shape()[0] != batch.unwrap_or(0))) {
+        return Err(err());
+    }
+    let nb = batch.unwrap_or(1);
+    let mut c = vec![E::zero(); nb * m * n];
+    if m * n > 0 {
+        for i in 0..nb {
+            let (ad, rsa, csa) = gemm_view(&a, batch.map(|_| i));
+            let (bd, rsb, csb) = gemm_view(&b, b_batched.then_some(i));
+            let cd = &mut c[i * m * n..(i + 1) * m * n];
+            E::gemm(
+                m,
+                k,
+                n,
+                E::one(),
+                ad,
+                rsa,
+                csa,
+                bd,
+                rsb,
+                csb,
+                E::zero(),
+                cd,
+                n as isize,
+                1,
+            );
+        }
+    }
+    let shape: Vec<usize> = match batch {
+        Some(bs) => vec![bs, m, n],
+        None => vec![m, n],
+    };
+    Ok(constant(c, &shape))
+}
+
+/// Swaps the last two dims (a view).
+fn mt<E: Element>(t: &Tensor<E>) -> Result<Tensor<E>> {
+    let r = t.rank();
+    t.transpose(r as isize - 2, r as isize - 1)
+}
+
+/// Matrix product `C = A B` (2-D, batched 3-D, or 3-D times a shared 2-D rhs).
+/// `dA = dC Bᵀ`, `dB = Aᵀ dC` (summed over the batch when `B` is shared).
+pub struct Matmul;
+
+impl Matmul {
+    /// Applies the op.
+    pub fn forward<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {
+        let c = matmul_raw(a, b)?;
+        Ok(Tensor::from_op(
+            c.storage_arc().clone(),
+            c.layout().clone(),
+            &[a, b],
+            || Matmul,
+        ))
+    }
+}
+
+impl<E: Element> Op<E> for Matmul {
+    fn name(&self) -> &'static str {
+        "matmul"
+    }
+    fn backward(&self, x: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
+        let (a, b) = (&x[0], &x[1]);
+        let ga = if a.tracks_grad() {
+            Some(matmul_raw(g, &mt(b)?)?)
+        } else {
+            None
+        };
+        let gb = if !b.tracks_grad() {
+            None
+        } else if a.rank() == 3 && b.rank() == 2 {
+            // shared rhs: fold the batch into the rows
+            let (bs, m, k) = a.dims3()?;
+            let a2 = a.reshape(&[bs * m, k])?;
+            let g2 = g.reshape(&[bs * m, g.shape()[2]])?;
+            Some(matmul_raw(&a2.t()?, &g2)?)
+        } else {
+            Some(matmul_raw(&mt(a)?, g)?)
+        };
+        Ok(grads2(ga, gb))
+    }
+}
+
+impl<E: Element> Tensor<E> {
+    /// Matrix product, see [`Matmul`].
+    ///
+    /// ```
+    /// use retrograd_core::Tensor;
+    /// let a = Tensor::<f32>::from_vec(vec![1., 2., 3., 4.], &[2, 2])?;
+    /// let i = Tensor::<f32>::from_vec(vec![1., 0., 0., 1.], &[2, 2])?;
+    /// assert_eq!(a.matmul(&i)?.to_vec(), a.to_vec());
+    /// assert_eq!(a.matmul(&a.t()?)?.to_vec(), vec![5., 11., 11., 25.]);
+    /// # Ok::<(), retrograd_core::Error>(())
+    /// ```
+    pub fn matmul(&self, other: &Tensor<E>) -> Result<Tensor<E>> {
+        Matmul::forward(self, other)
+    }
+}

@@ -1,0 +1,144 @@
+//! Softmax and log-softmax over one dim, computed stably (the max is subtracted first).
+
+use std::sync::Arc;
+
+use super::{constant, grads1, out};
+use crate::element::Element;
+use crate::error::Result;
+use crate::layout::resolve_dim;
+use crate::tape::{InputGrads, Op};
+use crate::tensor::Tensor;
+
+/// Calls `f(base, stride, len)` for every 1-d lane along `dim` of a contiguous `shape`.
+fn for_each_lane(shape: &[usize], dim: usize, mut f: impl FnMut(usize, usize, usize)) {
+    let outer: usize = shape[..dim].iter().product();
+    let len = shape[dim];
+    let inner: usize = shape[dim + 1..].iter().product();
+    for o in 0..outer {
+        for i in 0..inner {
+            f(o * len * inner + i, inner, len);
+        }
+    }
+}
+
+/// `log Σ_j exp(x_j)` over every lane, written into `lse` per lane order.
+fn softmax_kernel<E: Element>(x: &[E], shape: &[usize], dim: usize, log: bool) -> Vec<E> {
+    let mut y = vec![E::zero(); x.len()];
+    for_each_lane(shape, dim, |b, s, n| {
+        let m = (0..n)
+            .map(|j| x[b + j * s])
+            .fold(E::neg_infinity(), |a, v| if v > a { v } else { a });
+        let m = if m.is_finite() { m } else { E::zero() };
+        let mut z = E::zero();
+        for j in 0..n {
+            z += (x[b + j * s] - m).exp();
+        }
+        let lz = z.ln();
+        for j in 0..n {
+            let v = x[b + j * s] - m;
+            y[b + j * s] = if log { v - lz } else { v.exp() / z };
+        }
+    });
+    y
+}
+
+/// `y_i = exp(x_i) / Σ_j exp(x_j)` along `dim`.
+/// `dL/dx_i = y_i (g_i - Σ_j g_j y_j)`.
+pub struct Softmax<E: Element> {
+    dim: usize,
+    y: Arc<Vec<E>>,
+}
+
+impl<E: Element> Softmax<E> {
+    /// Applies the op.
+    pub fn forward(x: &Tensor<E>, dim: isize) -> Result<Tensor<E>> {
+        let d = resolve_dim("softmax", dim, x.rank())?;
+        let (data, layout) = out(
+            softmax_kernel(&x.contiguous_data(), x.shape(), d, false),
+            x.shape(),
+        );
+        let y = data.clone();
+        Ok(Tensor::from_op(data, layout, &[x], || Softmax {
+            dim: d,
+            y,
+        }))
+    }
+}
+
+impl<E: Element> Op<E> for Softmax<E> {
+    fn name(&self) -> &'static str {
+        "softmax"
+    }
+    fn backward(&self, _: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
+        let gd = g.contiguous_data();
+        let y = &self.y;
+        let mut dx = vec![E::zero(); y.len()];
+        for_each_lane(g.shape(), self.dim, |b, s, n| {
+            let dot = (0..n).map(|j| gd[b + j * s] * y[b + j * s]).sum::<E>();
+            for j in 0..n {
+                dx[b + j * s] = y[b + j * s] * (gd[b + j * s] - dot);
+            }
+        });
+        Ok(grads1(constant(dx, g.shape())))
+    }
+}
+
+/// `y_i = x_i - log Σ_j exp(x_j)` along `dim`.
+/// `dL/dx_i = g_i - softmax(x)_i Σ_j g_j`.
+pub struct LogSoftmax<E: Element> {
+    dim: usize,
+    y: Arc<Vec<E>>,
+}
+
+impl<E: Element> LogSoftmax<E> {
+    /// Applies the op.
+    pub fn forward(x: &Tensor<E>, dim: isize) -> Result<Tensor<E>> {
+        let d = resolve_dim("log_softmax", dim, x.rank())?;
+        let (data, layout) = out(
+            softmax_kernel(&x.contiguous_data(), x.shape(), d, true),
+            x.shape(),
+        );
+        let y = data.clone();
+        Ok(Tensor::from_op(data, layout, &[x], || LogSoftmax {
+            dim: d,
+            y,
+        }))
+    }
+}
+
+impl<E: Element> Op<E> for LogSoftmax<E> {
+    fn name(&self) -> &'static str {
+        "log_softmax"
+    }
+    fn backward(&self, _: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
+        let gd = g.contiguous_data();
+        let y = &self.y;
+        let mut dx = vec![E::zero(); y.len()];
+        for_each_lane(g.shape(), self.dim, |b, s, n| {
+            let total = (0..n).map(|j| gd[b + j * s]).sum::<E>();
+            for j in 0..n {
+                dx[b + j * s] = gd[b + j * s] - y[b + j * s].exp() * total;
+            }
+        });
+        Ok(grads1(constant(dx, g.shape())))
+    }
+}
+
+impl<E: Element> Tensor<E> {
+    /// Softmax along `dim`, see [`Softmax`].
+    ///
+    /// ```
+    /// use retrograd_core::Tensor;
+    /// let p = Tensor::<f64>::from_vec(vec![0.0, 0.0], &[2])?.softmax(0)?;
+    /// assert_eq!(p.to_vec(), vec![0.5, 0.5]);
+    /// # Ok::<(), retrograd_core::Error>(())
+    /// ```
+    pub fn softmax(&self, dim: isize) -> Result<Tensor<E>> {
+        Softmax::forward(self, dim)
+    }
+
+    /// Log-softmax along `dim`, see [`LogSoftmax`].
+    pub fn log_softmax(&self, dim: isize) -> Result<Tensor<E>> {
+        LogSoftmax::forward(self, dim)
+    }
+}

@@ -1,0 +1,284 @@
+//! The tape: how ops are recorded and how [`Tensor::backward`] replays them.
+//!
+//! Every recorded op output holds a [`Node`]: the op (which knows its own derivative) and the
+//! input tensors. Ids are handed out in creation order, so visiting the reachable nodes in
+//! decreasing id order is a valid reverse topological order: `backward` is one loop over a
+//! sorted list, never a recursion. Graph memory belongs to the tensors that reach it and is
+//! released (iteratively, see `Drop for Inner`) when the last of them is dropped.
+
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+
+use smallvec::SmallVec;
+
+use crate::element::Element;
+use crate::error::{Error, Result, ResultExt};
+use crate::tensor::{Inner, Tensor, TensorId};
+
+/// Gradients for an op's inputs, one entry per input (`None`: no gradient for that input).
+pub type InputGrads<E> = SmallVec<[Option<Tensor<E>>; 2]>;
+
+/// A differentiable operation: the backward half of an op type.
+///
+/// Each op is one type whose public `forward` computes the value and calls
+/// [`Tensor::from_op`], and whose `backward` maps the gradient of the output to gradients of the
+/// inputs. `backward` runs with grad mode off. An op must not store tensors that track
+/// gradients (store `detach()`ed values): the inputs are handed back to `backward`.
+pub trait Op<E: Element>: Send + Sync + 'static {
+    /// The op's name (used in error messages and anomaly reports).
+    fn name(&self) -> &'static str;
+
+    /// Given the inputs and `grad` = dL/d(output), returns dL/d(input) for each input, each with
+    /// its input's shape.
+    fn backward(&self, inputs: &[Tensor<E>], grad: &Tensor<E>) -> Result<InputGrads<E>>;
+}
+
+/// A recorded op application.
+pub(crate) struct Node<E: Element> {
+    pub(crate) op: Box<dyn Op<E>>,
+    pub(crate) inputs: SmallVec<[Tensor<E>; 2]>,
+}
+
+/// What a tensor is in the graph.
+pub(crate) enum GradSlot<E: Element> {
+    /// A constant.
+    None,
+    /// A leaf that collects gradients.
+    Leaf,
+    /// The output of a recorded op.
+    Node(Node<E>),
+}
+
+impl<E: Element> Drop for Inner<E> {
+    /// Frees a chain of nodes without recursing: inputs whose last handle is ours are unlinked
+    /// into a work list instead of being dropped inside this call.
+    fn drop(&mut self) {
+        let GradSlot::Node(node) = std::mem::replace(&mut self.grad, GradSlot::None) else {
+            return;
+        };
+        let mut work: Vec<Tensor<E>> = node.inputs.into_vec();
+        while let Some(t) = work.pop() {
+            if let Some(mut inner) = std::sync::Arc::into_inner(t.inner) {
+                if let GradSlot::Node(n) = std::mem::replace(&mut inner.grad, GradSlot::None) {
+                    work.extend(n.inputs);
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+}
+
+/// True unless a [`no_grad`] guard is alive on this thread.
+pub fn is_grad_enabled() -> bool {
+    GRAD_ENABLED.with(|g| g.get())
+}
+
+/// Restores the previous grad mode when dropped. Created by [`no_grad`].
+pub struct NoGradGuard {
+    prev: bool,
+}
+
+impl Drop for NoGradGuard {
+    fn drop(&mut self) {
+        GRAD_ENABLED.with(|g| g.set(self.prev));
+    }
+}
+
+/// Turns recording off on this thread until the guard is dropped (like `torch.no_grad()`).
+///
+/// ```
+/// use retrograd_core::{no_grad, Tensor};
+/// let x = Tensor::<f32>::ones(&[2]).requires_grad();
+/// let y = {
+///     let _g = no_grad();
+///     x.exp()
+/// };
+/// assert!(!y.tracks_grad());
+/// assert!(x.exp().tracks_grad());
+/// ```
+pub fn no_grad() -> NoGradGuard {
+    let prev = GRAD_ENABLED.with(|g| g.replace(false));
+    NoGradGuard { prev }
+}
+
+/// Gradients from one backward pass, keyed by the id of the leaf (tensor or parameter).
+#[derive(Clone, Default)]
+pub struct GradStore<E: Element = f32> {
+    grads: HashMap<TensorId, Tensor<E>>,
+}
+
+impl<E: Element> GradStore<E> {
+    /// An empty store.
+    pub fn new() -> Self {
+        GradStore {
+            grads: HashMap::new(),
+        }
+    }
+
+    /// The gradient of a leaf tensor, if it received one.
+    pub fn get(&self, t: &Tensor<E>) -> Option<&Tensor<E>> {
+        self.grads.get(&t.id())
+    }
+
+    /// The gradient stored under an id (a parameter's id, say).
+    pub fn get_id(&self, id: TensorId) -> Option<&Tensor<E>> {
+        self.grads.get(&id)
+    }
+
+    /// Stores (replacing) a gradient.
+    pub fn insert(&mut self, id: TensorId, grad: Tensor<E>) {
+        self.grads.insert(id, grad);
+    }
+
+    /// Removes and returns a gradient.
+    pub fn remove(&mut self, id: TensorId) -> Option<Tensor<E>> {
+        self.grads.remove(&id)
+    }
+
+    /// Adds `grad` to the gradient under `id` (storing it if there is none yet).
+    pub fn accumulate(&mut self, id: TensorId, grad: Tensor<E>) -> Result<()> {
+        let _g = no_grad();
+        match self.grads.remove(&id) {
+            Some(prev) => {
+                let sum = prev.add(&grad).context("accumulating gradients")?;
+                self.grads.insert(id, sum);
+            }
+            None => {
+                self.grads.insert(id, grad);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds every gradient of `other` into this store (gradient accumulation over batches).
+    ///
+    /// ```
+    /// use retrograd_core::Tensor;
+    /// let w = Tensor::<f64>::ones(&[2]).requires_grad();
+    /// let mut g = w.sum_all().backward()?;
+    /// g.merge(&w.mul_scalar(3.0).sum_all().backward()?)?;
+    /// assert_eq!(g.get(&w).unwrap().to_vec(), vec![4.0, 4.0]);
+    /// # Ok::<(), retrograd_core::Error>(())
+    /// ```
+    pub fn merge(&mut self, other: &GradStore<E>) -> Result<()> {
+        for (id, g) in &other.grads {
+            self.accumulate(*id, g.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Number of stored gradients.
+    pub fn len(&self) -> usize {
+        self.grads.len()
+    }
+
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.grads.is_empty()
+    }
+
+    /// Iterates over `(id, gradient)` pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&TensorId, &Tensor<E>)> {
+        self.grads.iter()
+    }
+}
+
+impl<E: Element> Tensor<E> {
+    /// Backpropagates from this one-element tensor (seed gradient 1) and returns the gradients
+    /// of every reachable leaf. The graph is kept, so calling it again gives the same result.
+    pub fn backward(&self) -> Result<GradStore<E>> {
+        if self.numel() != 1 {
+            return Err(Error::Backward(format!(
+                "backward() needs a one-element tensor, got shape {:?}; use backward_with(grad)",
+                self.shape()
+            )));
+        }
+        self.backward_with(&Tensor::ones(self.shape()))
+    }
+
+    /// Backpropagates with an explicit upstream gradient of this tensor's shape
+    /// (like `tensor.backward(gradient)`).
+    pub fn backward_with(&self, grad: &Tensor<E>) -> Result<GradStore<E>> {
+        if !self.tracks_grad() {
+            return Err(Error::Backward(
+                "tensor does not track gradients (no input requires grad, or it was made under no_grad)".into(),
+            ));
+        }
+        if grad.shape() != self.shape() {
+            return Err(Error::shape(
+                "backward",
+                format!("gradient {:?} vs tensor {:?}", grad.shape(), self.shape()),
+            ));
+        }
+        let _guard = no_grad();
+        let order = reachable_in_reverse_order(self);
+        let mut pending: HashMap<TensorId, Tensor<E>> = HashMap::new();
+        pending.insert(self.id(), grad.clone());
+        let mut store = GradStore::new();
+        for t in &order {
+            let Some(g) = pending.remove(&t.id()) else {
+                continue;
+            };
+            match &t.inner.grad {
+                GradSlot::Leaf => store.accumulate(t.id(), g)?,
+                GradSlot::Node(node) => {
+                    let name = node.op.name();
+                    let input_grads = node
+                        .op
+                        .backward(&node.inputs, &g)
+                        .with_context(|| format!("backward of {name}"))?;
+                    crate::anomaly::check_backward(name, &node.inputs, &input_grads)?;
+                    for (input, ig) in node.inputs.iter().zip(input_grads) {
+                        let Some(ig) = ig else { continue };
+                        if !input.tracks_grad() {
+                            continue;
+                        }
+                        if ig.shape() != input.shape() {
+                            return Err(Error::Backward(format!(
+                                "op {name} returned a gradient of shape {:?} for an input of shape {:?}",
+                                ig.shape(),
+                                input.shape()
+                            )));
+                        }
+                        match pending.remove(&input.id()) {
+                            Some(prev) => {
+                                pending.insert(input.id(), prev.add(&ig)?);
+                            }
+                            None => {
+                                pending.insert(input.id(), ig);
+                            }
+                        }
+                    }
+                }
+                GradSlot::None => {}
+            }
+        }
+        Ok(store)
+    }
+}
+
+/// Every tracking tensor reachable from `root`, sorted by decreasing id (reverse creation
+/// order). Uses an explicit stack: no recursion however long the graph.
+fn reachable_in_reverse_order<E: Element>(root: &Tensor<E>) -> Vec<Tensor<E>> {
+    let mut seen: HashSet<TensorId> = HashSet::new();
+    let mut stack = vec![root.clone()];
+    let mut order = Vec::new();
+    while let Some(t) = stack.pop() {
+        if !seen.insert(t.id()) {
+            continue;
+        }
+        if let GradSlot::Node(node) = &t.inner.grad {
+            for input in &node.inputs {
+                if input.tracks_grad() && !seen.contains(&input.id()) {
+                    stack.push(input.clone());
+                }
+            }
+        }
+        order.push(t);
+    }
+    order.sort_unstable_by_key(|t| std::cmp::Reverse(t.id()));
+    order
+}
