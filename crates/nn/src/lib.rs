@@ -5,6 +5,12 @@
 
 #![warn(missing_docs)]
 
+pub mod dropout;
+pub mod embedding;
+pub mod linear;
+pub mod loss;
 pub mod module;
+pub mod rnn;
+pub mod serialize;
 
 pub use module::{join_name, Module, StateDict};
