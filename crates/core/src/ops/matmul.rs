@@ -1,22 +1,23 @@
 //! Matrix products through `matrixmultiply`. Operands are passed by stride, so a transposed view
 //! (`b.t()`) costs no copy.
 
+use super::gemm::{gemm, MatRef};
 use super::{constant, grads2};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::tape::{InputGrads, Op};
 use crate::tensor::Tensor;
 
-/// The strided view of a rank-2 slice of a tensor for GEMM: (data from offset, row stride, col stride).
-fn gemm_view<E: Element>(t: &Tensor<E>, batch: Option<usize>) -> (&[E], isize, isize) {
+/// The strided view of a rank-2 slice of a tensor for GEMM.
+fn gemm_view<E: Element>(t: &Tensor<E>, batch: Option<usize>) -> MatRef<'_, E> {
     let l = t.layout();
     let r = l.rank();
     let base = l.offset() + batch.map_or(0, |b| b * l.strides()[0]);
-    (
-        &t.storage()[base..],
-        l.strides()[r - 2] as isize,
-        l.strides()[r - 1] as isize,
-    )
+    MatRef {
+        data: &t.storage()[base..],
+        rs: l.strides()[r - 2],
+        cs: l.strides()[r - 1],
+    }
 }
 
 /// Broadcast (stride-0) operands are materialized; other strided views go straight to GEMM.
@@ -54,25 +55,9 @@ pub(crate) fn matmul_raw<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<Ten
     let mut c = vec![E::zero(); nb * m * n];
     if m * n > 0 {
         for i in 0..nb {
-            let (ad, rsa, csa) = gemm_view(&a, batch.map(|_| i));
-            let (bd, rsb, csb) = gemm_view(&b, b_batched.then_some(i));
-            let cd = &mut c[i * m * n..(i + 1) * m * n];
-            E::gemm(
-                m,
-                k,
-                n,
-                E::one(),
-                ad,
-                rsa,
-                csa,
-                bd,
-                rsb,
-                csb,
-                E::zero(),
-                cd,
-                n as isize,
-                1,
-            );
+            let av = gemm_view(&a, batch.map(|_| i));
+            let bv = gemm_view(&b, b_batched.then_some(i));
+            gemm(m, k, n, av, bv, &mut c[i * m * n..(i + 1) * m * n]);
         }
     }
     let shape: Vec<usize> = match batch {

@@ -5,6 +5,7 @@
 pub mod binary;
 pub mod broadcast;
 pub mod dropout;
+mod gemm;
 pub mod index;
 pub mod loss;
 pub mod matmul;
