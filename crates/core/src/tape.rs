@@ -7,7 +7,8 @@
 //! released (iteratively, see `Drop for Inner`) when the last of them is dropped.
 
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet};
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use smallvec::SmallVec;
 
@@ -114,7 +115,7 @@ impl<E: Element> GradStore<E> {
     /// An empty store.
     pub fn new() -> Self {
         GradStore {
-            grads: HashMap::new(),
+            grads: HashMap::default(),
         }
     }
 
@@ -143,7 +144,7 @@ impl<E: Element> GradStore<E> {
         let _g = no_grad();
         match self.grads.remove(&id) {
             Some(prev) => {
-                let sum = prev.add(&grad).context("accumulating gradients")?;
+                let sum = add_into(prev, &grad).context("accumulating gradients")?;
                 self.grads.insert(id, sum);
             }
             None => {
@@ -215,7 +216,7 @@ impl<E: Element> Tensor<E> {
         }
         let _guard = no_grad();
         let order = reachable_in_reverse_order(self);
-        let mut pending: HashMap<TensorId, Tensor<E>> = HashMap::new();
+        let mut pending: HashMap<TensorId, Tensor<E>> = HashMap::default();
         pending.insert(self.id(), grad.clone());
         let mut store = GradStore::new();
         for t in &order {
@@ -245,7 +246,7 @@ impl<E: Element> Tensor<E> {
                         }
                         match pending.remove(&input.id()) {
                             Some(prev) => {
-                                pending.insert(input.id(), prev.add(&ig)?);
+                                pending.insert(input.id(), add_into(prev, &ig)?);
                             }
                             None => {
                                 pending.insert(input.id(), ig);
@@ -263,7 +264,7 @@ impl<E: Element> Tensor<E> {
 /// Every tracking tensor reachable from `root`, sorted by decreasing id (reverse creation
 /// order). Uses an explicit stack: no recursion however long the graph.
 fn reachable_in_reverse_order<E: Element>(root: &Tensor<E>) -> Vec<Tensor<E>> {
-    let mut seen: HashSet<TensorId> = HashSet::new();
+    let mut seen: HashSet<TensorId> = HashSet::default();
     let mut stack = vec![root.clone()];
     let mut order = Vec::new();
     while let Some(t) = stack.pop() {
@@ -281,4 +282,24 @@ fn reachable_in_reverse_order<E: Element>(root: &Tensor<E>) -> Vec<Tensor<E>> {
     }
     order.sort_unstable_by_key(|t| std::cmp::Reverse(t.id()));
     order
+}
+
+/// `acc + g`, reusing `acc`'s buffer when nothing else holds it (the common case for gradient
+/// accumulation), else allocating like `add`.
+fn add_into<E: Element>(mut acc: Tensor<E>, g: &Tensor<E>) -> Result<Tensor<E>> {
+    if acc.shape() == g.shape() && !acc.tracks_grad() {
+        if let Some(inner) = std::sync::Arc::get_mut(&mut acc.inner) {
+            if inner.layout.is_contiguous() && inner.layout.offset() == 0 {
+                if let Some(data) = std::sync::Arc::get_mut(&mut inner.data) {
+                    if data.len() == g.numel() {
+                        for (a, b) in data.iter_mut().zip(g.contiguous_data().iter()) {
+                            *a += *b;
+                        }
+                        return Ok(acc);
+                    }
+                }
+            }
+        }
+    }
+    acc.add(g)
 }
