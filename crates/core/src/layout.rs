@@ -103,6 +103,46 @@ impl Layout {
             + 1
     }
 
+    /// Length of the longest dense row-major run at the end of the dims: the product of the
+    /// trailing dims whose strides are those of a contiguous block (size-1 dims don't break it).
+    pub fn inner_run(&self) -> usize {
+        let mut run = 1;
+        for i in (0..self.rank()).rev() {
+            if self.shape[i] != 1 && self.strides[i] != run {
+                break;
+            }
+            run *= self.shape[i];
+        }
+        run
+    }
+
+    /// Calls `f(offset, len)` for consecutive dense runs of `run` elements (which must divide the
+    /// numel and be at most [`Layout::inner_run`]), in row-major logical order.
+    pub fn for_each_run(&self, run: usize, mut f: impl FnMut(usize)) {
+        let n = self.numel();
+        if n == 0 {
+            return;
+        }
+        debug_assert!(run >= 1 && n % run == 0 && run <= self.inner_run().max(1));
+        // collapse the dims covered by the run, then walk the rest as an odometer
+        let mut covered = 1;
+        let mut split = self.rank();
+        while split > 0 && covered < run {
+            split -= 1;
+            covered *= self.shape[split];
+        }
+        let outer = Layout::from_parts(
+            self.shape[..split].into(),
+            self.strides[..split].into(),
+            self.offset,
+        );
+        if outer.rank() == 0 {
+            f(self.offset);
+            return;
+        }
+        outer.for_each_offset(f);
+    }
+
     /// Calls `f` with the storage offset of every element, in row-major logical order.
     /// Iterative (no recursion); the innermost dimension runs as a tight loop.
     pub fn for_each_offset(&self, mut f: impl FnMut(usize)) {
@@ -254,6 +294,27 @@ mod tests {
         let mut v = vec![];
         l.for_each_offset(|o| v.push(o));
         assert_eq!(v, vec![0, 3, 1, 4, 2, 5]);
+    }
+
+    #[test]
+    fn runs_cover_strided_views() {
+        // rows 1..3 of a [3, 4] matrix, columns 1..3: runs of 2
+        let l = Layout::contiguous(&[3, 4]).narrow(1, 1, 2).narrow(0, 1, 2);
+        assert_eq!(l.inner_run(), 2);
+        let mut runs = vec![];
+        l.for_each_run(2, |o| runs.push(o));
+        assert_eq!(runs, vec![5, 9]);
+        // broadcast row: stride 0 on the outer dim
+        let b = Layout::contiguous(&[4]).broadcast_to(&[3, 4]).unwrap();
+        assert_eq!(b.inner_run(), 4);
+        let mut runs = vec![];
+        b.for_each_run(4, |o| runs.push(o));
+        assert_eq!(runs, vec![0, 0, 0]);
+        // fully contiguous: one run
+        let c = Layout::contiguous(&[2, 3]);
+        let mut runs = vec![];
+        c.for_each_run(6, |o| runs.push(o));
+        assert_eq!(runs, vec![0]);
     }
 
     #[test]

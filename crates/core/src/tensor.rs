@@ -322,7 +322,12 @@ impl<E: Element> Tensor<E> {
         } else {
             let mut v = Vec::with_capacity(l.numel());
             let d = &self.inner.data;
-            l.for_each_offset(|o| v.push(d[o]));
+            let run = l.inner_run();
+            if run > 1 {
+                l.for_each_run(run, |o| v.extend_from_slice(&d[o..o + run]));
+            } else {
+                l.for_each_offset(|o| v.push(d[o]));
+            }
             Cow::Owned(v)
         }
     }

@@ -29,6 +29,32 @@ pub(crate) fn map<E: Element>(x: &Tensor<E>, f: impl Fn(E) -> E) -> Vec<E> {
 /// Applies `f` pairwise to two tensors of the same shape, returning a contiguous buffer.
 pub(crate) fn zip_map<E: Element>(a: &Tensor<E>, b: &Tensor<E>, f: impl Fn(E, E) -> E) -> Vec<E> {
     debug_assert_eq!(a.shape(), b.shape(), "zip_map needs equal shapes");
+    // one dense operand and one strided/broadcast one (a bias row, a gate slice): walk the
+    // strided one run by run instead of gathering it first
+    if a.is_contiguous() != b.is_contiguous() {
+        let (dense, strided, swap) = if a.is_contiguous() {
+            (a, b, false)
+        } else {
+            (b, a, true)
+        };
+        let run = strided.layout().inner_run();
+        if run > 1 {
+            let dd = dense.contiguous_data();
+            let sd = strided.storage();
+            let mut out = Vec::with_capacity(dense.numel());
+            let mut i = 0;
+            strided.layout().for_each_run(run, |o| {
+                let pairs = dd[i..i + run].iter().zip(&sd[o..o + run]);
+                if swap {
+                    out.extend(pairs.map(|(&y, &x)| f(x, y)));
+                } else {
+                    out.extend(pairs.map(|(&x, &y)| f(x, y)));
+                }
+                i += run;
+            });
+            return out;
+        }
+    }
     let (da, db) = (a.contiguous_data(), b.contiguous_data());
     da.iter().zip(db.iter()).map(|(&x, &y)| f(x, y)).collect()
 }
