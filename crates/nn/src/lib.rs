@@ -13,4 +13,9 @@ pub mod module;
 pub mod rnn;
 pub mod serialize;
 
+pub use dropout::Dropout;
+pub use embedding::Embedding;
+pub use linear::Linear;
+pub use loss::{cross_entropy, CrossEntropyLoss, MseLoss};
 pub use module::{join_name, Module, StateDict};
+pub use serialize::{load_into, load_safetensors, load_safetensors_as, save, save_safetensors};
