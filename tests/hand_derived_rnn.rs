@@ -1,0 +1,243 @@
+//! The notebooks' hand-written `RNN.backward` / `TimeRNN.backward` (DLFS2 convention
+//! `h' = tanh(h @ Wh + x @ Wx + b)`, `Wx [D, H]`) used as oracles for the tape.
+//!
+//! Every comparison is in `f64` with tolerance `TOL = 1e-10` (absolute, every entry).
+
+mod hand_derived;
+
+use hand_derived::mat::{Arr3, Mat};
+use hand_derived::numpy_rnn::{Rnn, RnnParams, TimeRnn};
+use hand_derived::{assert_close, assert_close3, grad_arr3, grad_mat, mat_of, t1, t2, t3, TOL};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use retrograd::{Result, Tensor};
+
+fn params(d: usize, h: usize, rng: &mut StdRng) -> RnnParams {
+    RnnParams {
+        wx: Mat::rand(d, h, 0.6, rng),
+        wh: Mat::rand(h, h, 0.6, rng),
+        b: Mat::rand(1, h, 0.3, rng),
+    }
+}
+
+/// The notebook's parameters as gradient-tracking leaves `(Wx, Wh, b)`.
+fn leaves(p: &RnnParams) -> (Tensor<f64>, Tensor<f64>, Tensor<f64>) {
+    (
+        t2(&p.wx).requires_grad(),
+        t2(&p.wh).requires_grad(),
+        t1(&p.b).requires_grad(),
+    )
+}
+
+/// `RNN.forward` from core ops.
+fn tape_step(
+    x: &Tensor<f64>,
+    h: &Tensor<f64>,
+    (wx, wh, b): &(Tensor<f64>, Tensor<f64>, Tensor<f64>),
+) -> Result<Tensor<f64>> {
+    Ok(h.matmul(wh)?.add(&x.matmul(wx)?)?.add(b)?.tanh())
+}
+
+/// `TimeRNN.forward` from core ops: `xs [N, T, D]`, initial `h0` -> `(hs [N, T, H], h_T)`.
+fn tape_time_rnn(
+    xs: &Tensor<f64>,
+    h0: &Tensor<f64>,
+    w: &(Tensor<f64>, Tensor<f64>, Tensor<f64>),
+) -> Result<(Tensor<f64>, Tensor<f64>)> {
+    let mut h = h0.clone();
+    let mut hs = Vec::new();
+    for t in 0..xs.dim(1)? {
+        h = tape_step(&xs.select(1, t)?, &h, w)?;
+        hs.push(h.clone());
+    }
+    let hs = Tensor::stack(&hs.iter().collect::<Vec<_>>(), 1)?;
+    Ok((hs, h))
+}
+
+#[test]
+fn rnn_cell_backward_matches_notebook_rnn_backward() -> Result<()> {
+    // tolerance: TOL = 1e-10
+    let mut rng = StdRng::seed_from_u64(11);
+    let (n, d, h) = (3, 4, 5);
+    let p = params(d, h, &mut rng);
+    let x = Mat::rand(n, d, 1.0, &mut rng);
+    let h_prev = Mat::rand(n, h, 0.8, &mut rng);
+    let dh_next = Mat::rand(n, h, 1.0, &mut rng);
+
+    let mut cell = Rnn::new(p.clone());
+    let h_next = cell.forward(&x, &h_prev);
+    let (dx, dh_prev) = cell.backward(&dh_next);
+
+    let w = leaves(&p);
+    let (xt, ht) = (t2(&x).requires_grad(), t2(&h_prev).requires_grad());
+    let out = tape_step(&xt, &ht, &w)?;
+    assert_close("h_next", &mat_of(&out), &h_next, TOL);
+    let g = out.backward_with(&t2(&dh_next))?;
+    assert_close("dx", &grad_mat(&g, &xt, "x"), &dx, TOL);
+    assert_close("dh_prev", &grad_mat(&g, &ht, "h_prev"), &dh_prev, TOL);
+    assert_close("dWx", &grad_mat(&g, &w.0, "Wx"), &cell.grads.dwx, TOL);
+    assert_close("dWh", &grad_mat(&g, &w.1, "Wh"), &cell.grads.dwh, TOL);
+    assert_close("db", &grad_mat(&g, &w.2, "b"), &cell.grads.db, TOL);
+    Ok(())
+}
+
+#[test]
+fn time_rnn_bptt_matches_notebook_time_rnn_backward() -> Result<()> {
+    // tolerance: TOL = 1e-10
+    let mut rng = StdRng::seed_from_u64(12);
+    let (n, t, d, h) = (2, 6, 3, 4);
+    let p = params(d, h, &mut rng);
+    let xs = Arr3::rand(n, t, d, 1.0, &mut rng);
+    let dhs = Arr3::rand(n, t, h, 1.0, &mut rng);
+    let h0 = Mat::rand(n, h, 0.5, &mut rng);
+
+    // stateful TimeRNN whose state was set by `set_state` (so dh is the gradient of h0)
+    let mut layer = TimeRnn::new(p.clone(), true);
+    layer.set_state(h0.clone());
+    let hs = layer.forward(&xs);
+    let dxs = layer.backward(&dhs);
+
+    let w = leaves(&p);
+    let (xs_t, h0_t) = (t3(&xs).requires_grad(), t2(&h0).requires_grad());
+    let (hs_t, h_last) = tape_time_rnn(&xs_t, &h0_t, &w)?;
+    assert_close3("hs", &hand_derived::arr3_of(&hs_t), &hs, TOL);
+    assert_close("final h", &mat_of(&h_last), layer.h.as_ref().unwrap(), TOL);
+    let g = hs_t.backward_with(&t3(&dhs))?;
+    assert_close3("dxs", &grad_arr3(&g, &xs_t, "xs"), &dxs, TOL);
+    assert_close(
+        "dWx (summed over time)",
+        &grad_mat(&g, &w.0, "Wx"),
+        &layer.grads.dwx,
+        TOL,
+    );
+    assert_close(
+        "dWh (summed over time)",
+        &grad_mat(&g, &w.1, "Wh"),
+        &layer.grads.dwh,
+        TOL,
+    );
+    assert_close(
+        "db (summed over time)",
+        &grad_mat(&g, &w.2, "b"),
+        &layer.grads.db,
+        TOL,
+    );
+    assert_close(
+        "dh (TimeRNN.dh)",
+        &grad_mat(&g, &h0_t, "h0"),
+        layer.dh.as_ref().unwrap(),
+        TOL,
+    );
+    Ok(())
+}
+
+#[test]
+fn time_rnn_zero_initial_state_matches_notebook() -> Result<()> {
+    // tolerance: TOL = 1e-10. Non-stateful: the notebook starts from np.zeros((N, H)).
+    let mut rng = StdRng::seed_from_u64(13);
+    let (n, t, d, h) = (3, 4, 2, 3);
+    let p = params(d, h, &mut rng);
+    let xs = Arr3::rand(n, t, d, 1.0, &mut rng);
+    let dhs = Arr3::rand(n, t, h, 1.0, &mut rng);
+
+    let mut layer = TimeRnn::new(p.clone(), false);
+    layer.set_state(Mat::rand(n, h, 1.0, &mut rng)); // ignored: not stateful
+    let hs = layer.forward(&xs);
+    let dxs = layer.backward(&dhs);
+
+    let w = leaves(&p);
+    let xs_t = t3(&xs).requires_grad();
+    let h0_t = Tensor::<f64>::zeros(&[n, h]).requires_grad();
+    let (hs_t, _) = tape_time_rnn(&xs_t, &h0_t, &w)?;
+    assert_close3("hs", &hand_derived::arr3_of(&hs_t), &hs, TOL);
+    let g = hs_t.backward_with(&t3(&dhs))?;
+    assert_close3("dxs", &grad_arr3(&g, &xs_t, "xs"), &dxs, TOL);
+    assert_close("dWx", &grad_mat(&g, &w.0, "Wx"), &layer.grads.dwx, TOL);
+    assert_close("dWh", &grad_mat(&g, &w.1, "Wh"), &layer.grads.dwh, TOL);
+    assert_close("db", &grad_mat(&g, &w.2, "b"), &layer.grads.db, TOL);
+    assert_close(
+        "dh0",
+        &grad_mat(&g, &h0_t, "h0"),
+        layer.dh.as_ref().unwrap(),
+        TOL,
+    );
+    Ok(())
+}
+
+#[test]
+fn truncated_bptt_second_chunk_treats_carried_state_as_constant() -> Result<()> {
+    // tolerance: TOL = 1e-10. Chunk 2 starts from chunk 1's final h (stateful TimeRNN); the
+    // notebook's backward of chunk 2 stops there, the tape does so after `detach()`.
+    let mut rng = StdRng::seed_from_u64(14);
+    let (n, t, d, h) = (2, 4, 3, 4);
+    let p = params(d, h, &mut rng);
+    let (xs1, xs2) = (
+        Arr3::rand(n, t, d, 1.0, &mut rng),
+        Arr3::rand(n, t, d, 1.0, &mut rng),
+    );
+    let (dhs1, dhs2) = (
+        Arr3::rand(n, t, h, 1.0, &mut rng),
+        Arr3::rand(n, t, h, 1.0, &mut rng),
+    );
+
+    let mut layer = TimeRnn::new(p.clone(), true);
+    layer.forward(&xs1);
+    layer.backward(&dhs1);
+    let chunk1 = layer.grads.clone();
+    let carried = layer.h.clone().unwrap();
+    let hs2 = layer.forward(&xs2);
+    let dxs2 = layer.backward(&dhs2);
+
+    let w = leaves(&p);
+    let xs1_t = t3(&xs1).requires_grad();
+    let (hs1_t, h1) = tape_time_rnn(&xs1_t, &Tensor::zeros(&[n, h]), &w)?;
+    let g1 = hs1_t.backward_with(&t3(&dhs1))?;
+    assert_close("chunk 1 dWx", &grad_mat(&g1, &w.0, "Wx"), &chunk1.dwx, TOL);
+    assert_close("chunk 1 dWh", &grad_mat(&g1, &w.1, "Wh"), &chunk1.dwh, TOL);
+    assert_close("chunk 1 db", &grad_mat(&g1, &w.2, "b"), &chunk1.db, TOL);
+    assert_close("carried h", &mat_of(&h1), &carried, TOL);
+
+    // the carried state becomes a fresh leaf: gradients stop at the chunk boundary
+    let carry = h1.detach().requires_grad();
+    let xs2_t = t3(&xs2).requires_grad();
+    let (hs2_t, _) = tape_time_rnn(&xs2_t, &carry, &w)?;
+    assert_close3("chunk 2 hs", &hand_derived::arr3_of(&hs2_t), &hs2, TOL);
+    let g2 = hs2_t.backward_with(&t3(&dhs2))?;
+    assert!(g2.get(&xs1_t).is_none(), "chunk 2 reached chunk 1's inputs");
+    assert_close3("chunk 2 dxs", &grad_arr3(&g2, &xs2_t, "xs2"), &dxs2, TOL);
+    assert_close(
+        "chunk 2 dWx",
+        &grad_mat(&g2, &w.0, "Wx"),
+        &layer.grads.dwx,
+        TOL,
+    );
+    assert_close(
+        "chunk 2 dWh",
+        &grad_mat(&g2, &w.1, "Wh"),
+        &layer.grads.dwh,
+        TOL,
+    );
+    assert_close(
+        "chunk 2 db",
+        &grad_mat(&g2, &w.2, "b"),
+        &layer.grads.db,
+        TOL,
+    );
+    assert_close(
+        "chunk 2 dh",
+        &grad_mat(&g2, &carry, "carry"),
+        layer.dh.as_ref().unwrap(),
+        TOL,
+    );
+
+    // without the detach the tape runs on into chunk 1 and the gradients differ
+    let (hs2_full, _) = tape_time_rnn(&xs2_t, &h1, &w)?;
+    let g_full = hs2_full.backward_with(&t3(&dhs2))?;
+    assert!(g_full.get(&xs1_t).is_some());
+    let leak = grad_mat(&g_full, &w.1, "Wh").max_abs_diff(&layer.grads.dwh);
+    assert!(
+        leak > 1e-6,
+        "untruncated BPTT should differ from the notebook's truncated one"
+    );
+    Ok(())
+}
