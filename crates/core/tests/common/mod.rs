@@ -1,0 +1,132 @@
+//! Shared helpers for the core integration tests: approximate comparison, small seeded input
+//! tensors, and the gradcheck table runner (one row per op: name, closure, inputs).
+//!
+//! Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use retrograd_core::{gradcheck, GradcheckOptions, Result, Tensor};
+
+/// Asserts `actual` and `expected` have the same length and agree elementwise within `tol`
+/// (absolute, plus `tol` relative to the expected magnitude).
+#[track_caller]
+pub fn assert_close(actual: &[f64], expected: &[f64], tol: f64) {
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "length mismatch: got {actual:?}, expected {expected:?}"
+    );
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        let ok = (a - e).abs() <= tol * (1.0 + e.abs());
+        assert!(
+            ok,
+            "element {i}: got {a}, expected {e} (tol {tol})\n  got      {actual:?}\n  expected {expected:?}"
+        );
+    }
+}
+
+/// `assert_close` on a tensor's values (any element type), also checking its shape.
+#[track_caller]
+pub fn assert_tensor<E: retrograd_core::Element>(
+    t: &Tensor<E>,
+    shape: &[usize],
+    expected: &[f64],
+    tol: f64,
+) {
+    assert_eq!(t.shape(), shape, "shape mismatch");
+    assert_close(&t.to_f64_vec(), expected, tol);
+}
+
+/// An f64 tensor from literal values.
+pub fn t64(data: &[f64], shape: &[usize]) -> Tensor<f64> {
+    Tensor::from_slice(data, shape).expect("test literal must fill its shape")
+}
+
+/// An f64 leaf that tracks gradients.
+pub fn leaf(data: &[f64], shape: &[usize]) -> Tensor<f64> {
+    t64(data, shape).requires_grad()
+}
+
+/// The gradient of `x` in `grads` as f64 values (panics if there is none).
+#[track_caller]
+pub fn grad_of(grads: &retrograd_core::GradStore<f64>, x: &Tensor<f64>) -> Vec<f64> {
+    grads
+        .get(x)
+        .expect("the leaf should have received a gradient")
+        .to_vec()
+}
+
+/// Seeded values in `[lo, hi)`.
+pub fn uniform(shape: &[usize], lo: f64, hi: f64, seed: u64) -> Tensor<f64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    Tensor::rand_uniform(shape, lo, hi, &mut rng).expect("valid bounds")
+}
+
+/// Seeded values in `[-1, 1)`.
+pub fn rnd(shape: &[usize], seed: u64) -> Tensor<f64> {
+    uniform(shape, -1.0, 1.0, seed)
+}
+
+/// Seeded positive values in `[0.5, 2)` (for log, sqrt, division, fractional powers).
+pub fn pos(shape: &[usize], seed: u64) -> Tensor<f64> {
+    uniform(shape, 0.5, 2.0, seed)
+}
+
+/// Seeded values with `0.2 <= |x| < 1` (for ops with a kink at 0, like relu).
+pub fn away_from_zero(shape: &[usize], seed: u64) -> Tensor<f64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n)
+        .map(|_| {
+            let m = rng.random_range(0.2..1.0);
+            if rng.random::<bool>() {
+                m
+            } else {
+                -m
+            }
+        })
+        .collect();
+    t64(&v, shape)
+}
+
+/// The function a gradcheck row differentiates.
+pub type CheckFn = Box<dyn Fn(&[Tensor<f64>]) -> Result<Tensor<f64>>>;
+
+/// One gradcheck row: an op (or op configuration), the function applying it, its inputs.
+pub struct Row {
+    pub name: &'static str,
+    pub f: CheckFn,
+    pub inputs: Vec<Tensor<f64>>,
+}
+
+/// Builds a [`Row`].
+pub fn row(
+    name: &'static str,
+    f: impl Fn(&[Tensor<f64>]) -> Result<Tensor<f64>> + 'static,
+    inputs: Vec<Tensor<f64>>,
+) -> Row {
+    Row {
+        name,
+        f: Box::new(f),
+        inputs,
+    }
+}
+
+/// Runs gradcheck on every row with default options and fails listing every failing row.
+#[track_caller]
+pub fn check_rows(rows: Vec<Row>) {
+    assert!(!rows.is_empty(), "a gradcheck table needs rows");
+    let mut failures = Vec::new();
+    for r in &rows {
+        if let Err(e) = gradcheck(&*r.f, &r.inputs, GradcheckOptions::default()) {
+            failures.push(format!("{}: {e}", r.name));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} gradcheck rows failed:\n  {}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n  ")
+    );
+}
