@@ -18,4 +18,7 @@ pub use embedding::Embedding;
 pub use linear::Linear;
 pub use loss::{cross_entropy, CrossEntropyLoss, MseLoss};
 pub use module::{join_name, Module, StateDict};
+pub use rnn::{
+    CellConfig, Gru, GruCell, Lstm, LstmCell, LstmState, Nonlinearity, Rnn, RnnCell, RnnConfig,
+};
 pub use serialize::{load_into, load_safetensors, load_safetensors_as, save, save_safetensors};

@@ -1,0 +1,113 @@
+//! The weights of one cell (or one layer-direction of a stack) and their per-call views.
+
+use rand::Rng;
+use retrograd_core::{Element, Parameter, Result, Tensor};
+
+use super::config::CellKind;
+use crate::module::join_name;
+
+/// `weight_ih` [G·H, in], `weight_hh` [G·H, H_out], optional biases [G·H] and (LSTM with
+/// projection) `weight_hr` [P, H], all drawn from U(-1/√H, 1/√H) like PyTorch.
+pub(crate) struct CellParams<E: Element> {
+    pub(crate) weight_ih: Parameter<E>,
+    pub(crate) weight_hh: Parameter<E>,
+    pub(crate) bias_ih: Option<Parameter<E>>,
+    pub(crate) bias_hh: Option<Parameter<E>>,
+    pub(crate) weight_hr: Option<Parameter<E>>,
+}
+
+/// Sizes needed to build a [`CellParams`].
+pub(crate) struct CellShape {
+    pub(crate) kind: CellKind,
+    pub(crate) input_size: usize,
+    pub(crate) hidden_size: usize,
+    pub(crate) proj_size: usize,
+    pub(crate) bias: bool,
+}
+
+impl<E: Element> CellParams<E> {
+    pub(crate) fn new(s: &CellShape, rng: &mut impl Rng) -> Result<Self> {
+        let h = s.hidden_size;
+        let gh = s.kind.gates() * h;
+        let h_out = if s.proj_size > 0 { s.proj_size } else { h };
+        let k = 1.0 / (h as f64).sqrt();
+        let mut init = |shape: &[usize]| -> Result<Parameter<E>> {
+            Ok(Parameter::new(Tensor::rand_uniform(shape, -k, k, rng)?))
+        };
+        Ok(CellParams {
+            weight_ih: init(&[gh, s.input_size])?,
+            weight_hh: init(&[gh, h_out])?,
+            bias_ih: s.bias.then(|| init(&[gh])).transpose()?,
+            bias_hh: s.bias.then(|| init(&[gh])).transpose()?,
+            weight_hr: (s.proj_size > 0)
+                .then(|| init(&[s.proj_size, h]))
+                .transpose()?,
+        })
+    }
+
+    /// Visits the parameters in PyTorch's order, named `weight_ih{suffix}` and so on.
+    pub(crate) fn visit(&self, prefix: &str, suffix: &str, f: &mut dyn FnMut(&str, &Parameter<E>)) {
+        let mut put =
+            |name: &str, p: &Parameter<E>| f(&join_name(prefix, &format!("{name}{suffix}")), p);
+        put("weight_ih", &self.weight_ih);
+        put("weight_hh", &self.weight_hh);
+        if let Some(b) = &self.bias_ih {
+            put("bias_ih", b);
+        }
+        if let Some(b) = &self.bias_hh {
+            put("bias_hh", b);
+        }
+        if let Some(w) = &self.weight_hr {
+            put("weight_hr", w);
+        }
+    }
+
+    /// The values for one forward call, as leaves on the tape, arranged for the driver.
+    pub(crate) fn prepare(&self, kind: CellKind) -> Result<Prepared<E>> {
+        let (b_ih, b_hh) = (
+            self.bias_ih.as_ref().map(Parameter::value),
+            self.bias_hh.as_ref().map(Parameter::value),
+        );
+        // RNN and LSTM add both biases to the same pre-activation, so they are summed once and
+        // folded into the input projection. GRU needs b_hn inside r ⊙ (W_hn h + b_hn), so b_hh
+        // stays with the recurrent product.
+        let (b_x, b_h) = match (kind, b_ih, b_hh) {
+            (CellKind::Gru, b_ih, b_hh) => (b_ih, b_hh),
+            (_, Some(a), Some(b)) => (Some(a.add(&b)?), None),
+            (_, a, b) => (a.or(b), None),
+        };
+        Ok(Prepared {
+            w_ih_t: self.weight_ih.value().t()?,
+            w_hh_t: self.weight_hh.value().t()?,
+            w_hr_t: self.weight_hr.as_ref().map(|w| w.value().t()).transpose()?,
+            b_x,
+            b_h,
+        })
+    }
+}
+
+/// One call's view of a [`CellParams`]: transposed weights (views, no copy) and biases placed
+/// where the recurrence adds them.
+pub(crate) struct Prepared<E: Element> {
+    /// `weight_ih`ᵀ [in, G·H].
+    pub(crate) w_ih_t: Tensor<E>,
+    /// `weight_hh`ᵀ [H_out, G·H].
+    pub(crate) w_hh_t: Tensor<E>,
+    /// `weight_hr`ᵀ [H, P] (LSTM projection).
+    pub(crate) w_hr_t: Option<Tensor<E>>,
+    /// Bias added to the input projection.
+    pub(crate) b_x: Option<Tensor<E>>,
+    /// Bias added to `h @ weight_hhᵀ` at every step (GRU only).
+    pub(crate) b_h: Option<Tensor<E>>,
+}
+
+impl<E: Element> Prepared<E> {
+    /// `x @ weight_ihᵀ + b_x` for a [rows, in] input: the input half of every gate at once.
+    pub(crate) fn project_input(&self, x: &Tensor<E>) -> Result<Tensor<E>> {
+        let gx = x.matmul(&self.w_ih_t)?;
+        match &self.b_x {
+            Some(b) => gx.add(b),
+            None => Ok(gx),
+        }
+    }
+}

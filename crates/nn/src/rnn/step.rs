@@ -1,0 +1,79 @@
+//! One time step of each recurrence, written with differentiable core ops only (so the tape
+//! provides backpropagation through time). Shared by the cells and the stack driver.
+
+use retrograd_core::{Element, Error, Result, Tensor};
+
+use super::config::{CellKind, Nonlinearity};
+use super::params::Prepared;
+
+/// The recurrent state of one layer-direction: `h` [N, H_out], and `c` [N, H] for an LSTM.
+#[derive(Clone)]
+pub(crate) struct Carry<E: Element> {
+    pub(crate) h: Tensor<E>,
+    pub(crate) c: Option<Tensor<E>>,
+}
+
+/// Computes the next state from `gx` = the input projection of this step ([N, G·H], biases
+/// already added as [`Prepared`] arranges them) and the previous state.
+///
+/// * RNN: `h' = act(gx + h Whhᵀ)`
+/// * LSTM: `i,f,g,o = σ,σ,tanh,σ(gx + h Whhᵀ)` by row block; `c' = f⊙c + i⊙g`;
+///   `h' = o⊙tanh(c')`, then `h' Whrᵀ` with a projection.
+/// * GRU: `r,z = σ(gx_{r,z} + (h Whhᵀ + b_hh)_{r,z})`, `n = tanh(gx_n + r⊙(h Whhᵀ + b_hh)_n)`,
+///   `h' = (1-z)⊙n + z⊙h`, computed as `n + z⊙(h - n)`.
+pub(crate) fn step<E: Element>(
+    kind: CellKind,
+    p: &Prepared<E>,
+    gx: &Tensor<E>,
+    state: &Carry<E>,
+) -> Result<Carry<E>> {
+    let h = &state.h;
+    let hw = h.matmul(&p.w_hh_t)?;
+    match kind {
+        CellKind::Rnn(act) => {
+            let pre = gx.add(&hw)?;
+            let h = match act {
+                Nonlinearity::Tanh => pre.tanh(),
+                Nonlinearity::Relu => pre.relu(),
+            };
+            Ok(Carry { h, c: None })
+        }
+        CellKind::Lstm => {
+            let c = state.c.as_ref().ok_or_else(|| {
+                Error::invalid("lstm", "internal: an lstm step needs a cell state")
+            })?;
+            let gates = gx.add(&hw)?;
+            let hs = c.shape()[1];
+            let i = gates.narrow(1, 0, hs)?.sigmoid();
+            let f = gates.narrow(1, hs, hs)?.sigmoid();
+            let g = gates.narrow(1, 2 * hs, hs)?.tanh();
+            let o = gates.narrow(1, 3 * hs, hs)?.sigmoid();
+            let c = f.mul(c)?.add(&i.mul(&g)?)?;
+            let h = o.mul(&c.tanh())?;
+            let h = match &p.w_hr_t {
+                Some(w) => h.matmul(w)?,
+                None => h,
+            };
+            Ok(Carry { h, c: Some(c) })
+        }
+        CellKind::Gru => {
+            let hw = match &p.b_h {
+                Some(b) => hw.add(b)?,
+                None => hw,
+            };
+            let hs = h.shape()[1];
+            let rz = gx
+                .narrow(1, 0, 2 * hs)?
+                .add(&hw.narrow(1, 0, 2 * hs)?)?
+                .sigmoid();
+            let r = rz.narrow(1, 0, hs)?;
+            let z = rz.narrow(1, hs, hs)?;
+            let n = gx
+                .narrow(1, 2 * hs, hs)?
+                .add(&r.mul(&hw.narrow(1, 2 * hs, hs)?)?)?
+                .tanh();
+            let h = n.add(&z.mul(&h.sub(&n)?)?)?;
+            Ok(Carry { h, c: None })
+        }
+    }
+}
