@@ -1,0 +1,422 @@
+//! Adam (L2 weight decay added to the gradient) and AdamW (decoupled weight decay), following
+//! `torch.optim.Adam` / `torch.optim.AdamW` and their single-tensor operation order.
+
+use retrograd_core::{Element, GradStore, Parameter, Result};
+
+use crate::optimizer::{check_lr, check_non_negative, check_unit, Optimizer, ParamSet, SlotState};
+use crate::state::{OptimState, Reader, Writer};
+
+/// Hyperparameters of [`Adam`], with PyTorch's defaults.
+///
+/// ```
+/// use retrograd_optim::AdamConfig;
+/// let cfg = AdamConfig::default().lr(2e-3).amsgrad(true);
+/// assert_eq!((cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay), (2e-3, (0.9, 0.999), 1e-8, 0.0));
+/// assert!(cfg.amsgrad);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamConfig {
+    /// Learning rate (default 1e-3).
+    pub lr: f64,
+    /// Decay rates (beta1, beta2) of the first and second moment averages, each in [0, 1)
+    /// (default (0.9, 0.999)).
+    pub betas: (f64, f64),
+    /// Added to the denominator (default 1e-8).
+    pub eps: f64,
+    /// L2 penalty added to the gradient, `g + weight_decay * w` (default 0).
+    pub weight_decay: f64,
+    /// Use the running maximum of the second moment (AMSGrad; default false).
+    pub amsgrad: bool,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            amsgrad: false,
+        }
+    }
+}
+
+/// Hyperparameters of [`AdamW`]: as [`AdamConfig`] but the weight decay (default 1e-2) shrinks
+/// the weights directly, `w = w * (1 - lr * weight_decay)`, instead of entering the gradient.
+///
+/// ```
+/// use retrograd_optim::AdamWConfig;
+/// let cfg = AdamWConfig::default();
+/// assert_eq!((cfg.lr, cfg.weight_decay), (1e-3, 1e-2));
+/// assert_eq!(cfg.weight_decay(0.1).weight_decay, 0.1);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWConfig {
+    /// Learning rate (default 1e-3).
+    pub lr: f64,
+    /// (beta1, beta2), each in [0, 1) (default (0.9, 0.999)).
+    pub betas: (f64, f64),
+    /// Added to the denominator (default 1e-8).
+    pub eps: f64,
+    /// Decoupled weight decay (default 1e-2).
+    pub weight_decay: f64,
+    /// AMSGrad (default false).
+    pub amsgrad: bool,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        AdamWConfig {
+            lr: 1e-3,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 1e-2,
+            amsgrad: false,
+        }
+    }
+}
+
+macro_rules! adam_builders {
+    ($t:ty) => {
+        impl $t {
+            /// Sets the learning rate.
+            pub fn lr(mut self, lr: f64) -> Self {
+                self.lr = lr;
+                self
+            }
+            /// Sets (beta1, beta2).
+            pub fn betas(mut self, beta1: f64, beta2: f64) -> Self {
+                self.betas = (beta1, beta2);
+                self
+            }
+            /// Sets eps.
+            pub fn eps(mut self, eps: f64) -> Self {
+                self.eps = eps;
+                self
+            }
+            /// Sets the weight decay.
+            pub fn weight_decay(mut self, weight_decay: f64) -> Self {
+                self.weight_decay = weight_decay;
+                self
+            }
+            /// Turns AMSGrad on or off.
+            pub fn amsgrad(mut self, amsgrad: bool) -> Self {
+                self.amsgrad = amsgrad;
+                self
+            }
+        }
+    };
+}
+adam_builders!(AdamConfig);
+adam_builders!(AdamWConfig);
+
+impl AdamConfig {
+    fn validate(&self, op: &'static str) -> Result<()> {
+        check_lr(op, self.lr)?;
+        check_non_negative(op, "eps", self.eps)?;
+        check_unit(op, "beta1 (betas.0)", self.betas.0)?;
+        check_unit(op, "beta2 (betas.1)", self.betas.1)?;
+        check_non_negative(op, "weight_decay", self.weight_decay)
+    }
+}
+
+/// Per-parameter state.
+pub(crate) struct AdamSlot<E> {
+    step: u64,
+    exp_avg: Vec<E>,
+    exp_avg_sq: Vec<E>,
+    max_exp_avg_sq: Option<Vec<E>>,
+}
+
+impl<E: Element> SlotState<E> for AdamSlot<E> {
+    type Config = AdamConfig;
+    fn save(&self, name: &str, shape: &[usize], w: &mut Writer<E>) {
+        w.step(name, self.step);
+        w.buf(name, "exp_avg", &self.exp_avg, shape);
+        w.buf(name, "exp_avg_sq", &self.exp_avg_sq, shape);
+        if let Some(m) = &self.max_exp_avg_sq {
+            w.buf(name, "max_exp_avg_sq", m, shape);
+        }
+    }
+    fn load(
+        cfg: &AdamConfig,
+        name: &str,
+        shape: &[usize],
+        r: &mut Reader<E>,
+    ) -> Result<Option<Self>> {
+        let Some(step) = r.step(name)? else {
+            return Ok(None);
+        };
+        Ok(Some(AdamSlot {
+            step,
+            exp_avg: r.need_buf(name, "exp_avg", shape)?,
+            exp_avg_sq: r.need_buf(name, "exp_avg_sq", shape)?,
+            max_exp_avg_sq: match cfg.amsgrad {
+                true => Some(r.need_buf(name, "max_exp_avg_sq", shape)?),
+                false => None,
+            },
+        }))
+    }
+}
+
+/// PyTorch's `lerp(a, b, w)`: `a + w (b - a)` for |w| < 0.5, else `b - (b - a)(1 - w)`.
+#[inline]
+pub(crate) fn lerp<E: Element>(a: E, b: E, w: E) -> E {
+    if w.abs() < E::of_f64(0.5) {
+        a + w * (b - a)
+    } else {
+        b - (b - a) * (E::one() - w)
+    }
+}
+
+/// Adam and AdamW share this implementation; `decoupled` selects the weight decay flavour.
+struct AdamImpl<E: Element> {
+    kind: &'static str,
+    decoupled: bool,
+    cfg: AdamConfig,
+    set: ParamSet<E, AdamSlot<E>>,
+}
+
+impl<E: Element> AdamImpl<E> {
+    fn step(&mut self, grads: &GradStore<E>) -> Result<()> {
+        let c = self.cfg;
+        let decoupled = self.decoupled;
+        let (beta1, beta2) = c.betas;
+        let wd = E::of_f64(c.weight_decay);
+        let shrink = E::of_f64(1.0 - c.lr * c.weight_decay);
+        let one_minus_b1 = E::of_f64(1.0 - beta1);
+        let b2 = E::of_f64(beta2);
+        let one_minus_b2 = E::of_f64(1.0 - beta2);
+        let eps = E::of_f64(c.eps);
+        let op = if decoupled {
+            "AdamW::step"
+        } else {
+            "Adam::step"
+        };
+        self.set.step(op, grads, |w, g, slot| {
+            let s = slot.get_or_insert_with(|| AdamSlot {
+                step: 0,
+                exp_avg: vec![E::zero(); g.len()],
+                exp_avg_sq: vec![E::zero(); g.len()],
+                max_exp_avg_sq: c.amsgrad.then(|| vec![E::zero(); g.len()]),
+            });
+            s.step += 1;
+            // Scalars in f64 as PyTorch computes them in Python, then rounded to E.
+            let t = s.step as f64;
+            let bias_correction1 = 1.0 - beta1.powf(t);
+            let bias_correction2 = 1.0 - beta2.powf(t);
+            let neg_step_size = E::of_f64(-(c.lr / bias_correction1));
+            let bc2_sqrt = E::of_f64(bias_correction2.sqrt());
+            for j in 0..w.len() {
+                let mut d = g[j];
+                if c.weight_decay != 0.0 {
+                    if decoupled {
+                        w[j] *= shrink;
+                    } else {
+                        d += wd * w[j];
+                    }
+                }
+                let m = lerp(s.exp_avg[j], d, one_minus_b1);
+                s.exp_avg[j] = m;
+                let v = s.exp_avg_sq[j] * b2 + one_minus_b2 * d * d;
+                s.exp_avg_sq[j] = v;
+                let v_hat = match s.max_exp_avg_sq.as_mut() {
+                    Some(mx) => {
+                        mx[j] = mx[j].max(v);
+                        mx[j]
+                    }
+                    None => v,
+                };
+                let denom = v_hat.sqrt() / bc2_sqrt + eps;
+                w[j] += neg_step_size * m / denom;
+            }
+        })
+    }
+
+    fn set_lr(&mut self, lr: f64) -> Result<()> {
+        check_lr(
+            if self.decoupled {
+                "AdamW::set_lr"
+            } else {
+                "Adam::set_lr"
+            },
+            lr,
+        )?;
+        self.cfg.lr = lr;
+        Ok(())
+    }
+
+    fn state_dict(&self) -> OptimState<E> {
+        let mut w = Writer::new(self.kind);
+        w.hparam_f64("lr", self.cfg.lr);
+        w.hparam_f64("beta1", self.cfg.betas.0);
+        w.hparam_f64("beta2", self.cfg.betas.1);
+        w.hparam_f64("eps", self.cfg.eps);
+        w.hparam_f64("weight_decay", self.cfg.weight_decay);
+        w.hparam_bool("amsgrad", self.cfg.amsgrad);
+        self.set.save(&mut w);
+        w.finish()
+    }
+
+    fn load_state_dict(&mut self, state: &OptimState<E>) -> Result<()> {
+        let op = if self.decoupled {
+            "AdamW::load_state_dict"
+        } else {
+            "Adam::load_state_dict"
+        };
+        let mut r = Reader::new(op, state, self.kind, &self.set.entries)?;
+        let cfg = AdamConfig {
+            lr: r.hparam_f64("lr")?,
+            betas: (r.hparam_f64("beta1")?, r.hparam_f64("beta2")?),
+            eps: r.hparam_f64("eps")?,
+            weight_decay: r.hparam_f64("weight_decay")?,
+            amsgrad: r.hparam_bool("amsgrad")?,
+        };
+        cfg.validate(op)?;
+        let slots = self.set.load(&cfg, &mut r)?;
+        r.finish()?;
+        self.cfg = cfg;
+        self.set.state = slots;
+        Ok(())
+    }
+}
+
+/// Adam, PyTorch's formula. Per parameter, with step count `t` and `d = g + weight_decay * w`:
+///
+/// ```text
+/// m = lerp(m, d, 1 - beta1)            v = beta2 * v + (1 - beta2) * d * d
+/// v_hat = max(v_hat, v) if amsgrad, else v
+/// denom = sqrt(v_hat) / sqrt(1 - beta2^t) + eps
+/// w = w - lr / (1 - beta1^t) * m / denom
+/// ```
+///
+/// Scalars (`1 - beta^t`, the step size) are computed in `f64` and rounded to `E`, and the
+/// element arithmetic runs in `E` in PyTorch's order, so an `f64` run matches PyTorch to
+/// rounding and every run is deterministic.
+///
+/// ```
+/// use retrograd_core::{Parameter, Tensor};
+/// use retrograd_optim::{Adam, AdamConfig, Optimizer};
+/// let w = Parameter::new(Tensor::<f64>::from_vec(vec![1.0, -1.0], &[2])?);
+/// let mut opt = Adam::new([("w".to_string(), w.clone())], AdamConfig::default().lr(0.1))?;
+/// let grads = w.value().sum_all().backward()?; // gradient 1 everywhere
+/// opt.step(&grads)?;
+/// // first step: m_hat = v_hat = 1, so w moves by lr * 1 / (1 + eps)
+/// assert!((w.to_vec()[0] - (1.0 - 0.1 / (1.0 + 1e-8))).abs() < 1e-12);
+/// # Ok::<(), retrograd_core::Error>(())
+/// ```
+pub struct Adam<E: Element = f32> {
+    inner: AdamImpl<E>,
+}
+
+/// AdamW: Adam with decoupled weight decay, PyTorch's formula. Each step first shrinks the
+/// weights, `w = w * (1 - lr * weight_decay)`, then applies the Adam update with the raw
+/// gradient (see [`Adam`]).
+///
+/// ```
+/// use retrograd_core::{Parameter, Tensor};
+/// use retrograd_optim::{AdamW, AdamWConfig, Optimizer};
+/// let w = Parameter::new(Tensor::<f64>::from_vec(vec![2.0], &[1])?);
+/// let mut opt = AdamW::new([("w".to_string(), w.clone())], AdamWConfig::default().lr(0.1))?;
+/// opt.step(&w.value().sum_all().backward()?)?;
+/// // shrink 2 * (1 - 0.1 * 0.01) = 1.998, then the Adam step of about -0.1
+/// assert!((w.to_vec()[0] - (1.998 - 0.1 / (1.0 + 1e-8))).abs() < 1e-12);
+/// assert_eq!(opt.kind(), "AdamW");
+/// # Ok::<(), retrograd_core::Error>(())
+/// ```
+pub struct AdamW<E: Element = f32> {
+    inner: AdamImpl<E>,
+}
+
+impl<E: Element> Adam<E> {
+    /// An Adam optimizer over named parameters.
+    ///
+    /// Fails with [`retrograd_core::Error::InvalidArgument`] on a negative lr/eps/weight decay,
+    /// a beta outside [0, 1), an empty parameter list, or a repeated name/parameter.
+    pub fn new(
+        params: impl IntoIterator<Item = (String, Parameter<E>)>,
+        cfg: AdamConfig,
+    ) -> Result<Self> {
+        cfg.validate("Adam")?;
+        Ok(Adam {
+            inner: AdamImpl {
+                kind: "Adam",
+                decoupled: false,
+                cfg,
+                set: ParamSet::new("Adam", params)?,
+            },
+        })
+    }
+
+    /// The hyperparameters.
+    pub fn config(&self) -> &AdamConfig {
+        &self.inner.cfg
+    }
+}
+
+impl<E: Element> AdamW<E> {
+    /// An AdamW optimizer over named parameters. Same validation as [`Adam::new`].
+    pub fn new(
+        params: impl IntoIterator<Item = (String, Parameter<E>)>,
+        cfg: AdamWConfig,
+    ) -> Result<Self> {
+        let cfg = AdamConfig {
+            lr: cfg.lr,
+            betas: cfg.betas,
+            eps: cfg.eps,
+            weight_decay: cfg.weight_decay,
+            amsgrad: cfg.amsgrad,
+        };
+        cfg.validate("AdamW")?;
+        Ok(AdamW {
+            inner: AdamImpl {
+                kind: "AdamW",
+                decoupled: true,
+                cfg,
+                set: ParamSet::new("AdamW", params)?,
+            },
+        })
+    }
+
+    /// The hyperparameters.
+    pub fn config(&self) -> AdamWConfig {
+        let c = self.inner.cfg;
+        AdamWConfig {
+            lr: c.lr,
+            betas: c.betas,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+            amsgrad: c.amsgrad,
+        }
+    }
+}
+
+macro_rules! adam_optimizer {
+    ($t:ident) => {
+        impl<E: Element> Optimizer<E> for $t<E> {
+            fn kind(&self) -> &'static str {
+                self.inner.kind
+            }
+            fn step(&mut self, grads: &GradStore<E>) -> Result<()> {
+                self.inner.step(grads)
+            }
+            fn lr(&self) -> f64 {
+                self.inner.cfg.lr
+            }
+            fn set_lr(&mut self, lr: f64) -> Result<()> {
+                self.inner.set_lr(lr)
+            }
+            fn params(&self) -> &[(String, Parameter<E>)] {
+                &self.inner.set.entries
+            }
+            fn state_dict(&self) -> OptimState<E> {
+                self.inner.state_dict()
+            }
+            fn load_state_dict(&mut self, state: &OptimState<E>) -> Result<()> {
+                self.inner.load_state_dict(state)
+            }
+        }
+    };
+}
+adam_optimizer!(Adam);
+adam_optimizer!(AdamW);

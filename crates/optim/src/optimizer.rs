@@ -1,0 +1,193 @@
+//! The [`Optimizer`] trait and the parameter bookkeeping every optimizer shares.
+
+use std::collections::HashSet;
+
+use retrograd_core::{Element, Error, GradStore, Parameter, Result};
+
+use crate::state::{OptimState, Reader, Writer};
+
+/// What every optimizer can do: update its parameters from a [`GradStore`], report and change
+/// its learning rate, and save/restore its state.
+///
+/// Parameters without a gradient in the store are skipped (their state is untouched), like
+/// PyTorch parameters whose `.grad` is `None`.
+///
+/// ```
+/// use retrograd_core::{Parameter, Tensor};
+/// use retrograd_optim::{Optimizer, Sgd, SgdConfig};
+/// let w = Parameter::new(Tensor::<f32>::from_vec(vec![1.0, 2.0], &[2])?);
+/// let mut opt: Box<dyn Optimizer> =
+///     Box::new(Sgd::new([("w".to_string(), w.clone())], SgdConfig::new(0.5))?);
+/// let grads = w.value().sum_all().backward()?; // d/dw sum(w) = 1
+/// opt.step(&grads)?;
+/// assert_eq!(w.to_vec(), vec![0.5, 1.5]);
+/// opt.set_lr(0.25)?;
+/// assert_eq!(opt.lr(), 0.25);
+/// # Ok::<(), retrograd_core::Error>(())
+/// ```
+pub trait Optimizer<E: Element = f32> {
+    /// The optimizer's name as recorded in its state (`"SGD"`, `"Adam"`, `"AdamW"`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// Updates every parameter that has a gradient in `grads`, in place.
+    ///
+    /// Fails, before changing anything, if a gradient's shape differs from its parameter's.
+    fn step(&mut self, grads: &GradStore<E>) -> Result<()>;
+
+    /// The current learning rate.
+    fn lr(&self) -> f64;
+
+    /// Sets the learning rate (e.g. from an [`LrScheduler`](crate::LrScheduler)). Fails on a
+    /// negative or non-finite value.
+    fn set_lr(&mut self, lr: f64) -> Result<()>;
+
+    /// The parameters, with the names they were given.
+    fn params(&self) -> &[(String, Parameter<E>)];
+
+    /// The state (hyperparameters, step counts, moment buffers) as an [`OptimState`].
+    fn state_dict(&self) -> OptimState<E>;
+
+    /// Restores a state saved by [`Optimizer::state_dict`] of the same kind over parameters
+    /// with the same names and shapes, including the hyperparameters (so a learning rate set by
+    /// a scheduler comes back too). On error nothing is changed.
+    fn load_state_dict(&mut self, state: &OptimState<E>) -> Result<()>;
+}
+
+/// Checks a learning rate for `set_lr` and the constructors.
+pub(crate) fn check_lr(op: &'static str, lr: f64) -> Result<()> {
+    if lr.is_finite() && lr >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            op,
+            format!("learning rate must be finite and >= 0, got {lr}"),
+        ))
+    }
+}
+
+/// Checks `value >= 0` (and not NaN/inf) for a named hyperparameter.
+pub(crate) fn check_non_negative(op: &'static str, what: &str, value: f64) -> Result<()> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            op,
+            format!("{what} must be finite and >= 0, got {value}"),
+        ))
+    }
+}
+
+/// Checks `0 <= value < 1` for a named hyperparameter (betas, RMSprop's alpha ...).
+pub(crate) fn check_unit(op: &'static str, what: &str, value: f64) -> Result<()> {
+    if (0.0..1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            op,
+            format!("{what} must be in [0, 1), got {value}"),
+        ))
+    }
+}
+
+/// Per-parameter optimizer state that can be saved to and restored from an [`OptimState`].
+pub(crate) trait SlotState<E: Element>: Sized {
+    /// Hyperparameters deciding which buffers exist (e.g. amsgrad).
+    type Config;
+    /// Writes this parameter's step and buffers.
+    fn save(&self, name: &str, shape: &[usize], w: &mut Writer<E>);
+    /// Reads this parameter's state, `None` if it has none.
+    fn load(
+        cfg: &Self::Config,
+        name: &str,
+        shape: &[usize],
+        r: &mut Reader<E>,
+    ) -> Result<Option<Self>>;
+}
+
+/// Named parameters plus one optional state slot per parameter (`None` until its first step).
+pub(crate) struct ParamSet<E: Element, S> {
+    pub(crate) entries: Vec<(String, Parameter<E>)>,
+    pub(crate) state: Vec<Option<S>>,
+}
+
+impl<E: Element, S: SlotState<E>> ParamSet<E, S> {
+    /// Takes the parameters, rejecting an empty list, repeated names and repeated parameters.
+    pub(crate) fn new(
+        op: &'static str,
+        params: impl IntoIterator<Item = (String, Parameter<E>)>,
+    ) -> Result<Self> {
+        let entries: Vec<(String, Parameter<E>)> = params.into_iter().collect();
+        if entries.is_empty() {
+            return Err(Error::invalid(op, "got an empty parameter list"));
+        }
+        let mut names = HashSet::new();
+        let mut ids = HashSet::new();
+        for (name, p) in &entries {
+            if !names.insert(name.as_str()) {
+                return Err(Error::invalid(
+                    op,
+                    format!("parameter name '{name}' appears twice"),
+                ));
+            }
+            if !ids.insert(p.id()) {
+                return Err(Error::invalid(
+                    op,
+                    format!("parameter '{name}' is the same parameter as an earlier entry"),
+                ));
+            }
+        }
+        let state = entries.iter().map(|_| None).collect();
+        Ok(ParamSet { entries, state })
+    }
+
+    /// Calls `update(values, grad, state)` for every parameter with a gradient, after checking
+    /// all gradient shapes first (so a bad store changes nothing).
+    pub(crate) fn step(
+        &mut self,
+        op: &'static str,
+        grads: &GradStore<E>,
+        mut update: impl FnMut(&mut [E], &[E], &mut Option<S>),
+    ) -> Result<()> {
+        let mut todo = Vec::with_capacity(self.entries.len());
+        for (i, (name, p)) in self.entries.iter().enumerate() {
+            let Some(g) = grads.get_id(p.id()) else {
+                continue;
+            };
+            if g.shape() != p.shape() {
+                return Err(Error::shape(
+                    op,
+                    format!(
+                        "gradient of parameter '{name}' has shape {:?} but the parameter has {:?}",
+                        g.shape(),
+                        p.shape()
+                    ),
+                ));
+            }
+            todo.push((i, g));
+        }
+        for (i, g) in todo {
+            let g = g.contiguous_data();
+            let slot = &mut self.state[i];
+            self.entries[i].1.update(|w| update(w, &g, slot))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the parameter shapes and every existing slot.
+    pub(crate) fn save(&self, w: &mut Writer<E>) {
+        for ((name, p), slot) in self.entries.iter().zip(&self.state) {
+            w.param(name, p.shape());
+            if let Some(s) = slot {
+                s.save(name, p.shape(), w);
+            }
+        }
+    }
+
+    /// Reads one slot per parameter (the reader has already checked names and shapes).
+    pub(crate) fn load(&self, cfg: &S::Config, r: &mut Reader<E>) -> Result<Vec<Option<S>>> {
+        self.entries
+            .iter()
+            .map(|(name, p)| S::load(cfg, name, p.shape(), r))
+            .collect()
+    }
+}
