@@ -21,14 +21,18 @@
 
 mod batcher;
 mod eval;
+mod model;
 mod sample;
 mod split;
 mod tokenize;
+mod train;
 mod vocab;
 
 pub use batcher::{Batch, BpttBatcher};
 pub use eval::{perplexity, LossMeter};
+pub use model::{CellType, LmConfig, LmPredictor, LmState, RnnLm};
 pub use sample::{generate, sample_logits, SampleOptions, TokenPredictor};
 pub use split::train_val_split;
 pub use tokenize::{detokenize_words, tokenize_words, EOS, UNK};
+pub use train::{evaluate_lm, train_step};
 pub use vocab::{CharVocab, WordVocab};
