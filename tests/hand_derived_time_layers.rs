@@ -1,0 +1,330 @@
+//! The notebook's `TimeEmbedding` (np.add.at), `TimeAffine` and `TimeSoftmaxWithLoss`
+//! (ignore_label -1, mask, division by the number of valid labels) backward passes, the whole
+//! `SimpleRnnlm`, and its truncated-BPTT training loop, used as oracles for the tape.
+//!
+//! Comparisons are in `f64` with tolerance `TOL = 1e-10` (absolute, every entry).
+
+mod hand_derived;
+
+use hand_derived::mat::{Arr3, Mat};
+use hand_derived::numpy_rnn::{RnnParams, TimeRnn};
+use hand_derived::time_layers::{TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss};
+use hand_derived::{arr3_of, assert_close, assert_close3, grad_arr3, grad_mat, t1, t2, t3, TOL};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use retrograd::core::{CrossEntropyOptions, Reduction};
+use retrograd::{Parameter, Result, Tensor};
+
+/// The notebook's `ignore_label`, passed to the tape's cross-entropy as `ignore_index`.
+const IGNORE: CrossEntropyOptions = CrossEntropyOptions {
+    ignore_index: -1,
+    reduction: Reduction::Mean,
+};
+
+#[test]
+fn time_embedding_backward_matches_np_add_at() -> Result<()> {
+    // tolerance: TOL = 1e-10. Ids repeat within a step and across steps, so np.add.at's
+    // accumulation (not overwrite) is what is being compared.
+    let mut rng = StdRng::seed_from_u64(41);
+    let (v, d, n, t) = (6, 3, 3, 4);
+    let w = Mat::rand(v, d, 1.0, &mut rng);
+    let ids: Vec<usize> = vec![2, 2, 5, 0, 1, 2, 5, 5, 0, 0, 2, 3];
+    let dout = Arr3::rand(n, t, d, 1.0, &mut rng);
+    let mut emb = TimeEmbedding::new(w.clone());
+    let out = emb.forward(&ids, n, t);
+    emb.backward(&dout);
+
+    let wt = t2(&w).requires_grad();
+    let out_t = wt.index_select(0, &ids)?.reshape(&[n, t, d])?;
+    assert_close3("embedding out", &arr3_of(&out_t), &out, TOL);
+    let g = out_t.backward_with(&t3(&dout))?;
+    let dw = grad_mat(&g, &wt, "W");
+    assert_close("TimeEmbedding dW", &dw, &emb.dw, TOL);
+    assert!(dw.row(4).iter().all(|&x| x == 0.0), "id 4 is never used");
+    Ok(())
+}
+
+#[test]
+fn time_affine_backward_matches_notebook() -> Result<()> {
+    // tolerance: TOL = 1e-10
+    let mut rng = StdRng::seed_from_u64(42);
+    let (n, t, d, v) = (2, 3, 4, 5);
+    let (w, b) = (
+        Mat::rand(d, v, 1.0, &mut rng),
+        Mat::rand(1, v, 1.0, &mut rng),
+    );
+    let x = Arr3::rand(n, t, d, 1.0, &mut rng);
+    let dout = Arr3::rand(n, t, v, 1.0, &mut rng);
+    let mut aff = TimeAffine::new(w.clone(), b.clone());
+    let out = aff.forward(&x);
+    let dx = aff.backward(&dout);
+
+    let (xt, wt, bt) = (
+        t3(&x).requires_grad(),
+        t2(&w).requires_grad(),
+        t1(&b).requires_grad(),
+    );
+    let out_t = xt
+        .reshape(&[n * t, d])?
+        .matmul(&wt)?
+        .add(&bt)?
+        .reshape(&[n, t, v])?;
+    assert_close3("affine out", &arr3_of(&out_t), &out, TOL);
+    let g = out_t.backward_with(&t3(&dout))?;
+    assert_close3("TimeAffine dx", &grad_arr3(&g, &xt, "x"), &dx, TOL);
+    assert_close("TimeAffine dW", &grad_mat(&g, &wt, "W"), &aff.dw, TOL);
+    assert_close("TimeAffine db", &grad_mat(&g, &bt, "b"), &aff.db, TOL);
+    Ok(())
+}
+
+#[test]
+fn time_softmax_with_loss_ignore_label_matches_notebook() -> Result<()> {
+    // tolerance: TOL = 1e-10. 3 of 8 labels are -1: the mean is over the 5 valid ones and the
+    // ignored rows get zero gradient.
+    let mut rng = StdRng::seed_from_u64(43);
+    let (n, t, v) = (2, 4, 5);
+    let xs = Arr3::rand(n, t, v, 2.0, &mut rng);
+    let ts: Vec<i64> = vec![3, -1, 0, 4, -1, 1, -1, 2];
+    let mut layer = TimeSoftmaxWithLoss::default();
+    let loss = layer.forward(&xs, &ts);
+    let dout = 1.7; // an upstream gradient other than 1 checks the `dx *= dout`
+    let dxs = layer.backward(dout);
+
+    let xt = t3(&xs).requires_grad();
+    let loss_t = xt.reshape(&[n * t, v])?.cross_entropy_with(&ts, IGNORE)?;
+    assert!(
+        (loss_t.item()? - loss).abs() <= TOL,
+        "loss {} vs {loss}",
+        loss_t.item()?
+    );
+    let g = loss_t.backward_with(&Tensor::scalar(dout))?;
+    let dx_t = grad_arr3(&g, &xt, "xs");
+    assert_close3("TimeSoftmaxWithLoss dx", &dx_t, &dxs, TOL);
+    for r in [1, 4, 6] {
+        assert!(
+            dx_t.to_rows().row(r).iter().all(|&x| x == 0.0),
+            "ignored row {r}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn all_labels_ignored_notebook_gives_nan_gradient_where_tape_gives_zero() -> Result<()> {
+    // A known, intended disagreement: with every label ignored, mask.sum() is 0. Both give a
+    // NaN loss (0/0); the notebook's backward divides by 0 as well (NaN gradient), while the
+    // tape, like PyTorch, leaves ignored rows with gradient exactly 0.
+    let mut rng = StdRng::seed_from_u64(44);
+    let xs = Arr3::rand(1, 3, 4, 1.0, &mut rng);
+    let ts = vec![-1i64; 3];
+    let mut layer = TimeSoftmaxWithLoss::default();
+    assert!(layer.forward(&xs, &ts).is_nan());
+    assert!(layer.backward(1.0).data.iter().all(|x| x.is_nan()));
+
+    let xt = t3(&xs).requires_grad();
+    let loss = xt.reshape(&[3, 4])?.cross_entropy_with(&ts, IGNORE)?;
+    assert!(loss.item()?.is_nan());
+    let g = loss.backward()?;
+    assert!(grad_arr3(&g, &xt, "xs").data.iter().all(|&x| x == 0.0));
+    Ok(())
+}
+
+/// `SimpleRnnlm`'s six parameters on the tape: embed W, rnn Wx/Wh/b, affine W/b.
+struct TapeRnnlm {
+    params: [Parameter<f64>; 6],
+}
+
+/// The same six parameters for the notebook model.
+#[derive(Clone)]
+struct NumpyRnnlm {
+    embed: Mat,
+    rnn: RnnParams,
+    aw: Mat,
+    ab: Mat,
+}
+
+impl NumpyRnnlm {
+    fn new(v: usize, d: usize, h: usize, rng: &mut StdRng) -> NumpyRnnlm {
+        NumpyRnnlm {
+            embed: Mat::rand(v, d, 0.5, rng),
+            rnn: RnnParams {
+                wx: Mat::rand(d, h, 0.6, rng),
+                wh: Mat::rand(h, h, 0.6, rng),
+                b: Mat::rand(1, h, 0.2, rng),
+            },
+            aw: Mat::rand(h, v, 0.6, rng),
+            ab: Mat::rand(1, v, 0.2, rng),
+        }
+    }
+
+    fn mats(&self) -> [&Mat; 6] {
+        [
+            &self.embed,
+            &self.rnn.wx,
+            &self.rnn.wh,
+            &self.rnn.b,
+            &self.aw,
+            &self.ab,
+        ]
+    }
+}
+
+impl TapeRnnlm {
+    fn from_numpy(m: &NumpyRnnlm) -> TapeRnnlm {
+        let p = |x: &Mat, bias: bool| Parameter::new(if bias { t1(x) } else { t2(x) });
+        TapeRnnlm {
+            params: [
+                p(&m.embed, false),
+                p(&m.rnn.wx, false),
+                p(&m.rnn.wh, false),
+                p(&m.rnn.b, true),
+                p(&m.aw, false),
+                p(&m.ab, true),
+            ],
+        }
+    }
+
+    /// Embedding -> tanh RNN from `h0` -> affine -> mean cross-entropy (ignore -1).
+    /// Returns `(loss, h_T)`.
+    fn loss(
+        &self,
+        ids: &[usize],
+        ts: &[i64],
+        n: usize,
+        h0: &Tensor<f64>,
+    ) -> Result<(Tensor<f64>, Tensor<f64>)> {
+        let [emb, wx, wh, b, aw, ab] = self.params.clone().map(|p| p.value());
+        let t_len = ids.len() / n;
+        let xs = emb
+            .index_select(0, ids)?
+            .reshape(&[n, t_len, emb.dim(1)?])?;
+        let mut h = h0.clone();
+        let mut hs = Vec::new();
+        for t in 0..t_len {
+            h = h
+                .matmul(&wh)?
+                .add(&xs.select(1, t)?.matmul(&wx)?)?
+                .add(&b)?
+                .tanh();
+            hs.push(h.clone());
+        }
+        let hs = Tensor::stack(&hs.iter().collect::<Vec<_>>(), 1)?;
+        let scores = hs.reshape(&[n * t_len, h.dim(1)?])?.matmul(&aw)?.add(&ab)?;
+        Ok((scores.cross_entropy_with(ts, IGNORE)?, h))
+    }
+}
+
+/// Forward + backward of the notebook model on one batch; returns the loss and the six grads.
+fn numpy_step(
+    m: &NumpyRnnlm,
+    rnn: &mut TimeRnn,
+    ids: &[usize],
+    ts: &[i64],
+    n: usize,
+) -> (f64, [Mat; 6]) {
+    let t = ids.len() / n;
+    let mut emb = TimeEmbedding::new(m.embed.clone());
+    let mut aff = TimeAffine::new(m.aw.clone(), m.ab.clone());
+    let mut sm = TimeSoftmaxWithLoss::default();
+    rnn.params = m.rnn.clone();
+    let loss = sm.forward(&aff.forward(&rnn.forward(&emb.forward(ids, n, t))), ts);
+    emb.backward(&rnn.backward(&aff.backward(&sm.backward(1.0))));
+    let g = rnn.grads.clone();
+    (loss, [emb.dw, g.dwx, g.dwh, g.db, aff.dw, aff.db])
+}
+
+const NAMES: [&str; 6] = [
+    "embed W", "rnn Wx", "rnn Wh", "rnn b", "affine W", "affine b",
+];
+
+#[test]
+fn simple_rnnlm_gradients_match_notebook() -> Result<()> {
+    // tolerance: TOL = 1e-10. Full model (SimpleRnnlm), two labels ignored.
+    let mut rng = StdRng::seed_from_u64(45);
+    let (v, d, h, n, t) = (7, 4, 5, 2, 5);
+    let m = NumpyRnnlm::new(v, d, h, &mut rng);
+    let ids: Vec<usize> = (0..n * t).map(|_| rng.random_range(0..v)).collect();
+    let mut ts: Vec<i64> = (0..n * t).map(|_| rng.random_range(0..v as i64)).collect();
+    ts[3] = -1;
+    ts[7] = -1;
+    let mut rnn = TimeRnn::new(m.rnn.clone(), true);
+    let (loss, grads) = numpy_step(&m, &mut rnn, &ids, &ts, n);
+
+    let tape = TapeRnnlm::from_numpy(&m);
+    let (loss_t, _) = tape.loss(&ids, &ts, n, &Tensor::zeros(&[n, h]))?;
+    assert!((loss_t.item()? - loss).abs() <= TOL);
+    let g = loss_t.backward()?;
+    for ((p, want), name) in tape.params.iter().zip(&grads).zip(NAMES) {
+        let got = hand_derived::mat_of(g.get_id(p.id()).expect("every parameter gets a gradient"));
+        assert_close(name, &got, want, TOL);
+    }
+    Ok(())
+}
+
+#[test]
+fn truncated_bptt_training_loop_matches_notebook() -> Result<()> {
+    // tolerance: TOL = 1e-10 on losses, gradients and updated weights. The notebook's loop:
+    // batches read at offsets i * jump, time_idx advancing per time step, a stateful TimeRNN
+    // carrying h between chunks (the tape detaches it), SGD(lr=0.1) after every chunk.
+    let mut rng = StdRng::seed_from_u64(46);
+    let (v, d, h) = (6, 4, 5);
+    let (batch_size, time_size, lr) = (2, 4, 0.1);
+    let corpus: Vec<usize> = (0..21).map(|_| rng.random_range(0..v)).collect();
+    let (xs, ts) = (&corpus[..corpus.len() - 1], &corpus[1..]);
+    let data_size = xs.len();
+    let jump = (corpus.len() - 1) / batch_size;
+    let offsets: Vec<usize> = (0..batch_size).map(|i| i * jump).collect();
+    let mut time_idx = 0;
+
+    let mut m = NumpyRnnlm::new(v, d, h, &mut rng);
+    let mut rnn = TimeRnn::new(m.rnn.clone(), true);
+    let tape = TapeRnnlm::from_numpy(&m);
+    let mut carry = Tensor::<f64>::zeros(&[batch_size, h]);
+    for chunk in 0..2 {
+        let mut bx = vec![0usize; batch_size * time_size];
+        let mut bt = vec![0i64; batch_size * time_size];
+        for t in 0..time_size {
+            for (i, off) in offsets.iter().enumerate() {
+                bx[i * time_size + t] = xs[(off + time_idx) % data_size];
+                bt[i * time_size + t] = ts[(off + time_idx) % data_size] as i64;
+            }
+            time_idx += 1;
+        }
+        let (loss, grads) = numpy_step(&m, &mut rnn, &bx, &bt, batch_size);
+
+        let (loss_t, h_last) = tape.loss(&bx, &bt, batch_size, &carry)?;
+        assert!((loss_t.item()? - loss).abs() <= TOL, "chunk {chunk} loss");
+        let g = loss_t.backward()?;
+        for ((p, want), name) in tape.params.iter().zip(&grads).zip(NAMES) {
+            let got = hand_derived::mat_of(g.get_id(p.id()).expect("gradient"));
+            assert_close(&format!("chunk {chunk} d{name}"), &got, want, TOL);
+            let gv = got.data;
+            p.update(|w| w.iter_mut().zip(&gv).for_each(|(w, g)| *w -= lr * g))?;
+        }
+        carry = h_last.detach(); // TimeRNN(stateful=True): h carried, gradient cut
+        assert_close(
+            "carried h",
+            &hand_derived::mat_of(&carry),
+            rnn.h.as_ref().unwrap(),
+            TOL,
+        );
+
+        // optimizer.update(model.params, model.grads) for the notebook model
+        let upd = |w: &Mat, g: &Mat| w.sub(&g.scale(lr));
+        m = NumpyRnnlm {
+            embed: upd(&m.embed, &grads[0]),
+            rnn: RnnParams {
+                wx: upd(&m.rnn.wx, &grads[1]),
+                wh: upd(&m.rnn.wh, &grads[2]),
+                b: upd(&m.rnn.b, &grads[3]),
+            },
+            aw: upd(&m.aw, &grads[4]),
+            ab: upd(&m.ab, &grads[5]),
+        };
+        for ((p, want), name) in tape.params.iter().zip(m.mats()).zip(NAMES) {
+            let got = hand_derived::mat_of(&p.value_detached());
+            assert_close(&format!("chunk {chunk} updated {name}"), &got, want, TOL);
+        }
+    }
+    Ok(())
+}
