@@ -122,8 +122,8 @@ macro_rules! cell_module {
 
 /// An Elman RNN cell: `h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)`, act = tanh or relu.
 ///
-/// Parameters (PyTorch's names and shapes): `weight_ih` [H, in], `weight_hh` [H, H], `bias_ih`
-/// [H], `bias_hh` [H], all U(-1/√H, 1/√H).
+/// Parameters (PyTorch's names and shapes): `weight_ih [H, in]`, `weight_hh [H, H]`,
+/// `bias_ih [H]`, `bias_hh [H]`, all U(-1/√H, 1/√H).
 ///
 /// ```
 /// use rand::{rngs::StdRng, SeedableRng};
@@ -160,7 +160,7 @@ cell_module!(RnnCell);
 /// An LSTM cell. With gates `[i, f, g, o] = x W_ihᵀ + b_ih + h W_hhᵀ + b_hh` (row blocks in
 /// that order): `c' = σ(f)⊙c + σ(i)⊙tanh(g)`, `h' = σ(o)⊙tanh(c')`.
 ///
-/// Parameters: `weight_ih` [4H, in], `weight_hh` [4H, H], `bias_ih` [4H], `bias_hh` [4H].
+/// Parameters: `weight_ih [4H, in]`, `weight_hh [4H, H]`, `bias_ih [4H]`, `bias_hh [4H]`.
 ///
 /// ```
 /// use rand::{rngs::StdRng, SeedableRng};
@@ -207,7 +207,7 @@ cell_module!(LstmCell);
 /// `r = σ(W_ir x + b_ir + W_hr h + b_hr)`, `z = σ(W_iz x + b_iz + W_hz h + b_hz)`,
 /// `n = tanh(W_in x + b_in + r⊙(W_hn h + b_hn))`, `h' = (1-z)⊙n + z⊙h`.
 ///
-/// Parameters: `weight_ih` [3H, in], `weight_hh` [3H, H], `bias_ih` [3H], `bias_hh` [3H].
+/// Parameters: `weight_ih [3H, in]`, `weight_hh [3H, H]`, `bias_ih [3H]`, `bias_hh [3H]`.
 ///
 /// ```
 /// use rand::{rngs::StdRng, SeedableRng};

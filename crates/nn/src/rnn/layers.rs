@@ -42,7 +42,7 @@ macro_rules! stack_module {
 /// Input (L, N, H_in), or (N, L, H_in) with `batch_first`, or unbatched (L, H_in). Returns
 /// `(output, h_n)`: output (L, N, D·H) (batch-first if configured), h_n (layers·D, N, H) with
 /// row `layer·D + dir` whatever `batch_first` is. Parameters per layer as in PyTorch:
-/// `weight_ih_l{k}` [H, in], `weight_hh_l{k}` [H, H], `bias_ih_l{k}`, `bias_hh_l{k}` [H], plus
+/// `weight_ih_l{k} [H, in]`, `weight_hh_l{k} [H, H]`, `bias_ih_l{k}`, `bias_hh_l{k} [H]`, plus
 /// `_reverse` copies when bidirectional.
 ///
 /// ```
@@ -96,8 +96,8 @@ stack_module!(Rnn);
 ///
 /// Shapes as for [`Rnn`], with H_out = `proj_size` if set, else H: output (L, N, D·H_out),
 /// state h (layers·D, N, H_out) and c (layers·D, N, H). Gate rows are i, f, g, o. Parameters
-/// per layer: `weight_ih_l{k}` [4H, in], `weight_hh_l{k}` [4H, H_out], `bias_ih_l{k}` and
-/// `bias_hh_l{k}` [4H], and with a projection `weight_hr_l{k}` [P, H].
+/// per layer: `weight_ih_l{k} [4H, in]`, `weight_hh_l{k} [4H, H_out]`, `bias_ih_l{k}` and
+/// `bias_hh_l{k} [4H]`, and with a projection `weight_hr_l{k} [P, H]`.
 ///
 /// ```
 /// use rand::{rngs::StdRng, SeedableRng};
@@ -158,8 +158,8 @@ stack_module!(Lstm);
 /// A multi-layer GRU (`torch.nn.GRU`); gate rows r, z, n with
 /// `n = tanh(W_in x + b_in + r⊙(W_hn h + b_hn))`.
 ///
-/// Shapes and names as for [`Rnn`], with `weight_ih_l{k}` [3H, in], `weight_hh_l{k}` [3H, H],
-/// biases [3H].
+/// Shapes and names as for [`Rnn`], with `weight_ih_l{k} [3H, in]`, `weight_hh_l{k} [3H, H]`,
+/// biases `[3H]`.
 ///
 /// ```
 /// use rand::{rngs::StdRng, SeedableRng};

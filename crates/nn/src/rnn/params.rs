@@ -6,8 +6,8 @@ use retrograd_core::{Element, Parameter, Result, Tensor};
 use super::config::CellKind;
 use crate::module::join_name;
 
-/// `weight_ih` [G·H, in], `weight_hh` [G·H, H_out], optional biases [G·H] and (LSTM with
-/// projection) `weight_hr` [P, H], all drawn from U(-1/√H, 1/√H) like PyTorch.
+/// `weight_ih [G·H, in]`, `weight_hh [G·H, H_out]`, optional biases `[G·H]` and (LSTM with
+/// projection) `weight_hr [P, H]`, all drawn from U(-1/√H, 1/√H) like PyTorch.
 pub(crate) struct CellParams<E: Element> {
     pub(crate) weight_ih: Parameter<E>,
     pub(crate) weight_hh: Parameter<E>,

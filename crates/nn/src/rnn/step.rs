@@ -6,7 +6,7 @@ use retrograd_core::{Element, Error, Result, Tensor};
 use super::config::{CellKind, Nonlinearity};
 use super::params::Prepared;
 
-/// The recurrent state of one layer-direction: `h` [N, H_out], and `c` [N, H] for an LSTM.
+/// The recurrent state of one layer-direction: `h [N, H_out]`, and `c [N, H]` for an LSTM.
 #[derive(Clone)]
 pub(crate) struct Carry<E: Element> {
     pub(crate) h: Tensor<E>,
