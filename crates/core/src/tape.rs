@@ -139,9 +139,23 @@ impl<E: Element> GradStore<E> {
         self.grads.remove(&id)
     }
 
-    /// Adds `grad` to the gradient under `id` (storing it if there is none yet).
+    /// Adds `grad` to the gradient under `id` (storing it if there is none yet). The shapes
+    /// must match exactly (no broadcasting); on error the stored gradient is left unchanged.
     pub fn accumulate(&mut self, id: TensorId, grad: Tensor<E>) -> Result<()> {
         let _g = no_grad();
+        if let Some(prev) = self.grads.get(&id) {
+            if prev.shape() != grad.shape() {
+                return Err(Error::shape(
+                    "GradStore::accumulate",
+                    format!(
+                        "gradient {:?} vs stored gradient {:?} for id {}",
+                        grad.shape(),
+                        prev.shape(),
+                        id.as_u64()
+                    ),
+                ));
+            }
+        }
         match self.grads.remove(&id) {
             Some(prev) => {
                 let sum = add_into(prev, &grad).context("accumulating gradients")?;
