@@ -1,0 +1,204 @@
+//! gradcheck itself is tested: it must fail on deliberately wrong derivatives (naming the input
+//! and element) and pass on the right ones. The ops here are custom ops built through the public
+//! `Op` trait and `Tensor::from_op`, the same way a user would add one.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use retrograd_core::{
+    gradcheck, gradcheck_params, Error, GradcheckOptions, InputGrads, Layout, Op, Parameter,
+    Result, Tensor,
+};
+
+/// `y = x²` whose backward is `g·x` when `wrong`, `2·g·x` otherwise.
+struct Square {
+    wrong: bool,
+}
+
+fn square(x: &Tensor<f64>, wrong: bool) -> Tensor<f64> {
+    let data: Vec<f64> = x.to_vec().iter().map(|v| v * v).collect();
+    Tensor::from_op(Arc::new(data), Layout::contiguous(x.shape()), &[x], || {
+        Square { wrong }
+    })
+}
+
+impl Op<f64> for Square {
+    fn name(&self) -> &'static str {
+        "square"
+    }
+    fn backward(&self, x: &[Tensor<f64>], g: &Tensor<f64>) -> Result<InputGrads<f64>> {
+        let k = if self.wrong { 1.0 } else { 2.0 };
+        let d: Vec<f64> = g
+            .to_vec()
+            .iter()
+            .zip(x[0].to_vec())
+            .map(|(g, x)| k * g * x)
+            .collect();
+        Ok(smallvec_of(vec![Some(Tensor::from_vec(d, x[0].shape())?)]))
+    }
+}
+
+/// `y = a ⊙ b` whose gradient for `b` is `g` alone (missing the factor `a`) when `wrong`.
+struct Mul2 {
+    wrong: bool,
+}
+
+fn mul2(a: &Tensor<f64>, b: &Tensor<f64>, wrong: bool) -> Tensor<f64> {
+    let data: Vec<f64> = a
+        .to_vec()
+        .iter()
+        .zip(b.to_vec())
+        .map(|(x, y)| x * y)
+        .collect();
+    Tensor::from_op(
+        Arc::new(data),
+        Layout::contiguous(a.shape()),
+        &[a, b],
+        || Mul2 { wrong },
+    )
+}
+
+impl Op<f64> for Mul2 {
+    fn name(&self) -> &'static str {
+        "mul2"
+    }
+    fn backward(&self, x: &[Tensor<f64>], g: &Tensor<f64>) -> Result<InputGrads<f64>> {
+        let ga = g.mul(&x[1])?;
+        let gb = if self.wrong { g.clone() } else { g.mul(&x[0])? };
+        Ok(smallvec_of(vec![Some(ga), Some(gb)]))
+    }
+}
+
+fn smallvec_of(v: Vec<Option<Tensor<f64>>>) -> InputGrads<f64> {
+    v.into_iter().collect()
+}
+
+fn expect_gradcheck_error(r: Result<()>, must_contain: &[&str]) {
+    match r {
+        Err(Error::Gradcheck(msg)) => {
+            for s in must_contain {
+                assert!(msg.contains(s), "message {msg:?} should contain {s:?}");
+            }
+            assert!(msg.contains("analytic") && msg.contains("numeric"), "{msg}");
+        }
+        other => panic!("expected Err(Error::Gradcheck), got {other:?}"),
+    }
+}
+
+#[test]
+fn custom_square_forward_is_right() {
+    // 1.5² = 2.25, (-2)² = 4; right backward: 2x = [3, -4]; wrong: x = [1.5, -2].
+    let x = leaf(&[1.5, -2.0], &[2]);
+    for (wrong, expected) in [(false, [3.0, -4.0]), (true, [1.5, -2.0])] {
+        let y = square(&x, wrong);
+        assert_tensor(&y, &[2], &[2.25, 4.0], 0.0);
+        assert_eq!(y.op_name(), Some("square"));
+        assert_close(
+            &grad_of(&y.sum_all().backward().unwrap(), &x),
+            &expected,
+            0.0,
+        );
+    }
+}
+
+#[test]
+fn gradcheck_rejects_a_wrong_derivative_and_names_the_element() {
+    let x = t64(&[0.5, -1.5, 2.0], &[3]);
+    // the right derivative passes...
+    gradcheck(
+        |t| Ok(square(&t[0], false)),
+        std::slice::from_ref(&x),
+        Default::default(),
+    )
+    .unwrap();
+    // ...the wrong one fails on the first element (every element is off by a factor of 2).
+    let r = gradcheck(|t| Ok(square(&t[0], true)), &[x], Default::default());
+    expect_gradcheck_error(r, &["input 0", "shape [3]", "element 0"]);
+}
+
+#[test]
+fn gradcheck_names_the_right_input_and_element() {
+    // Only b's derivative is wrong, and only where a ≠ 1: element 2 of input 1.
+    let a = t64(&[1.0, 1.0, 3.0, 1.0], &[2, 2]);
+    let b = t64(&[0.3, -0.2, 0.7, 1.1], &[2, 2]);
+    let inputs = [a, b];
+    gradcheck(
+        |t| Ok(mul2(&t[0], &t[1], false)),
+        &inputs,
+        Default::default(),
+    )
+    .unwrap();
+    let r = gradcheck(
+        |t| Ok(mul2(&t[0], &t[1], true)),
+        &inputs,
+        Default::default(),
+    );
+    expect_gradcheck_error(r, &["input 1", "shape [2, 2]", "element 2"]);
+}
+
+#[test]
+fn gradcheck_rejects_a_wrong_derivative_inside_a_larger_graph() {
+    // The wrong op sits between ordinary ops: the error still surfaces.
+    let x = rnd(&[2, 3], 4);
+    let w = rnd(&[3, 2], 5);
+    let f = |wrong: bool| {
+        move |t: &[Tensor<f64>]| Ok(square(&t[0].matmul(&t[1])?.tanh(), wrong).sum_all())
+    };
+    let inputs = [x, w];
+    gradcheck(f(false), &inputs, Default::default()).unwrap();
+    expect_gradcheck_error(
+        gradcheck(f(true), &inputs, Default::default()),
+        &["input 0"],
+    );
+}
+
+#[test]
+fn gradcheck_tolerances_are_honoured() {
+    // A 1% error in the derivative passes with rtol 5% and fails with the default 0.1%.
+    struct Scaled;
+    impl Op<f64> for Scaled {
+        fn name(&self) -> &'static str {
+            "scaled"
+        }
+        fn backward(&self, _: &[Tensor<f64>], g: &Tensor<f64>) -> Result<InputGrads<f64>> {
+            Ok(smallvec_of(vec![Some(g.mul_scalar(2.0 * 1.01))]))
+        }
+    }
+    let f = |t: &[Tensor<f64>]| {
+        let x = &t[0];
+        Ok(Tensor::from_op(
+            Arc::new(x.to_vec().iter().map(|v| 2.0 * v).collect()),
+            Layout::contiguous(x.shape()),
+            &[x],
+            || Scaled,
+        ))
+    };
+    let x = [t64(&[1.0, 2.0], &[2])];
+    let loose = GradcheckOptions {
+        rtol: 0.05,
+        ..Default::default()
+    };
+    gradcheck(f, &x, loose).unwrap();
+    expect_gradcheck_error(gradcheck(f, &x, Default::default()), &["element 0"]);
+}
+
+#[test]
+fn gradcheck_params_rejects_a_wrong_derivative() {
+    let p = Parameter::new(t64(&[0.4, -0.8, 1.2], &[3]));
+    let right = gradcheck_params(
+        || Ok(square(&p.value(), false).sum_all()),
+        std::slice::from_ref(&p),
+        Default::default(),
+    );
+    right.unwrap();
+    let wrong = gradcheck_params(
+        || Ok(square(&p.value(), true).sum_all()),
+        std::slice::from_ref(&p),
+        Default::default(),
+    );
+    expect_gradcheck_error(wrong, &["parameter 0", "element 0"]);
+    // the parameter is restored after perturbation
+    assert_eq!(p.to_vec(), vec![0.4, -0.8, 1.2]);
+}
