@@ -7,4 +7,6 @@ pub use retrograd_core as core;
 pub use retrograd_core::{no_grad, Error, GradStore, Parameter, Result, Tensor};
 pub use retrograd_nn as nn;
 pub use retrograd_optim as optim;
+
+pub mod checkpoint;
 pub mod text;
