@@ -152,7 +152,16 @@ impl<E: Element> Tensor<E> {
 
     /// A contiguous tensor copied from a slice.
     pub fn from_slice(data: &[E], shape: &[usize]) -> Result<Self> {
-        Self::from_vec(data.to_vec(), shape)
+        let expected = numel(shape);
+        if data.len() != expected {
+            return Err(Error::DataLen {
+                op: "from_slice",
+                len: data.len(),
+                shape: shape.to_vec(),
+                expected,
+            });
+        }
+        Ok(Self::from_parts(data.to_vec(), shape))
     }
 
     /// A 0-d tensor holding `v`.
@@ -225,6 +234,12 @@ impl<E: Element> Tensor<E> {
 
     /// Values drawn from N(mean, std²), from the given RNG.
     pub fn randn(shape: &[usize], mean: f64, std: f64, rng: &mut impl Rng) -> Result<Self> {
+        if !(mean.is_finite() && std.is_finite() && std >= 0.0) {
+            return Err(Error::invalid(
+                "randn",
+                format!("mean {mean}, std {std}: need a finite mean and a finite std >= 0"),
+            ));
+        }
         let dist = Normal::new(mean, std)
             .map_err(|e| Error::invalid("randn", format!("mean {mean}, std {std}: {e}")))?;
         let data = (0..numel(shape))

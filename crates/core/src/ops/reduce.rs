@@ -178,6 +178,7 @@ impl<E: Element> Tensor<E> {
 
     /// Mean over `dims` (all if empty): the sum times `1 / count`.
     pub fn mean(&self, dims: &[isize], keepdim: bool) -> Result<Tensor<E>> {
+        reduce_mask("mean", self.rank(), dims)?;
         let s = self.sum(dims, keepdim)?;
         let count = (self.numel() / s.numel().max(1)).max(1);
         if self.numel() == 0 {

@@ -283,7 +283,12 @@ impl<E: Element> Tensor<E> {
 
     /// Transpose of a rank-2 tensor (a view).
     pub fn t(&self) -> Result<Tensor<E>> {
-        self.dims2()?;
+        if self.rank() != 2 {
+            return Err(Error::shape(
+                "t",
+                format!("expected a rank-2 tensor, got shape {:?}", self.shape()),
+            ));
+        }
         self.transpose(0, 1)
     }
 
@@ -295,6 +300,13 @@ impl<E: Element> Tensor<E> {
     /// Index `i` of `dim`, with that dim removed (like `x[:, i]`).
     pub fn select(&self, dim: isize, i: usize) -> Result<Tensor<E>> {
         let d = resolve_dim("select", dim, self.rank())?;
+        if i >= self.shape()[d] {
+            return Err(Error::Index {
+                op: "select",
+                index: i as i64,
+                size: self.shape()[d],
+            });
+        }
         self.narrow(d as isize, i, 1)?.squeeze(d as isize)
     }
 
@@ -353,6 +365,13 @@ impl<E: Element> Tensor<E> {
         let first = xs
             .first()
             .ok_or_else(|| Error::invalid("stack", "needs at least one tensor"))?;
+        if dim > first.rank() {
+            return Err(Error::Dim {
+                op: "stack",
+                dim: dim as isize,
+                rank: first.rank(),
+            });
+        }
         if let Some(x) = xs.iter().find(|x| x.shape() != first.shape()) {
             return Err(Error::shape(
                 "stack",
