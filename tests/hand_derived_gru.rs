@@ -8,14 +8,17 @@
 
 mod hand_derived;
 
-use hand_derived::gru::{gru_backward, gru_forward, GruParams, TimeGru};
+use hand_derived::gru::{gru_backward, gru_forward, GruGrads, GruParams, TimeGru};
 use hand_derived::mat::{Arr3, Mat};
+use hand_derived::nn_load::{entry, load, param_grad};
 use hand_derived::{
     arr3_of, assert_close, assert_close3, grad_arr3, grad_mat, mat_of, t1, t2, t3, TOL,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use retrograd::{Result, Tensor};
+use retrograd::nn::rnn::{CellConfig, Gru as NnGru, GruCell, RnnConfig};
+use retrograd::nn::Module;
+use retrograd::{GradStore, Result, Tensor};
 
 /// `(weight_ih, weight_hh, bias_ih, bias_hh)` as tape leaves.
 type W = (Tensor<f64>, Tensor<f64>, Tensor<f64>, Tensor<f64>);
@@ -235,5 +238,80 @@ fn time_gru_bptt_matches_hand_derivation() -> Result<()> {
         layer.dh0.as_ref().unwrap(),
         TOL,
     );
+    Ok(())
+}
+
+// ---- the same oracle against the nn layers (already PyTorch layout: loaded as is) ----
+
+fn torch_entries(p: &GruParams, suffix: &str) -> Vec<(String, Tensor<f64>)> {
+    vec![
+        entry(format!("weight_ih{suffix}"), t2(&p.w_ih)),
+        entry(format!("weight_hh{suffix}"), t2(&p.w_hh)),
+        entry(format!("bias_ih{suffix}"), t1(&p.b_ih)),
+        entry(format!("bias_hh{suffix}"), t1(&p.b_hh)),
+    ]
+}
+
+fn assert_layer_grads<M: Module<f64>>(m: &M, g: &GradStore<f64>, suffix: &str, want: &GruGrads) {
+    let w = |n: &str| param_grad(m, g, &format!("{n}{suffix}"));
+    assert_close("nn dW_ih", &w("weight_ih"), &want.dw_ih, TOL);
+    assert_close("nn dW_hh", &w("weight_hh"), &want.dw_hh, TOL);
+    assert_close("nn db_ih", &w("bias_ih"), &want.db_ih, TOL);
+    assert_close("nn db_hh", &w("bias_hh"), &want.db_hh, TOL);
+}
+
+#[test]
+fn nn_gru_cell_matches_hand_derivation() -> Result<()> {
+    // tolerance: TOL = 1e-10
+    let mut rng = StdRng::seed_from_u64(34);
+    let (n, d, h) = (3, 4, 5);
+    let p = params(d, h, &mut rng);
+    let (x, h_prev) = (
+        Mat::rand(n, d, 1.0, &mut rng),
+        Mat::rand(n, h, 0.8, &mut rng),
+    );
+    let dh_next = Mat::rand(n, h, 1.0, &mut rng);
+    let (h_next, cache) = gru_forward(&p, &x, &h_prev);
+    let (dx, dh_prev, grads) = gru_backward(&p, &cache, &dh_next);
+
+    let cell = GruCell::<f64>::new(CellConfig::new(d, h), &mut rng)?;
+    load(&cell, torch_entries(&p, ""));
+    let (xt, ht) = (t2(&x).requires_grad(), t2(&h_prev).requires_grad());
+    let out = cell.forward(&xt, Some(&ht))?;
+    assert_close("nn h_next", &mat_of(&out), &h_next, TOL);
+    let g = out.backward_with(&t2(&dh_next))?;
+    assert_close("nn dx", &grad_mat(&g, &xt, "x"), &dx, TOL);
+    assert_close("nn dh_prev", &grad_mat(&g, &ht, "h_prev"), &dh_prev, TOL);
+    assert_layer_grads(&cell, &g, "", &grads);
+    Ok(())
+}
+
+#[test]
+fn nn_gru_layer_matches_hand_derivation() -> Result<()> {
+    // tolerance: TOL = 1e-10. Time-major input (L, N, D), the nn default.
+    let mut rng = StdRng::seed_from_u64(35);
+    let (n, t, d, h) = (2, 5, 3, 4);
+    let p = params(d, h, &mut rng);
+    let xs = Arr3::rand(n, t, d, 1.0, &mut rng);
+    let h0 = Mat::rand(n, h, 0.6, &mut rng);
+    let dhs = Arr3::rand(n, t, h, 1.0, &mut rng);
+    let mut layer = TimeGru::new(p.clone());
+    let hs = layer.forward(&xs, &h0);
+    let dxs = layer.backward(&dhs);
+
+    let gru = NnGru::<f64>::new(RnnConfig::new(d, h), &mut rng)?;
+    load(&gru, torch_entries(&p, "_l0"));
+    let xs_t = t3(&xs).requires_grad();
+    let x_tm = xs_t.transpose(0, 1)?; // [N, T, D] -> [T, N, D]
+    let h0_t = t2(&h0).reshape(&[1, n, h])?.requires_grad();
+    let (out, h_n) = gru.forward(&x_tm, Some(&h0_t))?;
+    let out = out.transpose(0, 1)?; // back to [N, T, H]
+    assert_close3("nn output", &arr3_of(&out.contiguous()), &hs, TOL);
+    assert_close("nn h_n", &mat_of(&h_n.select(0, 0)?), &hs.step(t - 1), TOL);
+    let g = out.backward_with(&t3(&dhs))?;
+    assert_close3("nn dxs", &grad_arr3(&g, &xs_t, "xs"), &dxs, TOL);
+    assert_layer_grads(&gru, &g, "_l0", &layer.grads);
+    let dh0 = mat_of(&g.get(&h0_t).expect("h0 grad").select(0, 0)?);
+    assert_close("nn dh0", &dh0, layer.dh0.as_ref().unwrap(), TOL);
     Ok(())
 }

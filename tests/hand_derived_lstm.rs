@@ -6,13 +6,18 @@
 mod hand_derived;
 
 use hand_derived::mat::{Arr3, Mat};
-use hand_derived::numpy_lstm::{Lstm, LstmParams, TimeLstm};
+use hand_derived::nn_load::{entry, load, param_grad};
+use hand_derived::numpy_lstm::{Lstm, LstmGrads, LstmParams, TimeLstm};
 use hand_derived::{
-    arr3_of, assert_close, assert_close3, grad_arr3, grad_mat, mat_of, t1, t2, t3, TOL,
+    arr3_of, assert_close, assert_close3, grad_arr3, grad_mat, mat_of, numpy_to_torch_bias,
+    numpy_to_torch_weight, t1, t2, t3, torch_to_numpy_bias, torch_to_numpy_weight, FGIO_TO_IFGO,
+    IFGO_TO_FGIO, TOL,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use retrograd::{Result, Tensor};
+use retrograd::nn::rnn::{CellConfig, Lstm as NnLstm, LstmCell, LstmState, RnnConfig};
+use retrograd::nn::Module;
+use retrograd::{GradStore, Result, Tensor};
 
 type W = (Tensor<f64>, Tensor<f64>, Tensor<f64>);
 
@@ -240,5 +245,131 @@ fn reading_the_gates_in_pytorch_order_breaks_the_match() -> Result<()> {
     let c = f.mul(&t2(&c_prev))?.add(&i.mul(&g)?)?;
     let wrong = mat_of(&o.mul(&c.tanh())?);
     assert!(wrong.max_abs_diff(&h_next) > 1e-3);
+    Ok(())
+}
+
+// ---- the same oracles against the nn layers: PyTorch layout and gate order i,f,g,o ----
+
+/// Notebook `(Wx, Wh, b)` (gates f,g,i,o) as PyTorch entries (gates i,f,g,o), `b` split as
+/// `bias_ih = b - s`, `bias_hh = s`.
+fn torch_entries(p: &LstmParams, split: &Mat, suffix: &str) -> Vec<(String, Tensor<f64>)> {
+    let o = &FGIO_TO_IFGO;
+    vec![
+        entry(
+            format!("weight_ih{suffix}"),
+            t2(&numpy_to_torch_weight(&p.wx, o)),
+        ),
+        entry(
+            format!("weight_hh{suffix}"),
+            t2(&numpy_to_torch_weight(&p.wh, o)),
+        ),
+        entry(
+            format!("bias_ih{suffix}"),
+            t1(&numpy_to_torch_bias(&p.b.sub(split), o)),
+        ),
+        entry(
+            format!("bias_hh{suffix}"),
+            t1(&numpy_to_torch_bias(split, o)),
+        ),
+    ]
+}
+
+/// The module's grads mapped back to notebook layout and gate order, compared with
+/// `[dWx, dWh, db]` (both biases receive `db`).
+fn assert_layer_grads<M: Module<f64>>(m: &M, g: &GradStore<f64>, suffix: &str, want: &LstmGrads) {
+    let w = |n: &str| param_grad(m, g, &format!("{n}{suffix}"));
+    let back = &IFGO_TO_FGIO;
+    let dwx = torch_to_numpy_weight(&w("weight_ih"), back);
+    assert_close("nn dWx", &dwx, &want.dwx, TOL);
+    let dwh = torch_to_numpy_weight(&w("weight_hh"), back);
+    assert_close("nn dWh", &dwh, &want.dwh, TOL);
+    let db_ih = torch_to_numpy_bias(&w("bias_ih"), back);
+    assert_close("nn db (bias_ih)", &db_ih, &want.db, TOL);
+    let db_hh = torch_to_numpy_bias(&w("bias_hh"), back);
+    assert_close("nn db (bias_hh)", &db_hh, &want.db, TOL);
+}
+
+#[test]
+fn nn_lstm_cell_matches_notebook_lstm_backward() -> Result<()> {
+    // tolerance: TOL = 1e-10. Notebook b loaded into bias_ih, bias_hh = 0.
+    let mut rng = StdRng::seed_from_u64(25);
+    let (n, d, h) = (3, 4, 5);
+    let p = params(d, h, &mut rng);
+    let x = Mat::rand(n, d, 1.0, &mut rng);
+    let (h_prev, c_prev) = (
+        Mat::rand(n, h, 0.8, &mut rng),
+        Mat::rand(n, h, 1.0, &mut rng),
+    );
+    let (dh_next, dc_next) = (
+        Mat::rand(n, h, 1.0, &mut rng),
+        Mat::rand(n, h, 1.0, &mut rng),
+    );
+    let mut cell = Lstm::new(p.clone());
+    let (h_next, c_next) = cell.forward(&x, &h_prev, &c_prev);
+    let (dx, dh_prev, dc_prev) = cell.backward(&dh_next, &dc_next);
+
+    let nn_cell = LstmCell::<f64>::new(CellConfig::new(d, h), &mut rng)?;
+    load(&nn_cell, torch_entries(&p, &Mat::zeros(1, 4 * h), ""));
+    let (xt, ht, ct) = (
+        t2(&x).requires_grad(),
+        t2(&h_prev).requires_grad(),
+        t2(&c_prev).requires_grad(),
+    );
+    let next = nn_cell.forward(&xt, Some(&LstmState::new(ht.clone(), ct.clone())))?;
+    assert_close("nn h_next", &mat_of(&next.h), &h_next, TOL);
+    assert_close("nn c_next", &mat_of(&next.c), &c_next, TOL);
+    let g = weighted(&next.h, &dh_next, &next.c, &dc_next)?.backward()?;
+    assert_close("nn dx", &grad_mat(&g, &xt, "x"), &dx, TOL);
+    assert_close("nn dh_prev", &grad_mat(&g, &ht, "h_prev"), &dh_prev, TOL);
+    assert_close("nn dc_prev", &grad_mat(&g, &ct, "c_prev"), &dc_prev, TOL);
+    assert_layer_grads(&nn_cell, &g, "", &cell.grads);
+    Ok(())
+}
+
+#[test]
+fn nn_lstm_layer_matches_notebook_time_lstm() -> Result<()> {
+    // tolerance: TOL = 1e-10. batch_first, initial (h0, c0) given, b split at random.
+    let mut rng = StdRng::seed_from_u64(26);
+    let (n, t, d, h) = (2, 5, 3, 4);
+    let p = params(d, h, &mut rng);
+    let xs = Arr3::rand(n, t, d, 1.0, &mut rng);
+    let dhs = Arr3::rand(n, t, h, 1.0, &mut rng);
+    let (h0, c0) = (
+        Mat::rand(n, h, 0.5, &mut rng),
+        Mat::rand(n, h, 0.8, &mut rng),
+    );
+    let split = Mat::rand(1, 4 * h, 0.5, &mut rng);
+    let mut layer = TimeLstm::new(p.clone(), true);
+    layer.set_state(h0.clone(), Some(c0.clone()));
+    let hs = layer.forward(&xs);
+    let dxs = layer.backward(&dhs);
+
+    let lstm = NnLstm::<f64>::new(RnnConfig::new(d, h).batch_first(true), &mut rng)?;
+    load(&lstm, torch_entries(&p, &split, "_l0"));
+    let xs_t = t3(&xs).requires_grad();
+    let h0_t = t2(&h0).reshape(&[1, n, h])?.requires_grad();
+    let c0_t = t2(&c0).reshape(&[1, n, h])?.requires_grad();
+    let state = LstmState::new(h0_t.clone(), c0_t.clone());
+    let (out, last) = lstm.forward(&xs_t, Some(&state))?;
+    assert_close3("nn output", &arr3_of(&out), &hs, TOL);
+    assert_close(
+        "nn h_n",
+        &mat_of(&last.h.select(0, 0)?),
+        layer.h.as_ref().unwrap(),
+        TOL,
+    );
+    assert_close(
+        "nn c_n",
+        &mat_of(&last.c.select(0, 0)?),
+        layer.c.as_ref().unwrap(),
+        TOL,
+    );
+    let g = out.backward_with(&t3(&dhs))?;
+    assert_close3("nn dxs", &grad_arr3(&g, &xs_t, "xs"), &dxs, TOL);
+    assert_layer_grads(&lstm, &g, "_l0", &layer.grads);
+    let dh0 = mat_of(&g.get(&h0_t).expect("h0 grad").select(0, 0)?);
+    assert_close("nn dh0", &dh0, layer.dh.as_ref().unwrap(), TOL);
+    let dc0 = mat_of(&g.get(&c0_t).expect("c0 grad").select(0, 0)?);
+    assert_close("nn dc0", &dc0, layer.dc.as_ref().unwrap(), TOL);
     Ok(())
 }

@@ -6,10 +6,13 @@
 mod hand_derived;
 
 use hand_derived::mat::{Arr3, Mat};
+use hand_derived::nn_load::{entry, load, param_grad};
 use hand_derived::numpy_rnn::{Rnn, RnnParams, TimeRnn};
 use hand_derived::{assert_close, assert_close3, grad_arr3, grad_mat, mat_of, t1, t2, t3, TOL};
+use hand_derived::{numpy_to_torch_bias, numpy_to_torch_weight, torch_to_numpy_weight};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use retrograd::nn::rnn::{CellConfig, Rnn as NnRnn, RnnCell, RnnConfig};
 use retrograd::{Result, Tensor};
 
 fn params(d: usize, h: usize, rng: &mut StdRng) -> RnnParams {
@@ -238,6 +241,174 @@ fn truncated_bptt_second_chunk_treats_carried_state_as_constant() -> Result<()> 
     assert!(
         leak > 1e-6,
         "untruncated BPTT should differ from the notebook's truncated one"
+    );
+    Ok(())
+}
+
+// ---- the same oracles against the nn layers (PyTorch layout: weight_ih = Wx^T, ...) ----
+
+const PLAIN: [usize; 1] = [0]; // one gate block: layout change only
+
+/// Notebook `(Wx, Wh, b)` as PyTorch-named entries; `b` split as `b_ih = b - s`, `b_hh = s`.
+fn torch_entries(p: &RnnParams, split: &Mat, suffix: &str) -> Vec<(String, Tensor<f64>)> {
+    vec![
+        entry(
+            format!("weight_ih{suffix}"),
+            t2(&numpy_to_torch_weight(&p.wx, &PLAIN)),
+        ),
+        entry(
+            format!("weight_hh{suffix}"),
+            t2(&numpy_to_torch_weight(&p.wh, &PLAIN)),
+        ),
+        entry(
+            format!("bias_ih{suffix}"),
+            t1(&numpy_to_torch_bias(&p.b.sub(split), &PLAIN)),
+        ),
+        entry(
+            format!("bias_hh{suffix}"),
+            t1(&numpy_to_torch_bias(split, &PLAIN)),
+        ),
+    ]
+}
+
+/// Compares a PyTorch-layout module's grads for one layer with the notebook's `[dWx, dWh, db]`
+/// (both biases receive `db`).
+fn assert_layer_grads<M: retrograd::nn::Module<f64>>(
+    m: &M,
+    g: &retrograd::GradStore<f64>,
+    suffix: &str,
+    want: &hand_derived::numpy_rnn::RnnGrads,
+) {
+    let w = |n: &str| param_grad(m, g, &format!("{n}{suffix}"));
+    assert_close(
+        "nn dWx",
+        &torch_to_numpy_weight(&w("weight_ih"), &PLAIN),
+        &want.dwx,
+        TOL,
+    );
+    assert_close(
+        "nn dWh",
+        &torch_to_numpy_weight(&w("weight_hh"), &PLAIN),
+        &want.dwh,
+        TOL,
+    );
+    assert_close("nn db (bias_ih)", &w("bias_ih"), &want.db, TOL);
+    assert_close("nn db (bias_hh)", &w("bias_hh"), &want.db, TOL);
+}
+
+#[test]
+fn nn_rnn_cell_matches_notebook_rnn_backward() -> Result<()> {
+    // tolerance: TOL = 1e-10. Notebook b loaded into bias_ih, bias_hh = 0.
+    let mut rng = StdRng::seed_from_u64(15);
+    let (n, d, h) = (3, 4, 5);
+    let p = params(d, h, &mut rng);
+    let (x, h_prev) = (
+        Mat::rand(n, d, 1.0, &mut rng),
+        Mat::rand(n, h, 0.8, &mut rng),
+    );
+    let dh_next = Mat::rand(n, h, 1.0, &mut rng);
+    let mut cell = Rnn::new(p.clone());
+    let h_next = cell.forward(&x, &h_prev);
+    let (dx, dh_prev) = cell.backward(&dh_next);
+
+    let nn_cell = RnnCell::<f64>::new(CellConfig::new(d, h), &mut rng)?;
+    load(&nn_cell, torch_entries(&p, &Mat::zeros(1, h), ""));
+    let (xt, ht) = (t2(&x).requires_grad(), t2(&h_prev).requires_grad());
+    let out = nn_cell.forward(&xt, Some(&ht))?;
+    assert_close("nn h_next", &mat_of(&out), &h_next, TOL);
+    let g = out.backward_with(&t2(&dh_next))?;
+    assert_close("nn dx", &grad_mat(&g, &xt, "x"), &dx, TOL);
+    assert_close("nn dh_prev", &grad_mat(&g, &ht, "h_prev"), &dh_prev, TOL);
+    assert_layer_grads(&nn_cell, &g, "", &cell.grads);
+    Ok(())
+}
+
+#[test]
+fn nn_rnn_layer_matches_notebook_time_rnn() -> Result<()> {
+    // tolerance: TOL = 1e-10. batch_first (the notebook's xs is [N, T, D]); the notebook's b
+    // split at random between bias_ih and bias_hh (only the sum matters).
+    let mut rng = StdRng::seed_from_u64(16);
+    let (n, t, d, h) = (2, 5, 3, 4);
+    let p = params(d, h, &mut rng);
+    let xs = Arr3::rand(n, t, d, 1.0, &mut rng);
+    let dhs = Arr3::rand(n, t, h, 1.0, &mut rng);
+    let h0 = Mat::rand(n, h, 0.5, &mut rng);
+    let split = Mat::rand(1, h, 0.5, &mut rng);
+    let mut layer = TimeRnn::new(p.clone(), true);
+    layer.set_state(h0.clone());
+    let hs = layer.forward(&xs);
+    let dxs = layer.backward(&dhs);
+
+    let rnn = NnRnn::<f64>::new(RnnConfig::new(d, h).batch_first(true), &mut rng)?;
+    load(&rnn, torch_entries(&p, &split, "_l0"));
+    let xs_t = t3(&xs).requires_grad();
+    let h0_t = t2(&h0).reshape(&[1, n, h])?.requires_grad();
+    let (out, h_n) = rnn.forward(&xs_t, Some(&h0_t))?;
+    assert_close3("nn output", &hand_derived::arr3_of(&out), &hs, TOL);
+    assert_close(
+        "nn h_n",
+        &mat_of(&h_n.select(0, 0)?),
+        layer.h.as_ref().unwrap(),
+        TOL,
+    );
+    let g = out.backward_with(&t3(&dhs))?;
+    assert_close3("nn dxs", &grad_arr3(&g, &xs_t, "xs"), &dxs, TOL);
+    assert_layer_grads(&rnn, &g, "_l0", &layer.grads);
+    let dh0 = mat_of(&g.get(&h0_t).expect("h0 grad").select(0, 0)?);
+    assert_close("nn dh0", &dh0, layer.dh.as_ref().unwrap(), TOL);
+    Ok(())
+}
+
+#[test]
+fn nn_two_layer_rnn_matches_two_stacked_notebook_time_rnns() -> Result<()> {
+    // tolerance: TOL = 1e-10. Layer 2's TimeRNN reads layer 1's hs; its dxs are layer 1's dhs.
+    let mut rng = StdRng::seed_from_u64(17);
+    let (n, t, d, h) = (2, 4, 3, 4);
+    let (p1, p2) = (params(d, h, &mut rng), params(h, h, &mut rng));
+    let xs = Arr3::rand(n, t, d, 1.0, &mut rng);
+    let dhs = Arr3::rand(n, t, h, 1.0, &mut rng);
+    let (h01, h02) = (
+        Mat::rand(n, h, 0.5, &mut rng),
+        Mat::rand(n, h, 0.5, &mut rng),
+    );
+    let (mut l1, mut l2) = (
+        TimeRnn::new(p1.clone(), true),
+        TimeRnn::new(p2.clone(), true),
+    );
+    l1.set_state(h01.clone());
+    l2.set_state(h02.clone());
+    let hs = l2.forward(&l1.forward(&xs));
+    let dxs = l1.backward(&l2.backward(&dhs));
+
+    let rnn = NnRnn::<f64>::new(
+        RnnConfig::new(d, h).num_layers(2).batch_first(true),
+        &mut rng,
+    )?;
+    let zero = Mat::zeros(1, h);
+    let mut sd = torch_entries(&p1, &zero, "_l0");
+    sd.extend(torch_entries(&p2, &zero, "_l1"));
+    load(&rnn, sd);
+    let xs_t = t3(&xs).requires_grad();
+    let h0_data = [h01.data.clone(), h02.data.clone()].concat();
+    let h0_t = Tensor::from_vec(h0_data, &[2, n, h])?.requires_grad();
+    let (out, _) = rnn.forward(&xs_t, Some(&h0_t))?;
+    assert_close3("nn 2-layer output", &hand_derived::arr3_of(&out), &hs, TOL);
+    let g = out.backward_with(&t3(&dhs))?;
+    assert_close3("nn 2-layer dxs", &grad_arr3(&g, &xs_t, "xs"), &dxs, TOL);
+    assert_layer_grads(&rnn, &g, "_l0", &l1.grads);
+    assert_layer_grads(&rnn, &g, "_l1", &l2.grads);
+    let dh0 = g.get(&h0_t).expect("h0 grad");
+    assert_close(
+        "nn dh0 layer 0",
+        &mat_of(&dh0.select(0, 0)?),
+        l1.dh.as_ref().unwrap(),
+        TOL,
+    );
+    assert_close(
+        "nn dh0 layer 1",
+        &mat_of(&dh0.select(0, 1)?),
+        l2.dh.as_ref().unwrap(),
+        TOL,
     );
     Ok(())
 }

@@ -7,12 +7,15 @@
 mod hand_derived;
 
 use hand_derived::mat::{Arr3, Mat};
+use hand_derived::nn_load::param_grad;
 use hand_derived::numpy_rnn::{RnnParams, TimeRnn};
 use hand_derived::time_layers::{TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss};
 use hand_derived::{arr3_of, assert_close, assert_close3, grad_arr3, grad_mat, t1, t2, t3, TOL};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use retrograd::core::{CrossEntropyOptions, Reduction};
+use retrograd::nn::rnn::{Rnn as NnRnn, RnnConfig};
+use retrograd::nn::{CrossEntropyLoss, Embedding, Linear, Module, StateDict};
 use retrograd::{Parameter, Result, Tensor};
 
 /// The notebook's `ignore_label`, passed to the tape's cross-entropy as `ignore_index`.
@@ -326,5 +329,99 @@ fn truncated_bptt_training_loop_matches_notebook() -> Result<()> {
             assert_close(&format!("chunk {chunk} updated {name}"), &got, want, TOL);
         }
     }
+    Ok(())
+}
+
+// ---- the same oracles against the nn layers (Linear stores W^T, like PyTorch) ----
+
+#[test]
+fn nn_embedding_linear_and_loss_match_notebook_time_layers() -> Result<()> {
+    // tolerance: TOL = 1e-10. TimeEmbedding -> TimeAffine -> TimeSoftmaxWithLoss(-1) against
+    // Embedding -> Linear -> CrossEntropyLoss(ignore_index -1) on (N, T, V) logits.
+    let mut rng = StdRng::seed_from_u64(47);
+    let (v, d, n, t) = (6, 4, 2, 4);
+    let (ew, aw, ab) = (
+        Mat::rand(v, d, 1.0, &mut rng),
+        Mat::rand(d, v, 1.0, &mut rng),
+        Mat::rand(1, v, 0.5, &mut rng),
+    );
+    let ids: Vec<usize> = vec![1, 3, 1, 0, 5, 1, 3, 3];
+    let ts: Vec<i64> = vec![2, -1, 0, 5, 1, 1, -1, 4];
+    let mut emb = TimeEmbedding::new(ew.clone());
+    let mut aff = TimeAffine::new(aw.clone(), ab.clone());
+    let mut sm = TimeSoftmaxWithLoss::default();
+    let loss = sm.forward(&aff.forward(&emb.forward(&ids, n, t)), &ts);
+    emb.backward(&aff.backward(&sm.backward(1.0)));
+
+    let embedding = Embedding::<f64>::from_weights(t2(&ew))?;
+    let linear = Linear::<f64>::from_weights(t2(&aw.t()), Some(t1(&ab)))?;
+    let ce = CrossEntropyLoss::new().with_ignore_index(-1);
+    let loss_t = ce.forward(&linear.forward(&embedding.forward(&ids, &[n, t])?)?, &ts)?;
+    assert!((loss_t.item()? - loss).abs() <= TOL);
+    let g = loss_t.backward()?;
+    assert_close(
+        "nn Embedding dW",
+        &param_grad(&embedding, &g, "weight"),
+        &emb.dw,
+        TOL,
+    );
+    let dw = param_grad(&linear, &g, "weight").t();
+    assert_close("nn Linear dW (transposed)", &dw, &aff.dw, TOL);
+    assert_close(
+        "nn Linear db",
+        &param_grad(&linear, &g, "bias"),
+        &aff.db,
+        TOL,
+    );
+    Ok(())
+}
+
+#[test]
+fn nn_simple_rnnlm_gradients_match_notebook() -> Result<()> {
+    // tolerance: TOL = 1e-10. SimpleRnnlm from nn layers: Embedding -> Rnn (batch_first) ->
+    // Linear -> CrossEntropyLoss(ignore -1), weights loaded from the notebook model.
+    let mut rng = StdRng::seed_from_u64(48);
+    let (v, d, h, n, t) = (7, 4, 5, 2, 5);
+    let m = NumpyRnnlm::new(v, d, h, &mut rng);
+    let ids: Vec<usize> = (0..n * t).map(|_| rng.random_range(0..v)).collect();
+    let mut ts: Vec<i64> = (0..n * t).map(|_| rng.random_range(0..v as i64)).collect();
+    ts[2] = -1;
+    let mut rnn = TimeRnn::new(m.rnn.clone(), false);
+    let (loss, grads) = numpy_step(&m, &mut rnn, &ids, &ts, n);
+
+    let embedding = Embedding::<f64>::from_weights(t2(&m.embed))?;
+    let nn_rnn = NnRnn::<f64>::new(RnnConfig::new(d, h).batch_first(true), &mut rng)?;
+    let (wx, wh) = (t2(&m.rnn.wx.t()), t2(&m.rnn.wh.t()));
+    let sd: StateDict<f64> = [
+        ("weight_ih_l0", wx),
+        ("weight_hh_l0", wh),
+        ("bias_ih_l0", t1(&m.rnn.b)),
+        ("bias_hh_l0", Tensor::zeros(&[h])),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    nn_rnn.load_state_dict(&sd, true)?;
+    let linear = Linear::<f64>::from_weights(t2(&m.aw.t()), Some(t1(&m.ab)))?;
+    let (hs, _) = nn_rnn.forward(&embedding.forward(&ids, &[n, t])?, None)?;
+    let scores = linear.forward(&hs)?;
+    let loss_t = CrossEntropyLoss::new()
+        .with_ignore_index(-1)
+        .forward(&scores, &ts)?;
+    assert!((loss_t.item()? - loss).abs() <= TOL);
+    let g = loss_t.backward()?;
+    let got = [
+        param_grad(&embedding, &g, "weight"),
+        param_grad(&nn_rnn, &g, "weight_ih_l0").t(),
+        param_grad(&nn_rnn, &g, "weight_hh_l0").t(),
+        param_grad(&nn_rnn, &g, "bias_ih_l0"),
+        param_grad(&linear, &g, "weight").t(),
+        param_grad(&linear, &g, "bias"),
+    ];
+    for ((got, want), name) in got.iter().zip(&grads).zip(NAMES) {
+        assert_close(&format!("nn {name}"), got, want, TOL);
+    }
+    let db_hh = param_grad(&nn_rnn, &g, "bias_hh_l0");
+    assert_close("nn rnn b (bias_hh)", &db_hh, &grads[3], TOL);
     Ok(())
 }

@@ -9,6 +9,7 @@
 
 pub mod gru;
 pub mod mat;
+pub mod nn_load;
 pub mod numpy_lstm;
 pub mod numpy_rnn;
 pub mod time_layers;
