@@ -91,12 +91,18 @@ impl AnyStack {
     }
 }
 
-/// The error of `f`, asserting that it neither succeeded nor panicked.
-fn error_of<T>(f: impl FnOnce() -> Result<T>) -> String {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(_)) => panic!("expected an error, got Ok"),
+/// Asserts that `f` returns an error (not Ok, not a panic) whose message contains every part.
+fn expect_err<T>(f: impl FnOnce() -> Result<T>, parts: &[&str]) {
+    let message = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(_)) => panic!("expected an error containing {parts:?}, got Ok"),
         Ok(Err(e)) => e.to_string(),
-        Err(_) => panic!("expected an error, got a panic"),
+        Err(_) => panic!("expected an error containing {parts:?}, got a panic"),
+    };
+    for part in parts {
+        assert!(
+            message.contains(part),
+            "{message:?} should contain {part:?}"
+        );
     }
 }
 
@@ -369,55 +375,60 @@ fn bad_inputs_are_errors_naming_the_problem() -> Result<()> {
     let x = randn(&[L, N, IN], 20);
     let state = |h: &[usize], c: &[usize]| LstmState::new(randn(h, 21), randn(c, 22));
 
-    let e = error_of(|| lstm.forward(&randn(&[L, N, 5], 23), None));
-    assert!(
-        e.contains("lstm") && e.contains("input has 5 features, expected input_size 3"),
-        "{e}"
+    let bad_x = randn(&[L, N, 5], 23);
+    expect_err(
+        || lstm.forward(&bad_x, None),
+        &["lstm", "input has 5 features, expected input_size 3"],
     );
-    let e = error_of(|| lstm.forward(&randn(&[2, L, N, IN], 23), None));
-    assert!(e.contains("lstm") && e.contains("[2, 5, 3, 3]"), "{e}");
-    let e = error_of(|| lstm.forward(&Tensor::zeros(&[0, N, IN]), None));
-    assert!(e.contains("sequence length 0"), "{e}");
-    let e = error_of(|| lstm.forward(&x, Some(&state(&[2, 2, HID], &[2, N, HID]))));
-    assert!(
-        e.contains("h0 has shape [2, 2, 4], expected [2, 3, 4]"),
-        "{e}"
+    let rank4 = randn(&[2, L, N, IN], 23);
+    expect_err(|| lstm.forward(&rank4, None), &["lstm", "[2, 5, 3, 3]"]);
+    let empty = Tensor::zeros(&[0, N, IN]);
+    expect_err(
+        || lstm.forward(&empty, None),
+        &["lstm", "sequence length 0"],
     );
-    let e = error_of(|| lstm.forward(&x, Some(&state(&[2, N, HID], &[1, N, HID]))));
-    assert!(
-        e.contains("c0 has shape [1, 3, 4], expected [2, 3, 4]"),
-        "{e}"
+    let s = state(&[2, 2, HID], &[2, N, HID]);
+    expect_err(
+        || lstm.forward(&x, Some(&s)),
+        &["h0 has shape [2, 2, 4], expected [2, 3, 4]"],
     );
-    let e = error_of(|| lstm.forward_with_lengths(&x, &[5, 0, 2], None));
-    assert!(e.contains("lengths[1] = 0 is outside 1..=5"), "{e}");
-    let e = error_of(|| lstm.forward_with_lengths(&x, &[5, 6, 2], None));
-    assert!(e.contains("lengths[1] = 6 is outside 1..=5"), "{e}");
-    let e = error_of(|| lstm.forward_with_lengths(&x, &[5, 2], None));
-    assert!(
-        e.contains("lengths has 2 entries, expected batch size 3"),
-        "{e}"
+    let s = state(&[2, N, HID], &[1, N, HID]);
+    expect_err(
+        || lstm.forward(&x, Some(&s)),
+        &["c0 has shape [1, 3, 4], expected [2, 3, 4]"],
+    );
+    let run = |lengths: &[usize]| lstm.forward_with_lengths(&x, lengths, None);
+    expect_err(|| run(&[5, 0, 2]), &["lengths[1] = 0 is outside 1..=5"]);
+    expect_err(|| run(&[5, 6, 2]), &["lengths[1] = 6 is outside 1..=5"]);
+    expect_err(
+        || run(&[5, 2]),
+        &["lengths has 2 entries, expected batch size 3"],
     );
 
-    let gru = Gru::<f64>::new(
-        RnnConfig::new(IN, HID).bidirectional(true),
-        &mut StdRng::seed_from_u64(24),
-    )?;
-    let e = error_of(|| gru.forward(&randn(&[L, IN], 25), Some(&randn(&[2, 1, HID], 26))));
-    assert!(
-        e.contains("gru") && e.contains("h0 has shape [2, 1, 4], expected [2, 4]"),
-        "{e}"
+    let cfg = RnnConfig::new(IN, HID).bidirectional(true);
+    let gru = Gru::<f64>::new(cfg, &mut StdRng::seed_from_u64(24))?;
+    let (x1, h1) = (randn(&[L, IN], 25), randn(&[2, 1, HID], 26));
+    expect_err(
+        || gru.forward(&x1, Some(&h1)),
+        &["gru", "h0 has shape [2, 1, 4], expected [2, 4]"],
     );
 
     let cell = GruCell::<f64>::new(CellConfig::new(IN, HID), &mut StdRng::seed_from_u64(27))?;
-    let e = error_of(|| cell.forward(&randn(&[N, 2], 28), None));
-    assert!(
-        e.contains("gru_cell") && e.contains("input has 2 features"),
-        "{e}"
+    let (xc, hc, x3) = (
+        randn(&[N, 2], 28),
+        randn(&[N, 5], 29),
+        randn(&[1, N, IN], 28),
     );
-    let e = error_of(|| cell.forward(&randn(&[N, IN], 28), Some(&randn(&[N, 5], 29))));
-    assert!(e.contains("h has shape [3, 5], expected [3, 4]"), "{e}");
-    let e = error_of(|| cell.forward(&randn(&[1, N, IN], 28), None));
-    assert!(e.contains("gru_cell") && e.contains("[1, 3, 3]"), "{e}");
+    let x2 = randn(&[N, IN], 30);
+    expect_err(
+        || cell.forward(&xc, None),
+        &["gru_cell", "input has 2 features"],
+    );
+    expect_err(
+        || cell.forward(&x2, Some(&hc)),
+        &["h has shape [3, 5], expected [3, 4]"],
+    );
+    expect_err(|| cell.forward(&x3, None), &["gru_cell", "[1, 3, 3]"]);
     Ok(())
 }
 
@@ -425,65 +436,49 @@ fn bad_inputs_are_errors_naming_the_problem() -> Result<()> {
 fn bad_configs_are_errors_naming_the_value() {
     let mut rng = StdRng::seed_from_u64(30);
     let base = RnnConfig::new(IN, HID);
-    let cases: Vec<(String, String)> = vec![
-        (
-            error_of(|| Lstm::<f32>::new(RnnConfig::new(IN, 0), &mut rng)),
-            "hidden_size must be positive, got 0".into(),
-        ),
-        (
-            error_of(|| Gru::<f32>::new(RnnConfig::new(0, HID), &mut rng)),
-            "input_size must be positive, got 0".into(),
-        ),
-        (
-            error_of(|| Rnn::<f32>::new(base.num_layers(0), &mut rng)),
-            "num_layers must be at least 1".into(),
-        ),
-        (
-            error_of(|| Lstm::<f32>::new(base.dropout(1.0), &mut rng)),
-            "dropout must be in [0, 1), got 1".into(),
-        ),
-        (
-            error_of(|| Lstm::<f32>::new(base.dropout(-0.1), &mut rng)),
-            "got -0.1".into(),
-        ),
-        (
-            error_of(|| Lstm::<f32>::new(base.dropout(f64::NAN), &mut rng)),
-            "got NaN".into(),
-        ),
-        (
-            error_of(|| Lstm::<f32>::new(base.proj_size(4), &mut rng)),
-            "proj_size 4 must be smaller than hidden_size 4".into(),
-        ),
-        (
-            error_of(|| Gru::<f32>::new(base.proj_size(2), &mut rng)),
-            "gru: invalid argument: proj_size 2 is only supported by lstm".into(),
-        ),
-        (
-            error_of(|| Rnn::<f32>::new(base.proj_size(2), &mut rng)),
-            "rnn: invalid argument: proj_size 2".into(),
-        ),
-        (
-            error_of(|| Lstm::<f32>::new(base.nonlinearity(Nonlinearity::Relu), &mut rng)),
-            "nonlinearity relu".into(),
-        ),
-        (
-            error_of(|| {
-                LstmCell::<f32>::new(
-                    CellConfig::new(IN, HID).nonlinearity(Nonlinearity::Relu),
-                    &mut rng,
-                )
-            }),
-            "lstm_cell".into(),
-        ),
-        (
-            error_of(|| RnnCell::<f32>::new(CellConfig::new(IN, 0), &mut rng)),
-            "rnn_cell: invalid argument: hidden_size".into(),
-        ),
-    ];
-    for (message, expected) in cases {
-        assert!(
-            message.contains(&expected),
-            "{message:?} should contain {expected:?}"
-        );
-    }
+    let relu = Nonlinearity::Relu;
+    let r = &mut rng;
+    expect_err(
+        || Lstm::<f32>::new(RnnConfig::new(IN, 0), r),
+        &["lstm", "hidden_size must be positive, got 0"],
+    );
+    expect_err(
+        || Gru::<f32>::new(RnnConfig::new(0, HID), r),
+        &["gru", "input_size must be positive, got 0"],
+    );
+    expect_err(
+        || Rnn::<f32>::new(base.num_layers(0), r),
+        &["rnn", "num_layers must be at least 1"],
+    );
+    expect_err(
+        || Lstm::<f32>::new(base.dropout(1.0), r),
+        &["dropout must be in [0, 1), got 1"],
+    );
+    expect_err(|| Lstm::<f32>::new(base.dropout(-0.1), r), &["got -0.1"]);
+    expect_err(|| Lstm::<f32>::new(base.dropout(f64::NAN), r), &["got NaN"]);
+    expect_err(
+        || Lstm::<f32>::new(base.proj_size(4), r),
+        &["proj_size 4 must be smaller than hidden_size 4"],
+    );
+    expect_err(
+        || Gru::<f32>::new(base.proj_size(2), r),
+        &["gru", "proj_size 2 is only supported by lstm"],
+    );
+    expect_err(
+        || Rnn::<f32>::new(base.proj_size(2), r),
+        &["rnn", "proj_size 2"],
+    );
+    expect_err(
+        || Lstm::<f32>::new(base.nonlinearity(relu), r),
+        &["lstm", "nonlinearity relu"],
+    );
+    let cell = CellConfig::new(IN, HID);
+    expect_err(
+        || LstmCell::<f32>::new(cell.nonlinearity(relu), r),
+        &["lstm_cell", "relu"],
+    );
+    expect_err(
+        || RnnCell::<f32>::new(CellConfig::new(IN, 0), r),
+        &["rnn_cell", "hidden_size"],
+    );
 }
