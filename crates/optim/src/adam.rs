@@ -1,5 +1,5 @@
-//! Adam (L2 weight decay added to the gradient) and AdamW (decoupled weight decay), following
-//! `torch.optim.Adam` / `torch.optim.AdamW` and their single-tensor operation order.
+//! Adam (L2 weight decay added to the gradient), following `torch.optim.Adam` and its
+//! single-tensor operation order. The implementation is shared with [`AdamW`](crate::AdamW).
 
 use retrograd_core::{Element, GradStore, Parameter, Result};
 
@@ -41,41 +41,6 @@ impl Default for AdamConfig {
     }
 }
 
-/// Hyperparameters of [`AdamW`]: as [`AdamConfig`] but the weight decay (default 1e-2) shrinks
-/// the weights directly, `w = w * (1 - lr * weight_decay)`, instead of entering the gradient.
-///
-/// ```
-/// use retrograd_optim::AdamWConfig;
-/// let cfg = AdamWConfig::default();
-/// assert_eq!((cfg.lr, cfg.weight_decay), (1e-3, 1e-2));
-/// assert_eq!(cfg.weight_decay(0.1).weight_decay, 0.1);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AdamWConfig {
-    /// Learning rate (default 1e-3).
-    pub lr: f64,
-    /// (beta1, beta2), each in [0, 1) (default (0.9, 0.999)).
-    pub betas: (f64, f64),
-    /// Added to the denominator (default 1e-8).
-    pub eps: f64,
-    /// Decoupled weight decay (default 1e-2).
-    pub weight_decay: f64,
-    /// AMSGrad (default false).
-    pub amsgrad: bool,
-}
-
-impl Default for AdamWConfig {
-    fn default() -> Self {
-        AdamWConfig {
-            lr: 1e-3,
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            weight_decay: 1e-2,
-            amsgrad: false,
-        }
-    }
-}
-
 macro_rules! adam_builders {
     ($t:ty) => {
         impl $t {
@@ -108,10 +73,10 @@ macro_rules! adam_builders {
     };
 }
 adam_builders!(AdamConfig);
-adam_builders!(AdamWConfig);
+pub(crate) use adam_builders;
 
 impl AdamConfig {
-    fn validate(&self, op: &'static str) -> Result<()> {
+    pub(crate) fn validate(&self, op: &'static str) -> Result<()> {
         check_lr(op, self.lr)?;
         check_non_negative(op, "eps", self.eps)?;
         check_unit(op, "beta1 (betas.0)", self.betas.0)?;
@@ -170,15 +135,15 @@ pub(crate) fn lerp<E: Element>(a: E, b: E, w: E) -> E {
 }
 
 /// Adam and AdamW share this implementation; `decoupled` selects the weight decay flavour.
-struct AdamImpl<E: Element> {
-    kind: &'static str,
-    decoupled: bool,
-    cfg: AdamConfig,
-    set: ParamSet<E, AdamSlot<E>>,
+pub(crate) struct AdamImpl<E: Element> {
+    pub(crate) kind: &'static str,
+    pub(crate) decoupled: bool,
+    pub(crate) cfg: AdamConfig,
+    pub(crate) set: ParamSet<E, AdamSlot<E>>,
 }
 
 impl<E: Element> AdamImpl<E> {
-    fn step(&mut self, grads: &GradStore<E>) -> Result<()> {
+    pub(crate) fn step(&mut self, grads: &GradStore<E>) -> Result<()> {
         let c = self.cfg;
         let decoupled = self.decoupled;
         let (beta1, beta2) = c.betas;
@@ -233,7 +198,7 @@ impl<E: Element> AdamImpl<E> {
         })
     }
 
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
+    pub(crate) fn set_lr(&mut self, lr: f64) -> Result<()> {
         check_lr(
             if self.decoupled {
                 "AdamW::set_lr"
@@ -246,7 +211,7 @@ impl<E: Element> AdamImpl<E> {
         Ok(())
     }
 
-    fn state_dict(&self) -> OptimState<E> {
+    pub(crate) fn state_dict(&self) -> OptimState<E> {
         let mut w = Writer::new(self.kind);
         w.hparam_f64("lr", self.cfg.lr);
         w.hparam_f64("beta1", self.cfg.betas.0);
@@ -258,7 +223,7 @@ impl<E: Element> AdamImpl<E> {
         w.finish()
     }
 
-    fn load_state_dict(&mut self, state: &OptimState<E>) -> Result<()> {
+    pub(crate) fn load_state_dict(&mut self, state: &OptimState<E>) -> Result<()> {
         let op = if self.decoupled {
             "AdamW::load_state_dict"
         } else {
@@ -309,25 +274,6 @@ pub struct Adam<E: Element = f32> {
     inner: AdamImpl<E>,
 }
 
-/// AdamW: Adam with decoupled weight decay, PyTorch's formula. Each step first shrinks the
-/// weights, `w = w * (1 - lr * weight_decay)`, then applies the Adam update with the raw
-/// gradient (see [`Adam`]).
-///
-/// ```
-/// use retrograd_core::{Parameter, Tensor};
-/// use retrograd_optim::{AdamW, AdamWConfig, Optimizer};
-/// let w = Parameter::new(Tensor::<f64>::from_vec(vec![2.0], &[1])?);
-/// let mut opt = AdamW::new([("w".to_string(), w.clone())], AdamWConfig::default().lr(0.1))?;
-/// opt.step(&w.value().sum_all().backward()?)?;
-/// // shrink 2 * (1 - 0.1 * 0.01) = 1.998, then the Adam step of about -0.1
-/// assert!((w.to_vec()[0] - (1.998 - 0.1 / (1.0 + 1e-8))).abs() < 1e-12);
-/// assert_eq!(opt.kind(), "AdamW");
-/// # Ok::<(), retrograd_core::Error>(())
-/// ```
-pub struct AdamW<E: Element = f32> {
-    inner: AdamImpl<E>,
-}
-
 impl<E: Element> Adam<E> {
     /// An Adam optimizer over named parameters.
     ///
@@ -351,43 +297,6 @@ impl<E: Element> Adam<E> {
     /// The hyperparameters.
     pub fn config(&self) -> &AdamConfig {
         &self.inner.cfg
-    }
-}
-
-impl<E: Element> AdamW<E> {
-    /// An AdamW optimizer over named parameters. Same validation as [`Adam::new`].
-    pub fn new(
-        params: impl IntoIterator<Item = (String, Parameter<E>)>,
-        cfg: AdamWConfig,
-    ) -> Result<Self> {
-        let cfg = AdamConfig {
-            lr: cfg.lr,
-            betas: cfg.betas,
-            eps: cfg.eps,
-            weight_decay: cfg.weight_decay,
-            amsgrad: cfg.amsgrad,
-        };
-        cfg.validate("AdamW")?;
-        Ok(AdamW {
-            inner: AdamImpl {
-                kind: "AdamW",
-                decoupled: true,
-                cfg,
-                set: ParamSet::new("AdamW", params)?,
-            },
-        })
-    }
-
-    /// The hyperparameters.
-    pub fn config(&self) -> AdamWConfig {
-        let c = self.inner.cfg;
-        AdamWConfig {
-            lr: c.lr,
-            betas: c.betas,
-            eps: c.eps,
-            weight_decay: c.weight_decay,
-            amsgrad: c.amsgrad,
-        }
     }
 }
 
@@ -419,4 +328,4 @@ macro_rules! adam_optimizer {
     };
 }
 adam_optimizer!(Adam);
-adam_optimizer!(AdamW);
+pub(crate) use adam_optimizer;

@@ -36,6 +36,7 @@
 
 pub mod adagrad;
 pub mod adam;
+pub mod adamw;
 pub mod clip;
 pub mod optimizer;
 pub mod plateau;
@@ -45,7 +46,8 @@ pub mod sgd;
 pub mod state;
 
 pub use adagrad::{Adagrad, AdagradConfig};
-pub use adam::{Adam, AdamConfig, AdamW, AdamWConfig};
+pub use adam::{Adam, AdamConfig};
+pub use adamw::{AdamW, AdamWConfig};
 pub use clip::{clip_grad_norm, clip_grad_value, NormType};
 pub use optimizer::Optimizer;
 pub use plateau::{PlateauConfig, PlateauMode, ReduceLrOnPlateau, ThresholdMode};
