@@ -169,6 +169,9 @@ impl<E: Element> Op<E> for Narrow {
     fn name(&self) -> &'static str {
         "narrow"
     }
+    fn grad_slice(&self) -> Option<(usize, usize)> {
+        Some((self.dim, self.start))
+    }
     fn backward(&self, _: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
         let mut dx = vec![E::zero(); numel(&self.in_shape)];
         let slots =
