@@ -1,5 +1,5 @@
-//! Reductions (sum, mean, max over dims, keepdim, all) and matrix products (2-D, batched,
-//! shared rhs, transposed operands): hand-computed values and gradients, then gradcheck rows.
+//! Reductions (sum, mean, max over dims, with keepdim, and over all): hand-computed values and
+//! gradients, then gradcheck rows.
 
 mod common;
 
@@ -123,70 +123,6 @@ fn max_ties_send_gradient_to_the_first_maximum() {
 }
 
 #[test]
-fn matmul_2d_values_and_gradients() {
-    // [[1,2],[3,4]] @ [[5,6],[7,8]] = [[1·5+2·7, 1·6+2·8], [3·5+4·7, 3·6+4·8]] = [[19,22],[43,50]].
-    // d(sum)/dA_ik = Σ_j B_kj (row sums of B: 11, 15); d(sum)/dB_kj = Σ_i A_ik (column sums
-    // of A: 4, 6).
-    let a = leaf(&[1., 2., 3., 4.], &[2, 2]);
-    let b = leaf(&[5., 6., 7., 8.], &[2, 2]);
-    let c = a.matmul(&b).unwrap();
-    assert_tensor(&c, &[2, 2], &[19., 22., 43., 50.], 0.0);
-    let g = c.sum_all().backward().unwrap();
-    assert_close(&grad_of(&g, &a), &[11., 15., 11., 15.], 0.0);
-    assert_close(&grad_of(&g, &b), &[4., 4., 6., 6.], 0.0);
-    // Non-square: [[1,2,3],[4,5,6]] @ [[1],[0],[-1]] = [[1-3],[4-6]] = [[-2],[-2]].
-    let w = t64(&[1., 0., -1.], &[3, 1]);
-    assert_tensor(&x23().matmul(&w).unwrap(), &[2, 1], &[-2., -2.], 0.0);
-}
-
-#[test]
-fn matmul_with_transposed_operands() {
-    // bt = [[5,7],[6,8]] so bt.t() = [[5,6],[7,8]]; at = [[1,3],[2,4]] so at.t() = [[1,2],[3,4]].
-    // All products equal [[19,22],[43,50]]; the gradients are the 2-D ones transposed back:
-    // d/dbt = [[4,4],[6,6]]ᵀ = [[4,6],[4,6]], d/dat = [[11,15],[11,15]]ᵀ = [[11,11],[15,15]].
-    let a = leaf(&[1., 2., 3., 4.], &[2, 2]);
-    let at = leaf(&[1., 3., 2., 4.], &[2, 2]);
-    let bt = leaf(&[5., 7., 6., 8.], &[2, 2]);
-    let c = a.matmul(&bt.t().unwrap()).unwrap();
-    assert_tensor(&c, &[2, 2], &[19., 22., 43., 50.], 0.0);
-    let g = c.sum_all().backward().unwrap();
-    assert_close(&grad_of(&g, &bt), &[4., 6., 4., 6.], 0.0);
-    let c = at.t().unwrap().matmul(&bt.t().unwrap()).unwrap();
-    assert_tensor(&c, &[2, 2], &[19., 22., 43., 50.], 0.0);
-    let g = c.sum_all().backward().unwrap();
-    assert_close(&grad_of(&g, &at), &[11., 11., 15., 15.], 0.0);
-    assert_close(&grad_of(&g, &bt), &[4., 6., 4., 6.], 0.0);
-}
-
-#[test]
-fn matmul_batched_3d() {
-    // batch 0: [[1,2],[3,4]] @ [[5,6],[7,8]] = [[19,22],[43,50]]; batch 1: I @ [[2,3],[4,5]].
-    let a = leaf(&[1., 2., 3., 4., 1., 0., 0., 1.], &[2, 2, 2]);
-    let b = leaf(&[5., 6., 7., 8., 2., 3., 4., 5.], &[2, 2, 2]);
-    let c = a.matmul(&b).unwrap();
-    assert_tensor(&c, &[2, 2, 2], &[19., 22., 43., 50., 2., 3., 4., 5.], 0.0);
-    // d(sum)/dA per batch: row sums of that batch's B → [11,15] and [5,9];
-    // d(sum)/dB: column sums of that batch's A → [4,6] and [1,1].
-    let g = c.sum_all().backward().unwrap();
-    assert_close(&grad_of(&g, &a), &[11., 15., 11., 15., 5., 9., 5., 9.], 0.0);
-    assert_close(&grad_of(&g, &b), &[4., 4., 6., 6., 1., 1., 1., 1.], 0.0);
-}
-
-#[test]
-fn matmul_3d_with_shared_2d_rhs() {
-    // a = [[[1,2]],[[3,4]]] (shape [2,1,2]) times B = [[5,6],[7,8]]: [[[19,22]],[[43,50]]].
-    // d/dB sums over the batch: Σ_b a_bᵀ 1 = [[1+3,1+3],[2+4,2+4]] = [[4,4],[6,6]];
-    // d/da_b = 1 Bᵀ = [11, 15] for each batch.
-    let a = leaf(&[1., 2., 3., 4.], &[2, 1, 2]);
-    let b = leaf(&[5., 6., 7., 8.], &[2, 2]);
-    let c = a.matmul(&b).unwrap();
-    assert_tensor(&c, &[2, 1, 2], &[19., 22., 43., 50.], 0.0);
-    let g = c.sum_all().backward().unwrap();
-    assert_close(&grad_of(&g, &a), &[11., 15., 11., 15.], 0.0);
-    assert_close(&grad_of(&g, &b), &[4., 4., 6., 6.], 0.0);
-}
-
-#[test]
 fn gradcheck_reduce_table() {
     check_rows(vec![
         row(
@@ -237,66 +173,5 @@ fn gradcheck_reduce_table() {
             vec![rnd(&[2, 3, 4], 11)],
         ),
         row("max all", |x| x[0].max(&[], false), vec![rnd(&[2, 3], 12)]),
-    ]);
-}
-
-#[test]
-fn gradcheck_matmul_table() {
-    check_rows(vec![
-        row(
-            "matmul 2-D",
-            |x| x[0].matmul(&x[1]),
-            vec![rnd(&[3, 4], 20), rnd(&[4, 2], 21)],
-        ),
-        row(
-            "matmul a @ bᵀ",
-            |x| x[0].matmul(&x[1].t()?),
-            vec![rnd(&[3, 4], 22), rnd(&[2, 4], 23)],
-        ),
-        row(
-            "matmul aᵀ @ b",
-            |x| x[0].t()?.matmul(&x[1]),
-            vec![rnd(&[4, 3], 24), rnd(&[4, 2], 25)],
-        ),
-        row(
-            "matmul aᵀ @ bᵀ",
-            |x| x[0].t()?.matmul(&x[1].t()?),
-            vec![rnd(&[4, 3], 26), rnd(&[2, 4], 27)],
-        ),
-        row(
-            "matmul batched 3-D",
-            |x| x[0].matmul(&x[1]),
-            vec![rnd(&[2, 3, 4], 28), rnd(&[2, 4, 2], 29)],
-        ),
-        row(
-            "matmul batched, rhs transposed in the last two dims",
-            |x| x[0].matmul(&x[1].transpose(1, 2)?),
-            vec![rnd(&[2, 3, 4], 30), rnd(&[2, 2, 4], 31)],
-        ),
-        row(
-            "matmul batched, lhs permuted (batch not outermost in storage)",
-            |x| x[0].permute(&[1, 0, 2])?.matmul(&x[1]),
-            vec![rnd(&[3, 2, 4], 32), rnd(&[2, 4, 2], 33)],
-        ),
-        row(
-            "matmul 3-D x shared 2-D",
-            |x| x[0].matmul(&x[1]),
-            vec![rnd(&[2, 3, 4], 34), rnd(&[4, 2], 35)],
-        ),
-        row(
-            "matmul 3-D x shared 2-D transposed (Linear on a sequence)",
-            |x| x[0].matmul(&x[1].t()?),
-            vec![rnd(&[2, 3, 4], 36), rnd(&[2, 4], 37)],
-        ),
-        row(
-            "matmul of narrowed (offset) operands",
-            |x| x[0].narrow(0, 1, 2)?.matmul(&x[1].narrow(1, 1, 2)?),
-            vec![rnd(&[3, 4], 38), rnd(&[4, 3], 39)],
-        ),
-        row(
-            "matmul of a broadcast (stride-0) operand",
-            |x| x[0].broadcast_to(&[3, 4])?.matmul(&x[1]),
-            vec![rnd(&[1, 4], 40), rnd(&[4, 2], 41)],
-        ),
     ]);
 }

@@ -4,6 +4,8 @@
 //! Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use retrograd_core::{gradcheck, GradcheckOptions, Result, Tensor};
 
@@ -128,5 +130,54 @@ pub fn check_rows(rows: Vec<Row>) {
         failures.len(),
         rows.len(),
         failures.join("\n  ")
+    );
+}
+
+/// A call expected to fail.
+pub type Call = Box<dyn Fn() -> Result<()>>;
+
+/// One bad call and the fragments its error message must contain.
+pub struct Case {
+    pub what: &'static str,
+    pub call: Call,
+    pub expect: &'static [&'static str],
+}
+
+/// Builds a [`Case`].
+pub fn case<T>(
+    what: &'static str,
+    f: impl Fn() -> Result<T> + 'static,
+    expect: &'static [&'static str],
+) -> Case {
+    Case {
+        what,
+        call: Box::new(move || f().map(|_| ())),
+        expect,
+    }
+}
+
+/// Runs every case; fails listing each one that panicked, succeeded, or had a vague message.
+#[track_caller]
+pub fn run_error_cases(cases: Vec<Case>) {
+    let mut problems = Vec::new();
+    for c in &cases {
+        match catch_unwind(AssertUnwindSafe(|| (c.call)())) {
+            Err(_) => problems.push(format!("{}: PANICKED", c.what)),
+            Ok(Ok(())) => problems.push(format!("{}: returned Ok", c.what)),
+            Ok(Err(e)) => {
+                let msg = e.to_string();
+                let missing: Vec<_> = c.expect.iter().filter(|s| !msg.contains(**s)).collect();
+                if !missing.is_empty() {
+                    problems.push(format!("{}: {msg:?} lacks {missing:?}", c.what));
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} of {} error cases are wrong:\n  {}",
+        problems.len(),
+        cases.len(),
+        problems.join("\n  ")
     );
 }

@@ -1,0 +1,209 @@
+//! Matrix products (2-D, batched 3-D, 3-D times a shared 2-D rhs, transposed and strided
+//! operands, and sizes large enough for the matrixmultiply path): hand-computed values and
+//! gradients, naive-product comparisons, then gradcheck rows.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn matmul_2d_values_and_gradients() {
+    // [[1,2],[3,4]] @ [[5,6],[7,8]] = [[1·5+2·7, 1·6+2·8], [3·5+4·7, 3·6+4·8]] = [[19,22],[43,50]].
+    // d(sum)/dA_ik = Σ_j B_kj (row sums of B: 11, 15); d(sum)/dB_kj = Σ_i A_ik (column sums
+    // of A: 4, 6).
+    let a = leaf(&[1., 2., 3., 4.], &[2, 2]);
+    let b = leaf(&[5., 6., 7., 8.], &[2, 2]);
+    let c = a.matmul(&b).unwrap();
+    assert_tensor(&c, &[2, 2], &[19., 22., 43., 50.], 0.0);
+    let g = c.sum_all().backward().unwrap();
+    assert_close(&grad_of(&g, &a), &[11., 15., 11., 15.], 0.0);
+    assert_close(&grad_of(&g, &b), &[4., 4., 6., 6.], 0.0);
+    // Non-square: [[1,2,3],[4,5,6]] @ [[1],[0],[-1]] = [[1-3],[4-6]] = [[-2],[-2]].
+    let w = t64(&[1., 0., -1.], &[3, 1]);
+    let x = t64(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+    assert_tensor(&x.matmul(&w).unwrap(), &[2, 1], &[-2., -2.], 0.0);
+}
+
+#[test]
+fn matmul_with_transposed_operands() {
+    // bt = [[5,7],[6,8]] so bt.t() = [[5,6],[7,8]]; at = [[1,3],[2,4]] so at.t() = [[1,2],[3,4]].
+    // All products equal [[19,22],[43,50]]; the gradients are the 2-D ones transposed back:
+    // d/dbt = [[4,4],[6,6]]ᵀ = [[4,6],[4,6]], d/dat = [[11,15],[11,15]]ᵀ = [[11,11],[15,15]].
+    let a = leaf(&[1., 2., 3., 4.], &[2, 2]);
+    let at = leaf(&[1., 3., 2., 4.], &[2, 2]);
+    let bt = leaf(&[5., 7., 6., 8.], &[2, 2]);
+    let c = a.matmul(&bt.t().unwrap()).unwrap();
+    assert_tensor(&c, &[2, 2], &[19., 22., 43., 50.], 0.0);
+    let g = c.sum_all().backward().unwrap();
+    assert_close(&grad_of(&g, &bt), &[4., 6., 4., 6.], 0.0);
+    let c = at.t().unwrap().matmul(&bt.t().unwrap()).unwrap();
+    assert_tensor(&c, &[2, 2], &[19., 22., 43., 50.], 0.0);
+    let g = c.sum_all().backward().unwrap();
+    assert_close(&grad_of(&g, &at), &[11., 11., 15., 15.], 0.0);
+    assert_close(&grad_of(&g, &bt), &[4., 6., 4., 6.], 0.0);
+}
+
+#[test]
+fn matmul_batched_3d() {
+    // batch 0: [[1,2],[3,4]] @ [[5,6],[7,8]] = [[19,22],[43,50]]; batch 1: I @ [[2,3],[4,5]].
+    let a = leaf(&[1., 2., 3., 4., 1., 0., 0., 1.], &[2, 2, 2]);
+    let b = leaf(&[5., 6., 7., 8., 2., 3., 4., 5.], &[2, 2, 2]);
+    let c = a.matmul(&b).unwrap();
+    assert_tensor(&c, &[2, 2, 2], &[19., 22., 43., 50., 2., 3., 4., 5.], 0.0);
+    // d(sum)/dA per batch: row sums of that batch's B → [11,15] and [5,9];
+    // d(sum)/dB: column sums of that batch's A → [4,6] and [1,1].
+    let g = c.sum_all().backward().unwrap();
+    assert_close(&grad_of(&g, &a), &[11., 15., 11., 15., 5., 9., 5., 9.], 0.0);
+    assert_close(&grad_of(&g, &b), &[4., 4., 6., 6., 1., 1., 1., 1.], 0.0);
+}
+
+#[test]
+fn matmul_3d_with_shared_2d_rhs() {
+    // a = [[[1,2]],[[3,4]]] (shape [2,1,2]) times B = [[5,6],[7,8]]: [[[19,22]],[[43,50]]].
+    // d/dB sums over the batch: Σ_b a_bᵀ 1 = [[1+3,1+3],[2+4,2+4]] = [[4,4],[6,6]];
+    // d/da_b = 1 Bᵀ = [11, 15] for each batch.
+    let a = leaf(&[1., 2., 3., 4.], &[2, 1, 2]);
+    let b = leaf(&[5., 6., 7., 8.], &[2, 2]);
+    let c = a.matmul(&b).unwrap();
+    assert_tensor(&c, &[2, 1, 2], &[19., 22., 43., 50.], 0.0);
+    let g = c.sum_all().backward().unwrap();
+    assert_close(&grad_of(&g, &a), &[11., 15., 11., 15.], 0.0);
+    assert_close(&grad_of(&g, &b), &[4., 4., 6., 6.], 0.0);
+}
+
+#[test]
+fn gradcheck_matmul_table() {
+    check_rows(vec![
+        row(
+            "matmul 2-D",
+            |x| x[0].matmul(&x[1]),
+            vec![rnd(&[3, 4], 20), rnd(&[4, 2], 21)],
+        ),
+        row(
+            "matmul a @ bᵀ",
+            |x| x[0].matmul(&x[1].t()?),
+            vec![rnd(&[3, 4], 22), rnd(&[2, 4], 23)],
+        ),
+        row(
+            "matmul aᵀ @ b",
+            |x| x[0].t()?.matmul(&x[1]),
+            vec![rnd(&[4, 3], 24), rnd(&[4, 2], 25)],
+        ),
+        row(
+            "matmul aᵀ @ bᵀ",
+            |x| x[0].t()?.matmul(&x[1].t()?),
+            vec![rnd(&[4, 3], 26), rnd(&[2, 4], 27)],
+        ),
+        row(
+            "matmul batched 3-D",
+            |x| x[0].matmul(&x[1]),
+            vec![rnd(&[2, 3, 4], 28), rnd(&[2, 4, 2], 29)],
+        ),
+        row(
+            "matmul batched, rhs transposed in the last two dims",
+            |x| x[0].matmul(&x[1].transpose(1, 2)?),
+            vec![rnd(&[2, 3, 4], 30), rnd(&[2, 2, 4], 31)],
+        ),
+        row(
+            "matmul batched, lhs permuted (batch not outermost in storage)",
+            |x| x[0].permute(&[1, 0, 2])?.matmul(&x[1]),
+            vec![rnd(&[3, 2, 4], 32), rnd(&[2, 4, 2], 33)],
+        ),
+        row(
+            "matmul 3-D x shared 2-D",
+            |x| x[0].matmul(&x[1]),
+            vec![rnd(&[2, 3, 4], 34), rnd(&[4, 2], 35)],
+        ),
+        row(
+            "matmul 3-D x shared 2-D transposed (Linear on a sequence)",
+            |x| x[0].matmul(&x[1].t()?),
+            vec![rnd(&[2, 3, 4], 36), rnd(&[2, 4], 37)],
+        ),
+        row(
+            "matmul of narrowed (offset) operands",
+            |x| x[0].narrow(0, 1, 2)?.matmul(&x[1].narrow(1, 1, 2)?),
+            vec![rnd(&[3, 4], 38), rnd(&[4, 3], 39)],
+        ),
+        row(
+            "matmul of a broadcast (stride-0) operand",
+            |x| x[0].broadcast_to(&[3, 4])?.matmul(&x[1]),
+            vec![rnd(&[1, 4], 40), rnd(&[4, 2], 41)],
+        ),
+    ]);
+}
+
+/// Row-major `a [m,k] @ b [k,n]` by the textbook triple loop.
+fn naive(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+        }
+    }
+    c
+}
+
+/// Row-major transpose of an `r x c` matrix.
+fn transposed(x: &[f64], r: usize, c: usize) -> Vec<f64> {
+    (0..r * c).map(|i| x[(i % r) * c + i / r]).collect()
+}
+
+#[test]
+fn matmul_large_operands_match_naive_products() {
+    // 40x33 @ 33x50 is 66,000 multiply-adds: large enough for the matrixmultiply path (tiny
+    // products take direct loops). Forward, dA = G Bᵀ and dB = Aᵀ G are compared with the
+    // triple loop for plain and transposed operand layouts.
+    let (m, k, n) = (40, 33, 50);
+    let a = rnd(&[m, k], 50).to_vec();
+    let b = rnd(&[k, n], 51).to_vec();
+    let up = rnd(&[m, n], 52);
+    let want_c = naive(&a, &b, m, k, n);
+    let want_da = naive(&up.to_vec(), &transposed(&b, k, n), m, n, k);
+    let want_db = naive(&transposed(&a, m, k), &up.to_vec(), k, m, n);
+    for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
+        // a leaf holding the matrix, or its transpose (then viewed back with .t())
+        let a_leaf = if a_t {
+            leaf(&transposed(&a, m, k), &[k, m])
+        } else {
+            leaf(&a, &[m, k])
+        };
+        let b_leaf = if b_t {
+            leaf(&transposed(&b, k, n), &[n, k])
+        } else {
+            leaf(&b, &[k, n])
+        };
+        let av = if a_t {
+            a_leaf.t().unwrap()
+        } else {
+            a_leaf.clone()
+        };
+        let bv = if b_t {
+            b_leaf.t().unwrap()
+        } else {
+            b_leaf.clone()
+        };
+        let c = av.matmul(&bv).unwrap();
+        assert_tensor(&c, &[m, n], &want_c, 1e-12);
+        let g = c.backward_with(&up).unwrap();
+        let (da, db) = (grad_of(&g, &a_leaf), grad_of(&g, &b_leaf));
+        let da = if a_t { transposed(&da, k, m) } else { da };
+        let db = if b_t { transposed(&db, n, k) } else { db };
+        assert_close(&da, &want_da, 1e-12);
+        assert_close(&db, &want_db, 1e-12);
+    }
+    // 3-D x shared 2-D at the same size per batch: batch b of the product is a_b @ B, and dB
+    // sums a_bᵀ G_b over both batches.
+    let a3 = rnd(&[2, m, k], 53).requires_grad();
+    let bl = leaf(&b, &[k, n]);
+    let up3 = rnd(&[2, m, n], 54);
+    let c = a3.matmul(&bl).unwrap();
+    let (av, uv) = (a3.to_vec(), up3.to_vec());
+    let mut want = naive(&av[..m * k], &b, m, k, n);
+    want.extend(naive(&av[m * k..], &b, m, k, n));
+    assert_tensor(&c, &[2, m, n], &want, 1e-12);
+    let g = c.backward_with(&up3).unwrap();
+    let db0 = naive(&transposed(&av[..m * k], m, k), &uv[..m * n], k, m, n);
+    let db1 = naive(&transposed(&av[m * k..], m, k), &uv[m * n..], k, m, n);
+    let want_db: Vec<f64> = db0.iter().zip(&db1).map(|(x, y)| x + y).collect();
+    assert_close(&grad_of(&g, &bl), &want_db, 1e-12);
+}

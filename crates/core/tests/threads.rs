@@ -1,0 +1,110 @@
+//! Tensors, parameters and gradient stores cross threads: forward+backward on another thread
+//! gives the same result as on this one, a shared graph can be replayed from several threads,
+//! and grad mode is per thread.
+
+mod common;
+
+use std::thread;
+
+use common::*;
+use retrograd_core::{no_grad, Error, GradStore, Parameter, Tensor};
+
+fn assert_send_sync<T: Send + Sync>() {}
+
+#[test]
+fn core_types_are_send_and_sync() {
+    assert_send_sync::<Tensor<f32>>();
+    assert_send_sync::<Tensor<f64>>();
+    assert_send_sync::<Parameter<f32>>();
+    assert_send_sync::<Parameter<f64>>();
+    assert_send_sync::<GradStore<f32>>();
+    assert_send_sync::<GradStore<f64>>();
+    assert_send_sync::<Error>();
+}
+
+/// A small two-layer computation; returns (loss, d loss/dx, d loss/dw).
+fn step(x: &Tensor<f64>, w: &Parameter<f64>) -> (f64, Vec<f64>, Vec<f64>) {
+    let h = x.matmul(&w.value()).unwrap().tanh();
+    let loss = h
+        .log_softmax(1)
+        .unwrap()
+        .mul(&h)
+        .unwrap()
+        .sum(&[1], false)
+        .unwrap()
+        .mean_all();
+    let g = loss.backward().unwrap();
+    (
+        loss.item().unwrap(),
+        grad_of(&g, x),
+        g.get_id(w.id()).unwrap().to_vec(),
+    )
+}
+
+#[test]
+fn forward_and_backward_on_another_thread_match() {
+    let x = rnd(&[4, 3], 1).requires_grad();
+    let w = Parameter::new(rnd(&[3, 5], 2));
+    let here = step(&x, &w);
+    let (x2, w2) = (x.clone(), w.clone());
+    let there = thread::spawn(move || step(&x2, &w2)).join().unwrap();
+    assert_eq!(here, there);
+    assert!(here.1.iter().any(|v| *v != 0.0));
+}
+
+#[test]
+fn one_graph_replayed_from_several_threads() {
+    // The graph is built here and shared (Arc) with four threads that each run backward.
+    let x = rnd(&[3, 4], 3).requires_grad();
+    let loss = x.tanh().mul(&x).unwrap().sum_all();
+    let expected = grad_of(&loss.backward().unwrap(), &x);
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (loss, x) = (loss.clone(), x.clone());
+            thread::spawn(move || grad_of(&loss.backward().unwrap(), &x))
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), expected);
+    }
+}
+
+#[test]
+fn grad_stores_and_parameter_updates_cross_threads() {
+    let p = Parameter::new(t64(&[1., 2.], &[2]));
+    // gradients computed on two threads, merged here: d(Σ k·p)/dp = k, so 2 + 3 = 5
+    let stores: Vec<GradStore<f64>> = [2.0, 3.0]
+        .into_iter()
+        .map(|k| {
+            let p = p.clone();
+            thread::spawn(move || p.value().mul_scalar(k).sum_all().backward().unwrap())
+        })
+        .map(|h| h.join().unwrap())
+        .collect();
+    let mut total = GradStore::new();
+    for s in &stores {
+        total.merge(s).unwrap();
+    }
+    assert_eq!(total.get_id(p.id()).unwrap().to_vec(), vec![5., 5.]);
+    // an update made on another thread is seen here (clones share the parameter)
+    let p2 = p.clone();
+    thread::spawn(move || p2.update(|w| w[1] = -7.0).unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(p.to_vec(), vec![1., -7.]);
+}
+
+#[test]
+fn no_grad_is_per_thread() {
+    let x = rnd(&[2], 4).requires_grad();
+    let _off = no_grad();
+    assert!(!x.exp().tracks_grad());
+    let x2 = x.clone();
+    let tracked_there = thread::spawn(move || x2.exp().tracks_grad())
+        .join()
+        .unwrap();
+    assert!(
+        tracked_there,
+        "a no_grad guard on one thread must not affect another"
+    );
+}
