@@ -252,6 +252,7 @@ impl<E: Element> Tensor<E> {
                     let (dim, start) = node.op.grad_slice().unwrap_or_default();
                     let input = &node.inputs[0];
                     if input.tracks_grad() {
+                        check_grad_slice(node.op.name(), input.shape(), dim, start, g.shape())?;
                         crate::anomaly::check_backward(
                             node.op.name(),
                             &node.inputs,
@@ -339,6 +340,33 @@ fn add_into<E: Element>(mut acc: Tensor<E>, g: &Tensor<E>) -> Result<Tensor<E>> 
         }
     }
     acc.add(g)
+}
+
+/// Checks that a gradient of shape `g` fits at `start` along `dim` of an input of shape `input`
+/// (a custom op may report any `grad_slice`; a wrong one must be an error, not a panic).
+fn check_grad_slice(
+    name: &str,
+    input: &[usize],
+    dim: usize,
+    start: usize,
+    g: &[usize],
+) -> Result<()> {
+    let fits = dim < input.len()
+        && g.len() == input.len()
+        && g.iter().zip(input).enumerate().all(|(i, (&a, &b))| {
+            if i == dim {
+                start.checked_add(a).is_some_and(|end| end <= b)
+            } else {
+                a == b
+            }
+        });
+    if fits {
+        return Ok(());
+    }
+    Err(Error::Backward(format!(
+        "op {name} reported grad_slice (dim {dim}, start {start}) for a gradient of shape {g:?} \
+         and an input of shape {input:?}"
+    )))
 }
 
 /// Adds `g` into the slice `start..start + g.shape()[dim]` along `dim` of an accumulated
