@@ -202,3 +202,85 @@ fn gradcheck_params_rejects_a_wrong_derivative() {
     // the parameter is restored after perturbation
     assert_eq!(p.to_vec(), vec![0.4, -0.8, 1.2]);
 }
+
+/// Rows `1..1 + rows` of a matrix, declaring through `Op::grad_slice` that its gradient is the
+/// upstream written at `(dim 0, reported_start)`: right when `reported_start` is 1.
+struct RowSlice {
+    reported: (usize, usize),
+}
+
+impl Op<f64> for RowSlice {
+    fn name(&self) -> &'static str {
+        "row_slice"
+    }
+    fn backward(&self, _: &[Tensor<f64>], _: &Tensor<f64>) -> Result<InputGrads<f64>> {
+        Err(Error::invalid("row_slice", "the tape must use grad_slice"))
+    }
+    fn grad_slice(&self) -> Option<(usize, usize)> {
+        Some(self.reported)
+    }
+}
+
+fn row_slice(x: &Tensor<f64>, rows: usize, reported: (usize, usize)) -> Result<Tensor<f64>> {
+    let cols = x.dims2()?.1;
+    let data = x.to_vec()[cols..cols * (1 + rows)].to_vec();
+    Ok(Tensor::from_op(
+        Arc::new(data),
+        Layout::contiguous(&[rows, cols]),
+        &[x],
+        || RowSlice { reported },
+    ))
+}
+
+#[test]
+fn gradcheck_checks_ops_using_grad_slice() {
+    let x = [rnd(&[4, 3], 6)];
+    let f = |reported| {
+        move |t: &[Tensor<f64>]| {
+            row_slice(&t[0], 2, reported)?
+                .tanh()
+                .sum_all()
+                .mul(&t[0].sum_all())
+        }
+    };
+    gradcheck(f((0, 1)), &x, Default::default()).unwrap();
+    expect_gradcheck_error(gradcheck(f((0, 0)), &x, Default::default()), &["input 0"]);
+}
+
+#[test]
+fn a_custom_op_with_inconsistent_gradients_is_an_error_not_a_panic() {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let x = leaf(&[1., 2., 3., 4., 5., 6.], &[3, 2]);
+    // grad_slice pointing past the end of the input, or at a dim it does not have
+    for reported in [(0, 2), (5, 0), (1, 1)] {
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            row_slice(&x, 2, reported).unwrap().sum_all().backward()
+        }));
+        match r {
+            Ok(Err(e)) => assert!(e.to_string().contains("row_slice"), "{e}"),
+            Ok(Ok(_)) => panic!("grad_slice {reported:?} must be rejected"),
+            Err(_) => panic!("grad_slice {reported:?} made backward panic"),
+        }
+    }
+    // backward returning a gradient of the wrong shape
+    struct BadShape;
+    impl Op<f64> for BadShape {
+        fn name(&self) -> &'static str {
+            "bad_shape"
+        }
+        fn backward(&self, _: &[Tensor<f64>], _: &Tensor<f64>) -> Result<InputGrads<f64>> {
+            Ok(smallvec_of(vec![Some(Tensor::zeros(&[7]))]))
+        }
+    }
+    let y = Tensor::from_op(Arc::new(vec![0.0]), Layout::contiguous(&[]), &[&x], || {
+        BadShape
+    });
+    let e = y
+        .backward()
+        .err()
+        .expect("a wrong-shaped gradient is an error");
+    assert!(
+        e.to_string().contains("bad_shape") && e.to_string().contains("[7]"),
+        "{e}"
+    );
+}

@@ -254,7 +254,30 @@ fn gradcheck_shape_table() {
             |x| x[0].narrow(0, 1, 2)?.narrow(1, 2, 2),
             vec![rnd(&[3, 4], 7)],
         ),
+        row(
+            "overlapping narrows plus a full use of the same input",
+            |x| {
+                let a = x[0].narrow(1, 0, 3)?;
+                let b = x[0].narrow(1, 1, 3)?;
+                a.mul(&b)?
+                    .sum(&[1], false)?
+                    .add(&x[0].tanh().sum(&[1], false)?)
+            },
+            vec![rnd(&[3, 4], 27)],
+        ),
         row("select", |x| x[0].select(1, 2), vec![rnd(&[2, 3, 4], 8)]),
+        row(
+            "select every row of a matmul output (per-step slices of one projection)",
+            |x| {
+                let p = x[0].matmul(&x[1])?;
+                let mut acc = p.select(0, 0)?.tanh();
+                for t in 1..3 {
+                    acc = acc.mul(&p.select(0, t)?)?.tanh();
+                }
+                Ok(acc)
+            },
+            vec![rnd(&[3, 2], 28), rnd(&[2, 4], 29)],
+        ),
         row("squeeze", |x| x[0].squeeze(1), vec![rnd(&[3, 1, 2], 9)]),
         row("unsqueeze", |x| x[0].unsqueeze(1), vec![rnd(&[3, 2], 10)]),
         row(
