@@ -45,6 +45,27 @@ pub trait Element:
     /// Converts to `f64` (exact).
     fn as_f64(self) -> f64;
 
+    /// `e^x` as the elementwise kernels compute it: the correctly rounded libm result for `f64`,
+    /// a branch-free polynomial for `f32` (within 2 ulp; it vectorizes, libm calls do not).
+    fn exp_k(self) -> Self {
+        self.exp()
+    }
+
+    /// `tanh(x)` as the elementwise kernels compute it (see [`Element::exp_k`]).
+    fn tanh_k(self) -> Self {
+        self.tanh()
+    }
+
+    /// `1 / (1 + e^-x)` as the elementwise kernels compute it (see [`Element::exp_k`]).
+    fn sigmoid_k(self) -> Self {
+        if self >= Self::zero() {
+            Self::one() / (Self::one() + (-self).exp())
+        } else {
+            let e = self.exp();
+            e / (Self::one() + e)
+        }
+    }
+
     /// `C = alpha * A @ B + beta * C` for strided row/column layouts.
     ///
     /// `a` must hold every element `a[i * rsa + p * csa]` for `i < m`, `p < k`; likewise for `b`
@@ -80,8 +101,86 @@ macro_rules! check_extent {
     };
 }
 
+/// `e^x` for `f32` without a libm call, so loops over it vectorize.
+///
+/// Range reduction `x = n ln2 + r` with `|r| <= ln2 / 2` (ln2 split in a high part exact in
+/// f32 and a low correction), a degree-6 Taylor polynomial for `e^r` (truncation error below
+/// 2e-8 relative on that interval), and `2^n` assembled from exponent bits. Overflow gives
+/// `+inf`, results below the normal range flush to 0, NaN stays NaN.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let xc = x.clamp(-87.0, 88.0);
+    let n = (xc * std::f32::consts::LOG2_E).round();
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    // 1 + r + r^2/2! + ... + r^6/6!, Horner form
+    let p = 1.0 / 720.0;
+    let p = p * r + 1.0 / 120.0;
+    let p = p * r + 1.0 / 24.0;
+    let p = p * r + 1.0 / 6.0;
+    let p = p * r + 0.5;
+    let p = p * r + 1.0;
+    let p = p * r + 1.0;
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let y = p * scale;
+    let y = if x > 88.722_83 { f32::INFINITY } else { y };
+    let y = if x < -87.336_54 { 0.0 } else { y };
+    if x.is_nan() {
+        x
+    } else {
+        y
+    }
+}
+
+/// `tanh(x)` for `f32` from [`exp_f32`]: below |x| = 0.55 (where `1 - 2 / (e^2x + 1)` would
+/// cancel) the odd Taylor series to x^19 (next term below 1e-9 relative there), that formula
+/// above.
+#[inline(always)]
+pub fn tanh_f32(x: f32) -> f32 {
+    // Taylor coefficients of tanh: x, x^3, ..., x^19 (2^2n (2^2n - 1) B_2n / (2n)!)
+    const C: [f32; 10] = [
+        1.0,
+        -1.0 / 3.0,
+        2.0 / 15.0,
+        -17.0 / 315.0,
+        62.0 / 2835.0,
+        -1382.0 / 155_925.0,
+        21844.0 / 6_081_075.0,
+        -929_569.0 / 638_512_875.0,
+        6_404_582.0 / 10_854_718_875.0,
+        -443_861_162.0 / 1_856_156_927_625.0,
+    ];
+    let a = x.abs();
+    let z = x * x;
+    let mut p = C[9];
+    for &c in C[..9].iter().rev() {
+        p = p * z + c;
+    }
+    let small = x * p;
+    let big = 1.0 - 2.0 / (exp_f32(2.0 * a) + 1.0);
+    let big = if x < 0.0 { -big } else { big };
+    if a < 0.55 {
+        small
+    } else {
+        big
+    }
+}
+
 impl Element for f32 {
     const DTYPE: DType = DType::F32;
+    #[inline(always)]
+    fn exp_k(self) -> Self {
+        exp_f32(self)
+    }
+    #[inline(always)]
+    fn tanh_k(self) -> Self {
+        tanh_f32(self)
+    }
+    #[inline(always)]
+    fn sigmoid_k(self) -> Self {
+        1.0 / (1.0 + exp_f32(-self))
+    }
     fn of_f64(v: f64) -> Self {
         v as f32
     }
@@ -177,5 +276,52 @@ impl Element for f64 {
                 csc,
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ulps(a: f32, exact: f64) -> f64 {
+        let e = exact as f32;
+        if e == 0.0 || !e.is_finite() {
+            return if a == e { 0.0 } else { f64::INFINITY };
+        }
+        ((a as f64 - exact) / (e.abs() as f64 * f32::EPSILON as f64)).abs()
+    }
+
+    #[test]
+    fn fast_f32_kernels_stay_within_a_few_ulp() {
+        let mut worst = (0.0f64, 0.0f64, 0.0f64);
+        for i in 0..200_001 {
+            let x = -20.0 + 40.0 * i as f64 / 200_000.0;
+            let xf = x as f32;
+            let xd = xf as f64;
+            worst.0 = worst.0.max(ulps(exp_f32(xf), xd.exp()));
+            worst.1 = worst.1.max(ulps(tanh_f32(xf), xd.tanh()));
+            worst.2 = worst.2.max(ulps(xf.sigmoid_k(), 1.0 / (1.0 + (-xd).exp())));
+        }
+        eprintln!(
+            "worst ulp: exp {} tanh {} sigmoid {}",
+            worst.0, worst.1, worst.2
+        );
+        assert!(worst.0 <= 3.0, "exp: {} ulp", worst.0);
+        assert!(worst.1 <= 4.0, "tanh: {} ulp", worst.1);
+        assert!(worst.2 <= 4.0, "sigmoid: {} ulp", worst.2);
+    }
+
+    #[test]
+    fn fast_f32_kernels_handle_the_edges() {
+        assert_eq!(exp_f32(100.0), f32::INFINITY);
+        assert_eq!(exp_f32(-100.0), 0.0);
+        assert!(exp_f32(f32::NAN).is_nan());
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(tanh_f32(50.0), 1.0);
+        assert_eq!(tanh_f32(-50.0), -1.0);
+        assert!(tanh_f32(f32::NAN).is_nan());
+        assert_eq!(tanh_f32(1e-30), 1e-30);
+        assert_eq!(1e9f32.sigmoid_k(), 1.0);
+        assert_eq!((-1e9f32).sigmoid_k(), 0.0);
     }
 }

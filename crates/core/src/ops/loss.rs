@@ -101,7 +101,7 @@ impl<E: Element> CrossEntropy<E> {
         };
         let (d, l) = out(data, &shape);
         Ok(Tensor::from_op(d, l, &[logits], || CrossEntropy {
-            probs: Arc::new(lp.iter().map(|v| v.exp()).collect()),
+            probs: Arc::new(lp.iter().map(|v| v.exp_k()).collect()),
             targets: Arc::new(tg),
             classes: c,
             reduction: opts.reduction,

@@ -31,12 +31,12 @@ fn softmax_kernel<E: Element>(x: &[E], shape: &[usize], dim: usize, log: bool) -
         let m = if m.is_finite() { m } else { E::zero() };
         let mut z = E::zero();
         for j in 0..n {
-            z += (x[b + j * s] - m).exp();
+            z += (x[b + j * s] - m).exp_k();
         }
         let lz = z.ln();
         for j in 0..n {
             let v = x[b + j * s] - m;
-            y[b + j * s] = if log { v - lz } else { v.exp() / z };
+            y[b + j * s] = if log { v - lz } else { v.exp_k() / z };
         }
     });
     y
@@ -117,7 +117,7 @@ impl<E: Element> Op<E> for LogSoftmax<E> {
         for_each_lane(g.shape(), self.dim, |b, s, n| {
             let total = (0..n).map(|j| gd[b + j * s]).sum::<E>();
             for j in 0..n {
-                dx[b + j * s] = gd[b + j * s] - y[b + j * s].exp() * total;
+                dx[b + j * s] = gd[b + j * s] - y[b + j * s].exp_k() * total;
             }
         });
         Ok(grads1(constant(dx, g.shape())))

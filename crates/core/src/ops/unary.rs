@@ -49,7 +49,7 @@ pub struct Exp<E: Element> {
 impl<E: Element> Exp<E> {
     /// Applies the op.
     pub fn forward(x: &Tensor<E>) -> Tensor<E> {
-        with_saved_output(x, map(x, |v| v.exp()), |y| Exp { y })
+        with_saved_output(x, map(x, |v| v.exp_k()), |y| Exp { y })
     }
 }
 
@@ -118,7 +118,7 @@ pub struct Tanh<E: Element> {
 impl<E: Element> Tanh<E> {
     /// Applies the op.
     pub fn forward(x: &Tensor<E>) -> Tensor<E> {
-        with_saved_output(x, map(x, |v| v.tanh()), |y| Tanh { y })
+        with_saved_output(x, map(x, |v| v.tanh_k()), |y| Tanh { y })
     }
 }
 
@@ -139,20 +139,10 @@ pub struct Sigmoid<E: Element> {
     y: Tensor<E>,
 }
 
-/// Numerically stable sigmoid of one value.
-pub(crate) fn sigmoid_scalar<E: Element>(v: E) -> E {
-    if v >= E::zero() {
-        E::one() / (E::one() + (-v).exp())
-    } else {
-        let e = v.exp();
-        e / (E::one() + e)
-    }
-}
-
 impl<E: Element> Sigmoid<E> {
     /// Applies the op.
     pub fn forward(x: &Tensor<E>) -> Tensor<E> {
-        with_saved_output(x, map(x, sigmoid_scalar), |y| Sigmoid { y })
+        with_saved_output(x, map(x, |v| v.sigmoid_k()), |y| Sigmoid { y })
     }
 }
 

@@ -1,0 +1,351 @@
+//! The standard recurrent training workloads B1–B4 of `docs/PERFORMANCE.md` (and DESIGN.md),
+//! measured as PyTorch's reference script measures them: one step = forward, mean
+//! cross-entropy over all tokens, backward, clip grad norm 5, optimizer step.
+//!
+//! ```text
+//! cargo bench --bench workloads                      # all four, default threads
+//! cargo bench --bench workloads -- --threads 1       # single-threaded GEMM
+//! cargo bench --bench workloads -- --only B1,B3 --steps 50
+//! cargo bench --bench workloads -- --generate 2000   # batch-1 sampling speed (B1 model)
+//! cargo bench --bench workloads -- --soak 20000      # B1 with truncated BPTT, RSS every 1000 steps
+//! ```
+//! Output lines match `../shared/bench/pytorch_reference.py`: name, tokens/s, ms/step, loss.
+
+use std::time::Instant;
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use retrograd::core::{no_grad, Element, Result, Tensor};
+use retrograd::nn::{Embedding, Gru, Linear, Lstm, LstmState, Module, Rnn, RnnConfig};
+use retrograd::optim::{clip_grad_norm, Adam, AdamConfig, NormType, Optimizer, Sgd, SgdConfig};
+
+#[derive(Clone, Copy)]
+enum Cell {
+    Rnn,
+    Lstm,
+    Gru,
+}
+
+struct Workload {
+    name: &'static str,
+    cell: Cell,
+    vocab: usize,
+    embed: usize,
+    hidden: usize,
+    layers: usize,
+    bidir: bool,
+    batch: usize,
+    seq: usize,
+    adam: bool,
+}
+
+const WORKLOADS: [Workload; 4] = [
+    Workload {
+        name: "B1-char-lstm",
+        cell: Cell::Lstm,
+        vocab: 65,
+        embed: 64,
+        hidden: 256,
+        layers: 1,
+        bidir: false,
+        batch: 32,
+        seq: 64,
+        adam: true,
+    },
+    Workload {
+        name: "B2-word-lstm",
+        cell: Cell::Lstm,
+        vocab: 10000,
+        embed: 200,
+        hidden: 200,
+        layers: 2,
+        bidir: false,
+        batch: 20,
+        seq: 20,
+        adam: false,
+    },
+    Workload {
+        name: "B3-tiny-rnn",
+        cell: Cell::Rnn,
+        vocab: 65,
+        embed: 32,
+        hidden: 100,
+        layers: 1,
+        bidir: false,
+        batch: 1,
+        seq: 25,
+        adam: false,
+    },
+    Workload {
+        name: "B4-bigru",
+        cell: Cell::Gru,
+        vocab: 65,
+        embed: 64,
+        hidden: 128,
+        layers: 2,
+        bidir: true,
+        batch: 16,
+        seq: 128,
+        adam: true,
+    },
+];
+
+enum Recurrent {
+    Rnn(Rnn),
+    Lstm(Lstm),
+    Gru(Gru),
+}
+
+/// Embedding → recurrent stack (batch-first) → Linear, as in the PyTorch reference.
+struct Lm {
+    emb: Embedding,
+    rnn: Recurrent,
+    out: Linear,
+}
+
+impl Module for Lm {
+    fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &retrograd::Parameter)) {
+        self.emb
+            .visit_params(&retrograd::nn::join_name(prefix, "emb"), f);
+        let p = retrograd::nn::join_name(prefix, "rnn");
+        match &self.rnn {
+            Recurrent::Rnn(m) => m.visit_params(&p, f),
+            Recurrent::Lstm(m) => m.visit_params(&p, f),
+            Recurrent::Gru(m) => m.visit_params(&p, f),
+        }
+        self.out
+            .visit_params(&retrograd::nn::join_name(prefix, "out"), f);
+    }
+}
+
+impl Lm {
+    fn new(w: &Workload, rng: &mut impl Rng) -> Result<Lm> {
+        let cfg = RnnConfig::new(w.embed, w.hidden)
+            .num_layers(w.layers)
+            .bidirectional(w.bidir)
+            .batch_first(true);
+        let rnn = match w.cell {
+            Cell::Rnn => Recurrent::Rnn(Rnn::new(cfg, rng)?),
+            Cell::Lstm => Recurrent::Lstm(Lstm::new(cfg, rng)?),
+            Cell::Gru => Recurrent::Gru(Gru::new(cfg, rng)?),
+        };
+        let dirs = if w.bidir { 2 } else { 1 };
+        Ok(Lm {
+            emb: Embedding::new(w.vocab, w.embed, rng)?,
+            rnn,
+            out: Linear::new(w.hidden * dirs, w.vocab, true, rng)?,
+        })
+    }
+
+    fn logits(&self, ids: &[usize], batch: usize, seq: usize) -> Result<Tensor> {
+        let x = self.emb.forward(ids, &[batch, seq])?;
+        let h = match &self.rnn {
+            Recurrent::Rnn(m) => m.forward(&x, None)?.0,
+            Recurrent::Lstm(m) => m.forward(&x, None)?.0,
+            Recurrent::Gru(m) => m.forward(&x, None)?.0,
+        };
+        let d = h.shape()[2];
+        self.out.forward(&h.reshape(&[batch * seq, d])?)
+    }
+}
+
+fn run(w: &Workload, steps: usize) -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(0);
+    let model = Lm::new(w, &mut rng)?;
+    let params = model.parameters();
+    let mut opt: Box<dyn Optimizer<f32>> = if w.adam {
+        Box::new(Adam::new(
+            model.named_parameters(),
+            AdamConfig::default().lr(2e-3),
+        )?)
+    } else {
+        let lr = if w.vocab > 1000 { 1.0 } else { 0.1 };
+        Box::new(Sgd::new(model.named_parameters(), SgdConfig::new(lr))?)
+    };
+    let n = w.batch * w.seq;
+    let x: Vec<usize> = (0..n).map(|_| rng.random_range(0..w.vocab)).collect();
+    let y: Vec<i64> = (0..n)
+        .map(|_| rng.random_range(0..w.vocab) as i64)
+        .collect();
+    let mut step = || -> Result<f32> {
+        let loss = model.logits(&x, w.batch, w.seq)?.cross_entropy(&y)?;
+        let mut grads = loss.backward()?;
+        let value = loss.item()?;
+        // free the graph first, so the optimizer updates the weights in place (no copy-on-write)
+        drop(loss);
+        clip_grad_norm(&mut grads, &params, 5.0, NormType::L2, false)?;
+        opt.step(&grads)?;
+        Ok(value)
+    };
+    for _ in 0..3 {
+        step()?;
+    }
+    let t = Instant::now();
+    let mut loss = 0.0;
+    for _ in 0..steps {
+        loss = step()?;
+    }
+    let dt = t.elapsed().as_secs_f64() / steps as f64;
+    println!(
+        "{}\ttokens/s={:.0}\tms/step={:.3}\tloss={:.4}",
+        w.name,
+        n as f64 / dt,
+        dt * 1e3,
+        loss
+    );
+    Ok(())
+}
+
+/// Batch-1 sampling from the B1 model (embedding → LSTM step → linear → softmax → draw).
+fn generate(tokens: usize) -> Result<()> {
+    let w = &WORKLOADS[0];
+    let mut rng = StdRng::seed_from_u64(0);
+    let model = Lm::new(w, &mut rng)?;
+    let Recurrent::Lstm(lstm) = &model.rnn else {
+        unreachable!("B1 is an LSTM")
+    };
+    let _g = no_grad();
+    let mut state: Option<LstmState> = None;
+    let mut tok = 0usize;
+    let t = Instant::now();
+    for _ in 0..tokens {
+        let x = model.emb.forward(&[tok], &[1, 1])?;
+        let (h, s) = lstm.forward(&x, state.as_ref())?;
+        state = Some(s);
+        let p = model
+            .out
+            .forward(&h.reshape(&[1, w.hidden])?)?
+            .softmax(1)?
+            .to_vec();
+        tok = sample(&p, &mut rng);
+    }
+    let dt = t.elapsed().as_secs_f64();
+    println!(
+        "generate-B1\ttokens/s={:.0}\tus/token={:.1}",
+        tokens as f64 / dt,
+        dt / tokens as f64 * 1e6
+    );
+    Ok(())
+}
+
+fn sample<E: Element>(p: &[E], rng: &mut impl Rng) -> usize {
+    let r = rng.random::<f64>();
+    let mut acc = 0.0;
+    for (i, v) in p.iter().enumerate() {
+        acc += v.as_f64();
+        if r < acc {
+            return i;
+        }
+    }
+    p.len() - 1
+}
+
+/// Resident set size in MiB (Linux), or 0 when unavailable.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.to_string())
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// B1 with stateful truncated BPTT over a long run: the state is carried (detached) between
+/// windows; prints resident memory every 1000 steps (it must stay flat).
+fn soak(steps: usize) -> Result<()> {
+    let w = &WORKLOADS[0];
+    let mut rng = StdRng::seed_from_u64(0);
+    let model = Lm::new(w, &mut rng)?;
+    let Recurrent::Lstm(lstm) = &model.rnn else {
+        unreachable!("B1 is an LSTM")
+    };
+    let params = model.parameters();
+    let mut opt = Adam::new(model.named_parameters(), AdamConfig::default().lr(2e-3))?;
+    let n = w.batch * w.seq;
+    let mut state: Option<LstmState> = None;
+    let t = Instant::now();
+    for s in 0..steps {
+        let x: Vec<usize> = (0..n).map(|_| rng.random_range(0..w.vocab)).collect();
+        let y: Vec<i64> = (0..n)
+            .map(|_| rng.random_range(0..w.vocab) as i64)
+            .collect();
+        let e = model.emb.forward(&x, &[w.batch, w.seq])?;
+        let (h, st) = lstm.forward(&e, state.as_ref())?;
+        let loss = model
+            .out
+            .forward(&h.reshape(&[n, w.hidden])?)?
+            .cross_entropy(&y)?;
+        let mut grads = loss.backward()?;
+        let value = loss.item()?;
+        drop((loss, h));
+        clip_grad_norm(&mut grads, &params, 5.0, NormType::L2, false)?;
+        opt.step(&grads)?;
+        state = Some(st.detach());
+        if s % 1000 == 0 || s + 1 == steps {
+            println!(
+                "soak step {s}\trss_mib={:.1}\tloss={value:.4}\telapsed_s={:.0}",
+                rss_mib(),
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    if let Some(t) = value("--threads") {
+        // matrixmultiply reads this once, at its first threaded GEMM
+        std::env::set_var("MATMUL_NUM_THREADS", t);
+    }
+    let threads = std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "default".into());
+    println!(
+        "retrograd {} matmul_threads={threads}",
+        env!("CARGO_PKG_VERSION")
+    );
+    if let Some(n) = value("--generate") {
+        return generate(n.parse().unwrap_or(2000));
+    }
+    if let Some(n) = value("--soak") {
+        return soak(n.parse().unwrap_or(20000));
+    }
+    let steps: usize = value("--steps").and_then(|s| s.parse().ok()).unwrap_or(30);
+    let only = value("--only").unwrap_or_default();
+    for w in &WORKLOADS {
+        if !only.is_empty() && !only.split(',').any(|o| w.name.starts_with(o)) {
+            continue;
+        }
+        run(w, if w.batch > 1 { steps } else { steps * 20 })?;
+    }
+    println!("peak_rss_mib={:.1}", peak_rss_mib());
+    Ok(())
+}
+
+/// Peak resident set size in MiB (Linux VmHWM), or 0 when unavailable.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.to_string())
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
