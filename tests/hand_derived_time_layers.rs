@@ -7,15 +7,18 @@
 mod hand_derived;
 
 use hand_derived::mat::{Arr3, Mat};
-use hand_derived::nn_load::param_grad;
-use hand_derived::numpy_rnn::{RnnParams, TimeRnn};
+use hand_derived::nn_load::{param_grad, param_value, NnRnnlm};
+use hand_derived::numpy_rnn::TimeRnn;
+use hand_derived::rnnlm::{notebook_batches, numpy_step, NumpyRnnlm, NAMES};
 use hand_derived::time_layers::{TimeAffine, TimeEmbedding, TimeSoftmaxWithLoss};
-use hand_derived::{arr3_of, assert_close, assert_close3, grad_arr3, grad_mat, t1, t2, t3, TOL};
+use hand_derived::{
+    arr3_of, assert_close, assert_close3, grad_arr3, grad_mat, mat_of, t1, t2, t3, TOL,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use retrograd::core::{CrossEntropyOptions, Reduction};
-use retrograd::nn::rnn::{Rnn as NnRnn, RnnConfig};
-use retrograd::nn::{CrossEntropyLoss, Embedding, Linear, Module, StateDict};
+use retrograd::nn::{CrossEntropyLoss, Embedding, Linear};
+use retrograd::optim::{Optimizer, Sgd, SgdConfig};
 use retrograd::{Parameter, Result, Tensor};
 
 /// The notebook's `ignore_label`, passed to the tape's cross-entropy as `ignore_index`.
@@ -137,41 +140,6 @@ struct TapeRnnlm {
     params: [Parameter<f64>; 6],
 }
 
-/// The same six parameters for the notebook model.
-#[derive(Clone)]
-struct NumpyRnnlm {
-    embed: Mat,
-    rnn: RnnParams,
-    aw: Mat,
-    ab: Mat,
-}
-
-impl NumpyRnnlm {
-    fn new(v: usize, d: usize, h: usize, rng: &mut StdRng) -> NumpyRnnlm {
-        NumpyRnnlm {
-            embed: Mat::rand(v, d, 0.5, rng),
-            rnn: RnnParams {
-                wx: Mat::rand(d, h, 0.6, rng),
-                wh: Mat::rand(h, h, 0.6, rng),
-                b: Mat::rand(1, h, 0.2, rng),
-            },
-            aw: Mat::rand(h, v, 0.6, rng),
-            ab: Mat::rand(1, v, 0.2, rng),
-        }
-    }
-
-    fn mats(&self) -> [&Mat; 6] {
-        [
-            &self.embed,
-            &self.rnn.wx,
-            &self.rnn.wh,
-            &self.rnn.b,
-            &self.aw,
-            &self.ab,
-        ]
-    }
-}
-
 impl TapeRnnlm {
     fn from_numpy(m: &NumpyRnnlm) -> TapeRnnlm {
         let p = |x: &Mat, bias: bool| Parameter::new(if bias { t1(x) } else { t2(x) });
@@ -217,29 +185,6 @@ impl TapeRnnlm {
     }
 }
 
-/// Forward + backward of the notebook model on one batch; returns the loss and the six grads.
-fn numpy_step(
-    m: &NumpyRnnlm,
-    rnn: &mut TimeRnn,
-    ids: &[usize],
-    ts: &[i64],
-    n: usize,
-) -> (f64, [Mat; 6]) {
-    let t = ids.len() / n;
-    let mut emb = TimeEmbedding::new(m.embed.clone());
-    let mut aff = TimeAffine::new(m.aw.clone(), m.ab.clone());
-    let mut sm = TimeSoftmaxWithLoss::default();
-    rnn.params = m.rnn.clone();
-    let loss = sm.forward(&aff.forward(&rnn.forward(&emb.forward(ids, n, t))), ts);
-    emb.backward(&rnn.backward(&aff.backward(&sm.backward(1.0))));
-    let g = rnn.grads.clone();
-    (loss, [emb.dw, g.dwx, g.dwh, g.db, aff.dw, aff.db])
-}
-
-const NAMES: [&str; 6] = [
-    "embed W", "rnn Wx", "rnn Wh", "rnn b", "affine W", "affine b",
-];
-
 #[test]
 fn simple_rnnlm_gradients_match_notebook() -> Result<()> {
     // tolerance: TOL = 1e-10. Full model (SimpleRnnlm), two labels ignored.
@@ -258,7 +203,7 @@ fn simple_rnnlm_gradients_match_notebook() -> Result<()> {
     assert!((loss_t.item()? - loss).abs() <= TOL);
     let g = loss_t.backward()?;
     for ((p, want), name) in tape.params.iter().zip(&grads).zip(NAMES) {
-        let got = hand_derived::mat_of(g.get_id(p.id()).expect("every parameter gets a gradient"));
+        let got = mat_of(g.get_id(p.id()).expect("every parameter gets a gradient"));
         assert_close(name, &got, want, TOL);
     }
     Ok(())
@@ -273,59 +218,32 @@ fn truncated_bptt_training_loop_matches_notebook() -> Result<()> {
     let (v, d, h) = (6, 4, 5);
     let (batch_size, time_size, lr) = (2, 4, 0.1);
     let corpus: Vec<usize> = (0..21).map(|_| rng.random_range(0..v)).collect();
-    let (xs, ts) = (&corpus[..corpus.len() - 1], &corpus[1..]);
-    let data_size = xs.len();
-    let jump = (corpus.len() - 1) / batch_size;
-    let offsets: Vec<usize> = (0..batch_size).map(|i| i * jump).collect();
-    let mut time_idx = 0;
 
     let mut m = NumpyRnnlm::new(v, d, h, &mut rng);
     let mut rnn = TimeRnn::new(m.rnn.clone(), true);
     let tape = TapeRnnlm::from_numpy(&m);
     let mut carry = Tensor::<f64>::zeros(&[batch_size, h]);
-    for chunk in 0..2 {
-        let mut bx = vec![0usize; batch_size * time_size];
-        let mut bt = vec![0i64; batch_size * time_size];
-        for t in 0..time_size {
-            for (i, off) in offsets.iter().enumerate() {
-                bx[i * time_size + t] = xs[(off + time_idx) % data_size];
-                bt[i * time_size + t] = ts[(off + time_idx) % data_size] as i64;
-            }
-            time_idx += 1;
-        }
-        let (loss, grads) = numpy_step(&m, &mut rnn, &bx, &bt, batch_size);
+    for (chunk, (bx, bt)) in notebook_batches(&corpus, batch_size, time_size, 2)
+        .iter()
+        .enumerate()
+    {
+        let (loss, grads) = numpy_step(&m, &mut rnn, bx, bt, batch_size);
+        m = m.sgd(&grads, lr);
 
-        let (loss_t, h_last) = tape.loss(&bx, &bt, batch_size, &carry)?;
+        let (loss_t, h_last) = tape.loss(bx, bt, batch_size, &carry)?;
         assert!((loss_t.item()? - loss).abs() <= TOL, "chunk {chunk} loss");
         let g = loss_t.backward()?;
         for ((p, want), name) in tape.params.iter().zip(&grads).zip(NAMES) {
-            let got = hand_derived::mat_of(g.get_id(p.id()).expect("gradient"));
+            let got = mat_of(g.get_id(p.id()).expect("gradient"));
             assert_close(&format!("chunk {chunk} d{name}"), &got, want, TOL);
             let gv = got.data;
             p.update(|w| w.iter_mut().zip(&gv).for_each(|(w, g)| *w -= lr * g))?;
         }
         carry = h_last.detach(); // TimeRNN(stateful=True): h carried, gradient cut
-        assert_close(
-            "carried h",
-            &hand_derived::mat_of(&carry),
-            rnn.h.as_ref().unwrap(),
-            TOL,
-        );
-
-        // optimizer.update(model.params, model.grads) for the notebook model
-        let upd = |w: &Mat, g: &Mat| w.sub(&g.scale(lr));
-        m = NumpyRnnlm {
-            embed: upd(&m.embed, &grads[0]),
-            rnn: RnnParams {
-                wx: upd(&m.rnn.wx, &grads[1]),
-                wh: upd(&m.rnn.wh, &grads[2]),
-                b: upd(&m.rnn.b, &grads[3]),
-            },
-            aw: upd(&m.aw, &grads[4]),
-            ab: upd(&m.ab, &grads[5]),
-        };
+        let want_h = rnn.h.as_ref().unwrap();
+        assert_close("carried h", &mat_of(&carry), want_h, TOL);
         for ((p, want), name) in tape.params.iter().zip(m.mats()).zip(NAMES) {
-            let got = hand_derived::mat_of(&p.value_detached());
+            let got = mat_of(&p.value_detached());
             assert_close(&format!("chunk {chunk} updated {name}"), &got, want, TOL);
         }
     }
@@ -389,39 +307,64 @@ fn nn_simple_rnnlm_gradients_match_notebook() -> Result<()> {
     let mut rnn = TimeRnn::new(m.rnn.clone(), false);
     let (loss, grads) = numpy_step(&m, &mut rnn, &ids, &ts, n);
 
-    let embedding = Embedding::<f64>::from_weights(t2(&m.embed))?;
-    let nn_rnn = NnRnn::<f64>::new(RnnConfig::new(d, h).batch_first(true), &mut rng)?;
-    let (wx, wh) = (t2(&m.rnn.wx.t()), t2(&m.rnn.wh.t()));
-    let sd: StateDict<f64> = [
-        ("weight_ih_l0", wx),
-        ("weight_hh_l0", wh),
-        ("bias_ih_l0", t1(&m.rnn.b)),
-        ("bias_hh_l0", Tensor::zeros(&[h])),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    nn_rnn.load_state_dict(&sd, true)?;
-    let linear = Linear::<f64>::from_weights(t2(&m.aw.t()), Some(t1(&m.ab)))?;
-    let (hs, _) = nn_rnn.forward(&embedding.forward(&ids, &[n, t])?, None)?;
-    let scores = linear.forward(&hs)?;
-    let loss_t = CrossEntropyLoss::new()
-        .with_ignore_index(-1)
-        .forward(&scores, &ts)?;
+    let model = NnRnnlm::from_numpy(&m, &mut rng)?;
+    let (loss_t, _) = model.loss(&ids, &ts, n, None)?;
     assert!((loss_t.item()? - loss).abs() <= TOL);
     let g = loss_t.backward()?;
-    let got = [
-        param_grad(&embedding, &g, "weight"),
-        param_grad(&nn_rnn, &g, "weight_ih_l0").t(),
-        param_grad(&nn_rnn, &g, "weight_hh_l0").t(),
-        param_grad(&nn_rnn, &g, "bias_ih_l0"),
-        param_grad(&linear, &g, "weight").t(),
-        param_grad(&linear, &g, "bias"),
-    ];
+    let got = model.notebook_view(|m, name| param_grad(m, &g, name));
     for ((got, want), name) in got.iter().zip(&grads).zip(NAMES) {
         assert_close(&format!("nn {name}"), got, want, TOL);
     }
-    let db_hh = param_grad(&nn_rnn, &g, "bias_hh_l0");
+    let db_hh = param_grad(&model.rnn, &g, "bias_hh_l0");
     assert_close("nn rnn b (bias_hh)", &db_hh, &grads[3], TOL);
+    Ok(())
+}
+
+#[test]
+fn nn_truncated_bptt_training_loop_with_sgd_matches_notebook() -> Result<()> {
+    // tolerance: TOL = 1e-10 on losses, gradients and updated weights. The notebook's training
+    // loop (3 chunks, stateful TimeRNN, SGD lr 0.1) against nn layers + optim::Sgd, carrying
+    // h_n.detach() between chunks. The notebook's single b means bias_ih and bias_hh each
+    // take an SGD step with db, so after the first update their sum moves twice as far: the
+    // comparison therefore sums them, as the notebook's b.
+    let mut rng = StdRng::seed_from_u64(49);
+    let (v, d, h) = (6, 4, 5);
+    let (batch_size, time_size, lr) = (2, 4, 0.1);
+    let corpus: Vec<usize> = (0..25).map(|_| rng.random_range(0..v)).collect();
+    let mut m = NumpyRnnlm::new(v, d, h, &mut rng);
+    let mut rnn = TimeRnn::new(m.rnn.clone(), true);
+    let model = NnRnnlm::from_numpy(&m, &mut rng)?;
+    let mut opt = Sgd::new(model.named_parameters(), SgdConfig::new(lr))?;
+    let mut carry: Option<Tensor<f64>> = None;
+    for (chunk, (bx, bt)) in notebook_batches(&corpus, batch_size, time_size, 3)
+        .iter()
+        .enumerate()
+    {
+        let (loss, grads) = numpy_step(&m, &mut rnn, bx, bt, batch_size);
+        let (loss_t, h_n) = model.loss(bx, bt, batch_size, carry.as_ref())?;
+        assert!((loss_t.item()? - loss).abs() <= TOL, "chunk {chunk} loss");
+        let g = loss_t.backward()?;
+        let got = model.notebook_view(|m, name| param_grad(m, &g, name));
+        for ((got, want), name) in got.iter().zip(&grads).zip(NAMES) {
+            assert_close(&format!("chunk {chunk} nn d{name}"), got, want, TOL);
+        }
+        opt.step(&g)?;
+        carry = Some(h_n.detach());
+        let want_h = rnn.h.as_ref().unwrap();
+        let got_h = mat_of(&carry.as_ref().unwrap().select(0, 0)?);
+        assert_close(&format!("chunk {chunk} carried h"), &got_h, want_h, TOL);
+
+        // the notebook model after SGD, with b doubled-stepped as explained above
+        m = m.sgd(&grads, lr);
+        let mut want = m.clone();
+        want.rnn.b = want.rnn.b.sub(&grads[3].scale(lr));
+        let mut got = model.notebook_view(param_value);
+        got[3] = got[3].add(&param_value(&model.rnn, "bias_hh_l0"));
+        for ((got, want), name) in got.iter().zip(want.mats()).zip(NAMES) {
+            assert_close(&format!("chunk {chunk} nn updated {name}"), got, want, TOL);
+        }
+        // keep the notebook's b equal to bias_ih + bias_hh for the next chunk
+        m.rnn.b = want.rnn.b.clone();
+    }
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod mat;
 pub mod nn_load;
 pub mod numpy_lstm;
 pub mod numpy_rnn;
+pub mod rnnlm;
 pub mod time_layers;
 
 use mat::{Arr3, Mat};
