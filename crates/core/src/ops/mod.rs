@@ -78,3 +78,16 @@ pub(crate) fn grads1<E: Element>(g: Tensor<E>) -> InputGrads<E> {
 pub(crate) fn grads2<E: Element>(a: Option<Tensor<E>>, b: Option<Tensor<E>>) -> InputGrads<E> {
     smallvec::smallvec![a, b]
 }
+
+/// Sum of a slice with eight independent accumulators (so it vectorizes).
+pub(crate) fn sum_slice<E: Element>(v: &[E]) -> E {
+    let mut acc = [E::zero(); 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for l in 0..8 {
+            acc[l] += c[l];
+        }
+    }
+    let tail = chunks.remainder().iter().fold(E::zero(), |t, &x| t + x);
+    acc.iter().fold(E::zero(), |t, &x| t + x) + tail
+}

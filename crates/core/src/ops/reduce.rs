@@ -62,11 +62,32 @@ pub(crate) fn sum_kernel<E: Element>(x: &Tensor<E>, mask: &[bool]) -> (Vec<E>, D
     let kept = kept_shape(x.shape(), mask);
     let mut acc = vec![E::zero(); kept.iter().product()];
     let data = x.contiguous_data();
-    let mut i = 0;
-    output_slots(x.shape(), mask).for_each_offset(|o| {
-        acc[o] += data[i];
-        i += 1;
-    });
+    // fast paths: reduced dims all before kept ones (a bias gradient), or all after (row sums)
+    let first_kept = mask.iter().position(|&r| !r).unwrap_or(mask.len());
+    let last_kept = mask.iter().rposition(|&r| !r).map_or(0, |p| p + 1);
+    let leading = mask[first_kept..].iter().all(|&r| !r);
+    let trailing = mask[..last_kept].iter().all(|&r| !r);
+    if !acc.is_empty() && trailing {
+        let len = data.len() / acc.len();
+        if len > 0 {
+            for (a, row) in acc.iter_mut().zip(data.chunks_exact(len)) {
+                *a = super::sum_slice(row);
+            }
+        }
+    } else if !acc.is_empty() && leading {
+        let inner = acc.len();
+        for row in data.chunks_exact(inner) {
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+    } else {
+        let mut i = 0;
+        output_slots(x.shape(), mask).for_each_offset(|o| {
+            acc[o] += data[i];
+            i += 1;
+        });
+    }
     (acc, kept)
 }
 

@@ -21,22 +21,51 @@ fn for_each_lane(shape: &[usize], dim: usize, mut f: impl FnMut(usize, usize, us
     }
 }
 
-/// `log Σ_j exp(x_j)` over every lane, written into `lse` per lane order.
+/// Softmax (or log-softmax) of one dense row into `y`.
+fn softmax_row<E: Element>(x: &[E], y: &mut [E], log: bool) {
+    let m = x
+        .iter()
+        .fold(E::neg_infinity(), |a, &v| if v > a { v } else { a });
+    let m = if m.is_finite() { m } else { E::zero() };
+    for (yv, &xv) in y.iter_mut().zip(x) {
+        *yv = (xv - m).exp_k();
+    }
+    let z = super::sum_slice(y);
+    if log {
+        let lz = z.ln();
+        for (yv, &xv) in y.iter_mut().zip(x) {
+            *yv = xv - m - lz;
+        }
+    } else {
+        for yv in y.iter_mut() {
+            *yv = *yv / z;
+        }
+    }
+}
+
+/// Softmax (or log-softmax) of every lane along `dim` of a contiguous tensor.
 fn softmax_kernel<E: Element>(x: &[E], shape: &[usize], dim: usize, log: bool) -> Vec<E> {
     let mut y = vec![E::zero(); x.len()];
-    for_each_lane(shape, dim, |b, s, n| {
-        let m = (0..n)
-            .map(|j| x[b + j * s])
-            .fold(E::neg_infinity(), |a, v| if v > a { v } else { a });
-        let m = if m.is_finite() { m } else { E::zero() };
-        let mut z = E::zero();
-        for j in 0..n {
-            z += (x[b + j * s] - m).exp_k();
+    let n = shape[dim];
+    if n == 0 {
+        return y;
+    }
+    if shape[dim + 1..].iter().product::<usize>() == 1 {
+        // the usual case (last dim): lanes are dense rows
+        for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+            softmax_row(xr, yr, log);
         }
-        let lz = z.ln();
+        return y;
+    }
+    let mut xl = vec![E::zero(); n];
+    let mut yl = vec![E::zero(); n];
+    for_each_lane(shape, dim, |b, s, n| {
         for j in 0..n {
-            let v = x[b + j * s] - m;
-            y[b + j * s] = if log { v - lz } else { v.exp_k() / z };
+            xl[j] = x[b + j * s];
+        }
+        softmax_row(&xl, &mut yl, log);
+        for j in 0..n {
+            y[b + j * s] = yl[j];
         }
     });
     y
