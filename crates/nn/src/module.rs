@@ -46,7 +46,10 @@ pub trait Module<E: Element = f32>: Send + Sync {
 
     /// Every parameter, in visiting order.
     fn parameters(&self) -> Vec<Parameter<E>> {
-        self.named_parameters().into_iter().map(|(_, p)| p).collect()
+        self.named_parameters()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect()
     }
 
     /// Total number of scalar parameters.
