@@ -82,13 +82,14 @@ pub fn grad_arr3(grads: &GradStore<f64>, t: &Tensor<f64>, what: &str) -> Arr3 {
     )
 }
 
-/// Panics naming `what` unless `got` and `want` agree entrywise within `tol`.
+/// Panics naming `what` unless `got` (the tape's result) and `want` (the hand-derived
+/// reference) agree entrywise within `tol`.
 pub fn assert_close(what: &str, got: &Mat, want: &Mat, tol: f64) {
     assert_eq!(got.shape(), want.shape(), "{what}: shapes differ");
     let diff = got.max_abs_diff(want);
     assert!(
         diff <= tol,
-        "{what}: tape and hand-derived formula differ by {diff:e} (tolerance {tol:e})\n  tape: {:?}\n  hand: {:?}",
+        "{what}: result and reference differ by {diff:e} (tolerance {tol:e})\n  result:    {:?}\n  reference: {:?}",
         got.data,
         want.data
     );
