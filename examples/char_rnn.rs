@@ -186,7 +186,7 @@ fn config_from(args: &Args, resume: Option<&Checkpoint>) -> AnyResult<LmTrainCon
             seed: args.seed,
         });
     };
-    let kind = c.optim.kind().unwrap_or("adam").to_ascii_lowercase();
+    let kind = c.optimizer_kind().unwrap_or("adam").to_ascii_lowercase();
     if !OPTIMIZERS.contains(&kind.as_str()) {
         return Err(format!("checkpoint optimizer {kind:?} is not one of {OPTIMIZERS:?}").into());
     }
@@ -258,16 +258,9 @@ fn train(args: &Args) -> AnyResult<()> {
     let mut val = BpttBatcher::new(val_ids.to_vec(), val_batch, cfg.seq)
         .map_err(|e| corpus_err("validation", e))?;
     if let Some(c) = &resume {
-        c.restore_model(&s.model)?;
-        s.opt.load_state_dict(&c.optim)?;
-        s.step = c.train_value("step")?;
-        s.batcher.set_time_idx(c.train_value("time_idx")?);
-        s.state = c.state.clone();
-        println!(
-            "resumed from {} at step {}",
-            args.resume.as_ref().unwrap().display(),
-            s.step
-        );
+        c.resume(&mut s)?;
+        let from = args.resume.as_deref().unwrap_or(Path::new("?"));
+        println!("resumed from {} at step {}", from.display(), s.step);
     }
     let per_epoch = s.batcher.iters_per_epoch();
     let steps = match (args.steps, args.epochs) {
@@ -365,15 +358,8 @@ fn train(args: &Args) -> AnyResult<()> {
             )
         });
         if params_finite(&s.model) {
-            Checkpoint::capture(
-                EXAMPLE,
-                &s.model,
-                s.opt.as_ref(),
-                s.state.as_ref(),
-                vocab.to_json(),
-                s.train_metadata(),
-            )
-            .save(&ckpt_path)?;
+            let epochs = (s.step / per_epoch) as u64;
+            Checkpoint::capture(EXAMPLE, &s, vocab.to_json(), epochs).save(&ckpt_path)?;
             last_good = Some(s.step);
         }
         curve.write(

@@ -142,7 +142,7 @@ fn run(args: &Args) -> AnyResult<()> {
             batch: c.train_value("batch")?,
             dropout: c.config.dropout,
             lr: args.lr,
-            optimizer: c.optim.kind().unwrap_or("sgd").to_ascii_lowercase(),
+            optimizer: c.optimizer_kind().unwrap_or("sgd").to_ascii_lowercase(),
             clip,
             seed: args.seed,
         },
@@ -179,18 +179,10 @@ fn run(args: &Args) -> AnyResult<()> {
     let mut sched = ReduceLrOnPlateau::new(cfg.lr, PlateauConfig::divide_by_4_when_worse())?;
     let mut first_epoch = 0;
     if let Some(c) = &resume {
-        c.restore_model(&s.model)?;
-        s.opt.load_state_dict(&c.optim)?;
-        s.step = c.train_value("step")?;
-        s.batcher.set_time_idx(c.train_value("time_idx")?);
-        s.state = c.state.clone();
-        first_epoch = c.train_value("epoch")?;
-        let sched_state = c
-            .train
-            .iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix("sched.")?.to_string(), v.clone())))
-            .collect();
-        sched.load_state_dict(&sched_state)?;
+        first_epoch = c.resume(&mut s)? as usize;
+        if let Some(st) = &c.inner.scheduler {
+            sched.load_state_dict(st)?;
+        }
         println!("resumed after epoch {first_epoch}, lr {}", s.opt.lr());
     }
     let per_epoch = s.batcher.iters_per_epoch();
@@ -270,20 +262,9 @@ fn run(args: &Args) -> AnyResult<()> {
             s.opt.set_lr(sched.lr())?;
         }
         if improved && params_finite(&s.model) {
-            let mut meta = s.train_metadata();
-            meta.insert("epoch".into(), epoch.to_string());
-            for (k, v) in sched.state_dict() {
-                meta.insert(format!("sched.{k}"), v);
-            }
-            Checkpoint::capture(
-                EXAMPLE,
-                &s.model,
-                s.opt.as_ref(),
-                s.state.as_ref(),
-                vocab.to_json(),
-                meta,
-            )
-            .save(&ckpt_path)?;
+            Checkpoint::capture(EXAMPLE, &s, vocab.to_json(), epoch as u64)
+                .with_scheduler(sched.state_dict())
+                .save(&ckpt_path)?;
         }
         curve.write(
             &out_dir,

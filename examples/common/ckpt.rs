@@ -1,25 +1,29 @@
-//! Training checkpoints of the language-model examples: one safetensors file holding the
-//! model weights, the optimizer state, the carried hidden state, the vocabulary and the
-//! training position, so `--resume` continues where a run stopped and `--sample-only` needs
-//! nothing else.
+//! Checkpoints of the language-model examples, on top of the library's training checkpoint
+//! ([`retrograd::checkpoint::Checkpoint`]: one safetensors file, written atomically).
 //!
-//! Layout: tensors `model.<param>`, `optim.<key>`, `state.h` / `state.c`; metadata `format`,
-//! `example`, `lm.*` (the [`LmConfig`]), `vocab` (the vocabulary's JSON), `optim.<key>`
-//! (the optimizer's metadata) and `train.*` (step, time index, batch, seq, ...).
+//! Besides the model weights, optimizer state, scheduler state and step/epoch counters that
+//! the library stores, an example checkpoint carries, as `extra` metadata, which example wrote
+//! it, the model config (`lm.*`), the vocabulary's JSON (`vocab`) and the batcher position
+//! (`train.time_idx`, `train.batch`, `train.seq`); and, next to the weights under
+//! `bptt_state.h` / `bptt_state.c`, the hidden state carried into the next window, so
+//! `--resume` continues bit for bit and `--sample-only` needs nothing else.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use retrograd::checkpoint::Checkpoint as TrainCheckpoint;
 use retrograd::nn::rnn::LstmState;
-use retrograd::nn::serialize::{load_safetensors, save_safetensors};
-use retrograd::nn::{Module, StateDict};
-use retrograd::optim::{OptimState, Optimizer};
+use retrograd::nn::Module;
+use retrograd::optim::SchedState;
 use retrograd::text::{LmConfig, LmState, RnnLm};
 use retrograd::{Error, Result};
 
-const FORMAT: &str = "retrograd-lm-checkpoint/1";
+use super::lm::LmSession;
 
-/// Everything a checkpoint holds, in memory.
+const STATE_H: &str = "bptt_state.h";
+const STATE_C: &str = "bptt_state.c";
+
+/// An example's checkpoint, in memory.
 pub struct Checkpoint {
     /// Which example wrote it (`char_rnn`, `word_lm`).
     pub example: String,
@@ -27,118 +31,98 @@ pub struct Checkpoint {
     pub config: LmConfig,
     /// The vocabulary as JSON (a `CharVocab` or `WordVocab`).
     pub vocab_json: String,
-    /// Model weights by parameter name.
-    pub model: StateDict<f32>,
-    /// Optimizer state.
-    pub optim: OptimState<f32>,
     /// The hidden state carried into the next window, if any.
     pub state: Option<LmState<f32>>,
-    /// `train.*` entries (without the prefix): step, time_idx, batch, seq, optimizer, ...
+    /// `train.*` entries (without the prefix): time_idx, batch, seq.
     pub train: BTreeMap<String, String>,
+    /// Weights (without the hidden state), optimizer, scheduler, step and epoch.
+    pub inner: TrainCheckpoint<f32>,
 }
 
 impl Checkpoint {
-    /// Gathers a checkpoint from a live training run.
-    pub fn capture(
-        example: &str,
-        model: &RnnLm<f32>,
-        opt: &dyn Optimizer<f32>,
-        state: Option<&LmState<f32>>,
-        vocab_json: String,
-        train: BTreeMap<String, String>,
-    ) -> Self {
+    /// The state of a training session after `epoch` completed epochs.
+    pub fn capture(example: &str, s: &LmSession, vocab_json: String, epoch: u64) -> Self {
+        let mut train = BTreeMap::new();
+        train.insert("time_idx".to_string(), s.batcher.time_idx().to_string());
+        train.insert("batch".to_string(), s.batcher.batch().to_string());
+        train.insert("seq".to_string(), s.batcher.seq().to_string());
         Checkpoint {
             example: example.to_string(),
-            config: *model.config(),
+            config: *s.model.config(),
             vocab_json,
-            model: model.state_dict(),
-            optim: opt.state_dict(),
-            state: state.cloned(),
+            state: s.state.clone(),
             train,
+            inner: TrainCheckpoint::capture(&s.model, s.opt.as_ref(), s.step as u64, epoch),
         }
     }
 
-    /// Writes the checkpoint to `path` atomically (a crash leaves the previous file intact).
+    /// Adds a learning-rate scheduler's state.
+    pub fn with_scheduler(mut self, state: SchedState) -> Self {
+        self.inner.scheduler = Some(state);
+        self
+    }
+
+    /// Writes the checkpoint to `path` atomically (a crash leaves the previous file intact),
+    /// creating the directory if needed.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut tensors: StateDict<f32> = BTreeMap::new();
-        for (k, t) in &self.model {
-            tensors.insert(format!("model.{k}"), t.clone());
-        }
-        for (k, t) in &self.optim.tensors {
-            tensors.insert(format!("optim.{k}"), t.clone());
-        }
+        let mut ck = self.inner.clone();
         match &self.state {
             Some(LmState::Hidden(h)) => {
-                tensors.insert("state.h".into(), h.clone());
+                ck.model.insert(STATE_H.into(), h.clone());
             }
             Some(LmState::Lstm(s)) => {
-                tensors.insert("state.h".into(), s.h.clone());
-                tensors.insert("state.c".into(), s.c.clone());
+                ck.model.insert(STATE_H.into(), s.h.clone());
+                ck.model.insert(STATE_C.into(), s.c.clone());
             }
             None => {}
         }
-        let mut meta = self.config.to_metadata();
-        meta.insert("format".into(), FORMAT.into());
-        meta.insert("example".into(), self.example.clone());
-        meta.insert("vocab".into(), self.vocab_json.clone());
-        for (k, v) in &self.optim.metadata {
-            meta.insert(format!("optim.{k}"), v.clone());
+        for (k, v) in self.config.to_metadata() {
+            ck.extra.insert(k, v);
         }
+        ck.extra.insert("example".into(), self.example.clone());
+        ck.extra.insert("vocab".into(), self.vocab_json.clone());
         for (k, v) in &self.train {
-            meta.insert(format!("train.{k}"), v.clone());
+            ck.extra.insert(format!("train.{k}"), v.clone());
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
         }
-        save_safetensors(&tensors, path, Some(meta))
+        ck.save(path)
             .map_err(|e| e.context(format!("saving checkpoint {}", path.display())))
     }
 
     /// Reads a checkpoint written by `example`. A file that is not a checkpoint, or one
     /// written by another example, is an error saying so.
     pub fn load(path: &Path, example: &str) -> Result<Self> {
+        // (the library's loader already names the file)
+        let mut inner =
+            TrainCheckpoint::<f32>::load(path).map_err(|e| e.context("loading checkpoint"))?;
         let ctx = |e: Error| e.context(format!("checkpoint {}", path.display()));
-        // (the safetensors loader already names the file)
-        let (tensors, meta) =
-            load_safetensors::<f32>(path).map_err(|e| e.context("loading checkpoint"))?;
-        if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(ctx(Error::Checkpoint(
-                "not a retrograd language-model checkpoint (no \"format\" entry)".into(),
-            )));
-        }
-        let written_by = meta.get("example").cloned().unwrap_or_default();
+        let written_by = inner.extra.get("example").cloned().unwrap_or_default();
         if written_by != example {
+            let who = if written_by.is_empty() {
+                "not by a retrograd example".to_string()
+            } else {
+                format!("by the {written_by} example")
+            };
             return Err(ctx(Error::Checkpoint(format!(
-                "written by the {written_by} example, not by {example}"
+                "written {who}, not by {example}"
             ))));
         }
-        let config = LmConfig::from_metadata(&meta).map_err(ctx)?;
-        let vocab_json = meta
+        let config = LmConfig::from_metadata(&inner.extra).map_err(ctx)?;
+        let vocab_json = inner
+            .extra
             .get("vocab")
             .cloned()
             .ok_or_else(|| ctx(Error::Checkpoint("no vocabulary".into())))?;
-        let (mut model, mut optim) = (BTreeMap::new(), OptimState::new());
-        let (mut h, mut c) = (None, None);
-        for (k, t) in tensors {
-            if let Some(name) = k.strip_prefix("model.") {
-                model.insert(name.to_string(), t);
-            } else if let Some(name) = k.strip_prefix("optim.") {
-                optim.tensors.insert(name.to_string(), t);
-            } else if k == "state.h" {
-                h = Some(t);
-            } else if k == "state.c" {
-                c = Some(t);
-            }
-        }
-        let mut train = BTreeMap::new();
-        for (k, v) in meta {
-            if let Some(name) = k.strip_prefix("optim.") {
-                optim.metadata.insert(name.to_string(), v);
-            } else if let Some(name) = k.strip_prefix("train.") {
-                train.insert(name.to_string(), v);
-            }
-        }
+        let train = inner
+            .extra
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("train.")?.to_string(), v.clone())))
+            .collect();
+        let h = inner.model.remove(STATE_H);
+        let c = inner.model.remove(STATE_C);
         let state = match (h, c) {
             (Some(h), Some(c)) => Some(LmState::Lstm(LstmState::new(h, c))),
             (Some(h), None) => Some(LmState::Hidden(h)),
@@ -148,16 +132,25 @@ impl Checkpoint {
             example: written_by,
             config,
             vocab_json,
-            model,
-            optim,
             state,
             train,
+            inner,
         })
     }
 
     /// Loads the weights into `model` (every name and shape must match).
     pub fn restore_model(&self, model: &RnnLm<f32>) -> Result<()> {
-        model.load_state_dict(&self.model, true)
+        self.inner.restore(model, None)
+    }
+
+    /// Puts a session back where the checkpoint was taken: weights and optimizer state (all
+    /// or nothing), step, batcher position and carried state. Returns the epoch count.
+    pub fn resume(&self, s: &mut LmSession) -> Result<u64> {
+        self.inner.restore(&s.model, Some(s.opt.as_mut()))?;
+        s.step = self.inner.step as usize;
+        s.batcher.set_time_idx(self.train_value("time_idx")?);
+        s.state = self.state.clone();
+        Ok(self.inner.epoch)
     }
 
     /// A `train.*` entry parsed, or a checkpoint error naming it.
@@ -168,6 +161,11 @@ impl Checkpoint {
             .ok_or_else(|| Error::Checkpoint(format!("missing train.{key}")))?;
         v.parse()
             .map_err(|_| Error::Checkpoint(format!("bad train.{key} = {v:?}")))
+    }
+
+    /// The optimizer kind stored (`SGD`, `Adam`, ...), if any.
+    pub fn optimizer_kind(&self) -> Option<&str> {
+        self.inner.optim.as_ref().and_then(|o| o.kind())
     }
 }
 

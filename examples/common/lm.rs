@@ -1,8 +1,6 @@
 //! The training core of `char_rnn` and `word_lm`: a model, its optimizer and a stateful
 //! truncated-BPTT batcher, stepped window by window.
 
-use std::collections::BTreeMap;
-
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use retrograd::optim::Optimizer;
@@ -123,20 +121,6 @@ impl LmSession {
     /// Mean loss over a whole held-out stream.
     pub fn evaluate(&mut self, batcher: &mut BpttBatcher) -> Result<LossMeter> {
         evaluate_lm(&mut self.model, batcher)
-    }
-
-    /// The training position for a checkpoint: step, time index, batch, seq, clip.
-    pub fn train_metadata(&self) -> BTreeMap<String, String> {
-        let mut m = BTreeMap::new();
-        m.insert("step".into(), self.step.to_string());
-        m.insert("time_idx".into(), self.batcher.time_idx().to_string());
-        m.insert("batch".into(), self.batcher.batch().to_string());
-        m.insert("seq".into(), self.batcher.seq().to_string());
-        m.insert(
-            "clip".into(),
-            self.clip.map_or("none".to_string(), |c| c.to_string()),
-        );
-        m
     }
 }
 
