@@ -8,8 +8,10 @@ use crate::error::{Error, Result};
 pub type Dims = SmallVec<[usize; 4]>;
 
 /// Number of elements of a shape (1 for a 0-d scalar).
+/// Saturates at `usize::MAX` instead of overflowing (such a shape can never match real data,
+/// so constructors reject it with an error rather than panicking).
 pub fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+    shape.iter().fold(1usize, |a, &d| a.saturating_mul(d))
 }
 
 /// Row-major (C-contiguous) strides of a shape.
@@ -18,7 +20,7 @@ pub fn contiguous_strides(shape: &[usize]) -> Dims {
     let mut acc = 1;
     for i in (0..shape.len()).rev() {
         strides[i] = acc;
-        acc *= shape[i];
+        acc = acc.saturating_mul(shape[i]);
     }
     strides
 }
@@ -329,6 +331,14 @@ mod tests {
         let l = Layout::contiguous(&[3]).broadcast_to(&[2, 3]).unwrap();
         assert_eq!(l.strides(), &[0, 1]);
         assert!(!l.is_contiguous());
+    }
+
+    #[test]
+    fn huge_shapes_saturate_instead_of_overflowing() {
+        let big = 1usize << 40;
+        assert_eq!(numel(&[big, big]), usize::MAX);
+        assert_eq!(numel(&[0, big, big]), 0);
+        assert_eq!(contiguous_strides(&[0, big, big]).len(), 3);
     }
 
     #[test]

@@ -211,3 +211,18 @@ fn errors_are_matchable_and_carry_context() {
     let e = x23().reshape(&[5]).unwrap_err().context("layer 3");
     assert!(e.to_string().starts_with("layer 3: reshape: "), "{e}");
 }
+
+#[test]
+fn overflowing_shapes_are_errors_not_panics() {
+    let big = 1usize << 32;
+    let r = std::panic::catch_unwind(|| {
+        retrograd_core::Tensor::<f32>::from_vec(vec![], &[0, big, big])
+    });
+    let t = r.expect("no panic");
+    assert_eq!(t.expect("a zero-size shape is valid").numel(), 0);
+    let r = std::panic::catch_unwind(|| {
+        retrograd_core::Tensor::<f32>::from_vec(vec![1.0], &[big, big, big])
+    });
+    let err = r.expect("no panic").unwrap_err().to_string();
+    assert!(err.contains("from_vec"), "{err}");
+}
