@@ -8,6 +8,7 @@
 //! cargo bench --bench workloads -- --only B1,B3 --steps 50
 //! cargo bench --bench workloads -- --generate 2000   # batch-1 sampling speed (B1 model)
 //! cargo bench --bench workloads -- --soak 20000      # B1 with truncated BPTT, RSS every 1000 steps
+//! cargo bench --bench workloads -- --gemm-peak       # GFLOP/s of a 1024^3 GEMM on this machine
 //! ```
 //! Output lines match `../shared/bench/pytorch_reference.py`: name, tokens/s, ms/step, loss.
 
@@ -186,11 +187,51 @@ fn run(w: &Workload, steps: usize) -> Result<()> {
     }
     let dt = t.elapsed().as_secs_f64() / steps as f64;
     println!(
-        "{}\ttokens/s={:.0}\tms/step={:.3}\tloss={:.4}",
+        "{}\ttokens/s={:.0}\tms/step={:.3}\tloss={:.4}\tgemm_gflops={:.1}",
         w.name,
         n as f64 / dt,
         dt * 1e3,
-        loss
+        loss,
+        gemm_flops(w) / dt / 1e9
+    );
+    Ok(())
+}
+
+/// GEMM floating-point operations of one training step (forward products times three, for
+/// the forward pass and the two backward products), the basis of the achieved-GFLOP/s column.
+fn gemm_flops(w: &Workload) -> f64 {
+    let dirs = if w.bidir { 2 } else { 1 };
+    let gates = match w.cell {
+        Cell::Rnn => 1,
+        Cell::Lstm => 4,
+        Cell::Gru => 3,
+    };
+    let tokens = (w.batch * w.seq) as f64;
+    let mut fwd = 0.0;
+    for layer in 0..w.layers {
+        let input = if layer == 0 { w.embed } else { dirs * w.hidden };
+        fwd += dirs as f64 * 2.0 * tokens * ((input + w.hidden) * gates * w.hidden) as f64;
+    }
+    fwd += 2.0 * tokens * (dirs * w.hidden * w.vocab) as f64;
+    3.0 * fwd
+}
+
+/// GFLOP/s of one large f32 GEMM (1024^3) through the same matrixmultiply call retrograd
+/// uses: the machine's practical GEMM peak at the current thread setting.
+fn gemm_peak() -> Result<()> {
+    let n = 1024;
+    let a = Tensor::<f32>::ones(&[n, n]);
+    let b = Tensor::<f32>::ones(&[n, n]);
+    a.matmul(&b)?;
+    let reps = 10;
+    let t = Instant::now();
+    for _ in 0..reps {
+        a.matmul(&b)?;
+    }
+    let dt = t.elapsed().as_secs_f64() / reps as f64;
+    println!(
+        "gemm-peak-1024\tgflops={:.1}",
+        2.0 * (n * n * n) as f64 / dt / 1e9
     );
     Ok(())
 }
@@ -317,6 +358,9 @@ fn main() -> Result<()> {
     );
     if let Some(n) = value("--generate") {
         return generate(n.parse().unwrap_or(2000));
+    }
+    if args.iter().any(|a| a == "--gemm-peak") {
+        return gemm_peak();
     }
     if let Some(n) = value("--soak") {
         return soak(n.parse().unwrap_or(20000));
