@@ -335,15 +335,19 @@ impl<E: Element> Tensor<E> {
         if l.is_contiguous() {
             Cow::Borrowed(&self.inner.data[l.offset()..l.offset() + l.numel()])
         } else {
-            let mut v = Vec::with_capacity(l.numel());
             let d = &self.inner.data;
             let run = l.inner_run();
             if run > 1 {
+                let mut v = Vec::with_capacity(l.numel());
                 l.for_each_run(run, |o| v.extend_from_slice(&d[o..o + run]));
+                Cow::Owned(v)
+            } else if l.rank() >= 2 && l.strides()[l.rank() - 2] == 1 {
+                Cow::Owned(gather_transposed(d, l))
             } else {
+                let mut v = Vec::with_capacity(l.numel());
                 l.for_each_offset(|o| v.push(d[o]));
+                Cow::Owned(v)
             }
-            Cow::Owned(v)
         }
     }
 
@@ -442,5 +446,58 @@ impl<E: Element> Tensor<E> {
             GradSlot::Node(n) => Some(n.op.name()),
             _ => None,
         }
+    }
+}
+
+/// Row-major copy of a view whose last two dims are a transposed matrix (the second-to-last dim
+/// has stride 1), tile by tile so both the reads and the writes stay in cache.
+fn gather_transposed<E: Element>(d: &[E], l: &Layout) -> Vec<E> {
+    const TILE: usize = 16;
+    let r = l.rank();
+    let (rows, cols) = (l.shape()[r - 2], l.shape()[r - 1]);
+    let cs = l.strides()[r - 1];
+    let mut out = vec![E::zero(); l.numel()];
+    let outer = Layout::from_parts(
+        l.shape()[..r - 2].into(),
+        l.strides()[..r - 2].into(),
+        l.offset(),
+    );
+    let mut block = 0;
+    outer.for_each_offset(|base| {
+        let dst = &mut out[block * rows * cols..(block + 1) * rows * cols];
+        for ib in (0..rows).step_by(TILE) {
+            for jb in (0..cols).step_by(TILE) {
+                for i in ib..(ib + TILE).min(rows) {
+                    for j in jb..(jb + TILE).min(cols) {
+                        dst[i * cols + j] = d[base + i + j * cs];
+                    }
+                }
+            }
+        }
+        block += 1;
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reference row-major gather through the per-element odometer.
+    fn odometer(t: &Tensor<f64>) -> Vec<f64> {
+        let mut v = vec![];
+        t.layout().for_each_offset(|o| v.push(t.storage()[o]));
+        v
+    }
+
+    #[test]
+    fn transposed_views_copy_like_the_odometer() {
+        let t = Tensor::<f64>::arange(2 * 37 * 19).reshape(&[2, 37, 19]).unwrap();
+        for perm in [[0, 2, 1], [2, 1, 0], [1, 2, 0]] {
+            let v = t.permute(&perm).unwrap();
+            assert_eq!(v.to_vec(), odometer(&v), "perm {perm:?}");
+        }
+        let m = t.select(0, 1).unwrap().t().unwrap().narrow(0, 3, 10).unwrap();
+        assert_eq!(m.to_vec(), odometer(&m));
     }
 }

@@ -23,6 +23,15 @@ use crate::tensor::Tensor;
 
 /// Applies `f` to every element, returning a contiguous buffer.
 pub(crate) fn map<E: Element>(x: &Tensor<E>, f: impl Fn(E) -> E) -> Vec<E> {
+    let run = x.layout().inner_run();
+    if !x.is_contiguous() && run > 1 {
+        // a slice of a wider tensor (a gate block): map run by run, no gathered copy
+        let d = x.storage();
+        let mut out = Vec::with_capacity(x.numel());
+        x.layout()
+            .for_each_run(run, |o| out.extend(d[o..o + run].iter().map(|&v| f(v))));
+        return out;
+    }
     x.contiguous_data().iter().map(|&v| f(v)).collect()
 }
 
