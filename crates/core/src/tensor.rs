@@ -492,12 +492,20 @@ mod tests {
 
     #[test]
     fn transposed_views_copy_like_the_odometer() {
-        let t = Tensor::<f64>::arange(2 * 37 * 19).reshape(&[2, 37, 19]).unwrap();
+        let t = Tensor::<f64>::arange(2 * 37 * 19)
+            .reshape(&[2, 37, 19])
+            .unwrap();
         for perm in [[0, 2, 1], [2, 1, 0], [1, 2, 0]] {
             let v = t.permute(&perm).unwrap();
             assert_eq!(v.to_vec(), odometer(&v), "perm {perm:?}");
         }
-        let m = t.select(0, 1).unwrap().t().unwrap().narrow(0, 3, 10).unwrap();
+        let m = t
+            .select(0, 1)
+            .unwrap()
+            .t()
+            .unwrap()
+            .narrow(0, 3, 10)
+            .unwrap();
         assert_eq!(m.to_vec(), odometer(&m));
     }
 }

@@ -38,7 +38,7 @@ fn softmax_row<E: Element>(x: &[E], y: &mut [E], log: bool) {
         }
     } else {
         for yv in y.iter_mut() {
-            *yv = *yv / z;
+            *yv /= z;
         }
     }
 }
