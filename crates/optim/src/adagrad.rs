@@ -168,7 +168,8 @@ impl<E: Element> Optimizer<E> for Adagrad<E> {
                 step: 0,
                 sum: vec![init; g.len()],
             });
-            s.step += 1;
+            // Saturating: a restored step count may be u64::MAX.
+            s.step = s.step.saturating_add(1);
             let clr = c.lr / (1.0 + (s.step - 1) as f64 * c.lr_decay);
             let neg_clr = E::of_f64(-clr);
             for j in 0..w.len() {

@@ -165,7 +165,8 @@ impl<E: Element> AdamImpl<E> {
                 exp_avg_sq: vec![E::zero(); g.len()],
                 max_exp_avg_sq: c.amsgrad.then(|| vec![E::zero(); g.len()]),
             });
-            s.step += 1;
+            // Saturating: a restored step count may be u64::MAX.
+            s.step = s.step.saturating_add(1);
             // Scalars in f64 as PyTorch computes them in Python, then rounded to E.
             let t = s.step as f64;
             let bias_correction1 = 1.0 - beta1.powf(t);

@@ -199,12 +199,12 @@ impl ReduceLrOnPlateau {
 
     /// Ends an epoch whose validation metric was `metric`; returns true if the rate was reduced.
     pub fn step_with(&mut self, metric: f64) -> bool {
-        self.epoch += 1;
+        self.epoch = self.epoch.saturating_add(1);
         if self.is_better(metric) {
             self.best = metric;
             self.num_bad_epochs = 0;
         } else {
-            self.num_bad_epochs += 1;
+            self.num_bad_epochs = self.num_bad_epochs.saturating_add(1);
         }
         if self.cooldown_counter > 0 {
             self.cooldown_counter -= 1;

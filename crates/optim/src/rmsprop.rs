@@ -202,7 +202,8 @@ impl<E: Element> Optimizer<E> for RmsProp<E> {
                 momentum_buffer: (c.momentum > 0.0).then(|| vec![E::zero(); n]),
                 grad_avg: c.centered.then(|| vec![E::zero(); n]),
             });
-            s.step += 1;
+            // Saturating: a restored step count may be u64::MAX.
+            s.step = s.step.saturating_add(1);
             for j in 0..n {
                 let mut d = g[j];
                 if c.weight_decay != 0.0 {

@@ -151,7 +151,7 @@ impl StepLr {
 impl LrScheduler for StepLr {
     epoch_scheduler_common!("StepLR");
     fn step(&mut self) -> f64 {
-        self.epoch += 1;
+        self.epoch = self.epoch.saturating_add(1);
         if self.epoch % self.step_size == 0 {
             self.lr *= self.gamma;
         }
@@ -193,7 +193,7 @@ impl ExponentialLr {
 impl LrScheduler for ExponentialLr {
     epoch_scheduler_common!("ExponentialLR");
     fn step(&mut self) -> f64 {
-        self.epoch += 1;
+        self.epoch = self.epoch.saturating_add(1);
         self.lr *= self.gamma;
         self.lr
     }
@@ -247,10 +247,12 @@ impl LrScheduler for CosineAnnealingLr {
     epoch_scheduler_common!("CosineAnnealingLR");
     fn step(&mut self) -> f64 {
         use std::f64::consts::PI;
-        self.epoch += 1;
+        self.epoch = self.epoch.saturating_add(1);
         let (e, t) = (self.epoch, self.t_max);
         let tf = t as f64;
-        if (e - 1 + t) % (2 * t) == 0 {
+        // In u128: t_max is user data and 2 * t_max may not fit in a u64.
+        let (e128, t128) = (u128::from(e), u128::from(t));
+        if (e128 - 1 + t128) % (2 * t128) == 0 {
             // e - 1 - t_max is a multiple of 2 t_max: the rate sits at its minimum and the
             // ratio below would divide by 1 + cos(pi) = 0; PyTorch adds the first increment.
             self.lr += (self.base_lr - self.eta_min) * (1.0 - (PI / tf).cos()) / 2.0;
@@ -319,7 +321,7 @@ impl LinearLr {
 impl LrScheduler for LinearLr {
     epoch_scheduler_common!("LinearLR");
     fn step(&mut self) -> f64 {
-        self.epoch += 1;
+        self.epoch = self.epoch.saturating_add(1);
         if self.epoch <= self.total_iters {
             let delta = self.end_factor - self.start_factor;
             let denom =
