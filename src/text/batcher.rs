@@ -103,14 +103,16 @@ impl BpttBatcher {
             ));
         }
         let data_size = tokens.len().saturating_sub(1);
-        if data_size < batch * seq {
+        // In u128 so that huge batch / seq values are an error, not an overflow.
+        let needed = batch as u128 * seq as u128 + 1;
+        if (tokens.len() as u128) < needed {
             return Err(Error::invalid(
                 "BpttBatcher",
                 format!(
                     "a stream of {} tokens is shorter than one batch window: batch {batch} x \
                      seq {seq} needs at least {} tokens",
                     tokens.len(),
-                    batch * seq + 1
+                    needed
                 ),
             ));
         }
@@ -175,11 +177,16 @@ impl BpttBatcher {
         let mut targets = vec![0; b * s];
         for t in 0..s {
             for i in 0..b {
-                let pos = (i * self.jump + self.time_idx) % n;
+                // i * jump < n, so this cannot overflow whatever set_time_idx was given.
+                let pos = (i * self.jump + self.time_idx % n) % n;
                 inputs[i * s + t] = self.tokens[pos];
                 targets[i * s + t] = self.tokens[pos + 1];
             }
-            self.time_idx += 1;
+            // Only time_idx % n matters, so at usize::MAX it continues from its remainder.
+            self.time_idx = self
+                .time_idx
+                .checked_add(1)
+                .unwrap_or(self.time_idx % n + 1);
         }
         Batch {
             inputs,

@@ -280,6 +280,20 @@ impl<E: Element> RnnLm<E> {
         batch: &Batch,
         state: Option<&LmState<E>>,
     ) -> Result<(Tensor<E>, LmState<E>)> {
+        // Batch's fields are public: check they agree before reading rows out of them.
+        let window = batch.batch.checked_mul(batch.seq);
+        if window != Some(batch.inputs.len()) || window != Some(batch.targets.len()) {
+            return Err(Error::invalid(
+                "RnnLm",
+                format!(
+                    "a window of {} inputs and {} targets does not fill batch {} x seq {}",
+                    batch.inputs.len(),
+                    batch.targets.len(),
+                    batch.batch,
+                    batch.seq
+                ),
+            ));
+        }
         let (logits, next) =
             self.forward(&batch.inputs_time_major(), batch.seq, batch.batch, state)?;
         let targets: Vec<i64> = batch

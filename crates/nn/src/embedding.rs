@@ -89,7 +89,8 @@ impl<E: Element> Embedding<E> {
     /// An id `>= num_embeddings` is an error naming the id and the vocabulary size; so is an id
     /// count that does not fill `shape`.
     pub fn forward(&self, ids: &[usize], shape: &[usize]) -> Result<Tensor<E>> {
-        let expected: usize = shape.iter().product();
+        // Saturates instead of overflowing: such a shape can never match real ids.
+        let expected = retrograd_core::layout::numel(shape);
         if ids.len() != expected {
             return Err(Error::shape(
                 "embedding",
