@@ -120,6 +120,18 @@ pub struct GradStore<E: Element = f32> {
     grads: HashMap<TensorId, Tensor<E>>,
 }
 
+impl<E: Element> std::fmt::Debug for GradStore<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut ids: Vec<_> = self
+            .grads
+            .iter()
+            .map(|(id, g)| (id.as_u64(), g.shape().to_vec()))
+            .collect();
+        ids.sort();
+        f.debug_map().entries(ids).finish()
+    }
+}
+
 impl<E: Element> GradStore<E> {
     /// An empty store.
     pub fn new() -> Self {
