@@ -277,8 +277,7 @@ fn a_custom_op_with_inconsistent_gradients_is_an_error_not_a_panic() {
     });
     let e = y
         .backward()
-        .err()
-        .expect("a wrong-shaped gradient is an error");
+        .expect_err("a wrong-shaped gradient is an error");
     assert!(
         e.to_string().contains("bad_shape") && e.to_string().contains("[7]"),
         "{e}"
