@@ -259,8 +259,7 @@ fn backward_errors() {
     let e = x
         .exp()
         .backward_with(&t64(&[1., 2., 3.], &[3]))
-        .err()
-        .expect("a shape mismatch must be an error");
+        .expect_err("a shape mismatch must be an error");
     assert!(
         e.to_string().contains("backward") && e.to_string().contains("[3]"),
         "{e}"
