@@ -75,14 +75,14 @@ struct Args {
     /// Clip the gradients' total L2 norm to this (0 = no clipping)
     #[arg(long, default_value_t = 5.0)]
     clip: f64,
-    /// Training steps (windows of batch x seq characters) [default: 1500]
+    /// Training steps (windows of batch x seq characters) [default: 4000]
     #[arg(long, conflicts_with = "epochs")]
     steps: Option<usize>,
     /// Train for this many passes over the training text instead of --steps
     #[arg(long)]
     epochs: Option<usize>,
     /// Evaluate, checkpoint and plot every this many steps
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = 500)]
     eval_every: usize,
     /// Share of the text held out for validation (the end of the file)
     #[arg(long, default_value_t = 0.1)]
@@ -266,7 +266,7 @@ fn train(args: &Args) -> AnyResult<()> {
     let steps = match (args.steps, args.epochs) {
         (Some(n), _) => n,
         (None, Some(e)) => e * per_epoch,
-        (None, None) => 1500,
+        (None, None) => 4000,
     };
     let tokens_per_step = cfg.batch * cfg.seq;
     println!(
