@@ -27,7 +27,8 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use retrograd::nn::Module;
 use retrograd::text::{
-    generate, train_val_split, BpttBatcher, CellType, CharVocab, LossMeter, RnnLm, SampleOptions,
+    generate, sample_logits, train_val_split, BpttBatcher, CellType, CharVocab, LossMeter, RnnLm,
+    SampleOptions,
 };
 use retrograd::{Error, Result};
 
@@ -100,7 +101,7 @@ struct Args {
     #[arg(long, default_value_t = 600)]
     len: usize,
     /// Sampling temperature (0 = always the most likely character)
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     temperature: f64,
     /// Sample only among the k most likely characters
     #[arg(long)]
@@ -113,8 +114,9 @@ struct Args {
     out: Option<PathBuf>,
 }
 
-/// Samples `len` characters after `prompt` (default: a newline, or the first character).
-fn sample(model: &mut RnnLm, vocab: &CharVocab, args: &Args) -> Result<String> {
+/// The prompt (default: a newline, or the first character) as ids, and the sampling options,
+/// checked before any training so a bad `--prompt` or `--temperature` fails at once.
+fn sample_setup(vocab: &CharVocab, args: &Args) -> Result<(String, Vec<usize>, SampleOptions)> {
     let prompt = match &args.prompt {
         Some(p) => p.clone(),
         None if vocab.id('\n').is_some() => "\n".to_string(),
@@ -128,11 +130,20 @@ fn sample(model: &mut RnnLm, vocab: &CharVocab, args: &Args) -> Result<String> {
         temperature: args.temperature,
         top_k: args.top_k,
     };
+    // rejects a negative temperature or --top-k 0
+    sample_logits(&[0.0], &opts, &mut StdRng::seed_from_u64(0))
+        .map_err(|e| e.context("--temperature / --top-k"))?;
+    Ok((prompt, ids, opts))
+}
+
+/// Samples `--len` characters after the prompt.
+fn sample(model: &mut RnnLm, vocab: &CharVocab, args: &Args) -> Result<String> {
+    let (prompt, ids, opts) = sample_setup(vocab, args)?;
     model.eval();
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let out = generate(&mut model.predictor(), &ids, args.len, &opts, &mut rng)?;
+    let out = generate(&mut model.predictor(), &ids, args.len, &opts, &mut rng);
     model.train();
-    Ok(format!("{prompt}{}", vocab.decode(&out)?))
+    Ok(format!("{prompt}{}", vocab.decode(&out?)?))
 }
 
 fn sample_only(path: &Path, args: &Args) -> AnyResult<()> {
@@ -240,6 +251,10 @@ fn train(args: &Args) -> AnyResult<()> {
         ))
     })?;
     let cfg = config_from(args, resume.as_ref())?;
+    sample_setup(&vocab, args)?;
+    if cfg.batch == 0 || cfg.seq == 0 {
+        return Err("--batch and --seq must be at least 1".into());
+    }
     let (train_ids, val_ids) = train_val_split(&ids, args.val_fraction)?;
     let corpus_err = |part: &str, e: Error| {
         format!(

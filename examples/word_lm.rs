@@ -160,6 +160,9 @@ fn run(args: &Args) -> AnyResult<()> {
             seed: args.seed,
         },
     };
+    if cfg.batch == 0 || cfg.seq == 0 {
+        return Err("--batch and --seq must be at least 1".into());
+    }
     let too_short = |part: &str, e: Error| {
         format!(
             "corpus {} ({} words) is too short for the {part} windows: {e}; use a longer \

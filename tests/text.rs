@@ -508,6 +508,10 @@ fn bad_inputs_are_errors_not_panics() {
             Box::new(|| BpttBatcher::new((0..10).collect(), 2, 0).is_err()),
         ),
         (
+            "overflowing window",
+            Box::new(|| BpttBatcher::new((0..10).collect(), usize::MAX, 2).is_err()),
+        ),
+        (
             "split",
             Box::new(|| train_val_split(&[1, 2, 3], -0.5).is_err()),
         ),
