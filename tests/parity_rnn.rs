@@ -300,9 +300,23 @@ fn every_rnn_stack_fixture_matches_pytorch() {
     let fixtures = rnn_fixtures();
     let mut failures = Vec::new();
     for (file, cfg) in &fixtures {
+        // one line per configuration (shown with `cargo test --test parity_rnn -- --nocapture`)
         match check_fixture(file, cfg) {
-            Ok(problems) => failures.extend(problems.into_iter().map(|p| format!("{file}: {p}"))),
-            Err(e) => failures.push(format!("{file}: could not run: {e}")),
+            Ok(problems) => {
+                println!(
+                    "{file}: {}",
+                    if problems.is_empty() {
+                        "ok"
+                    } else {
+                        "MISMATCH"
+                    }
+                );
+                failures.extend(problems.into_iter().map(|p| format!("{file}: {p}")))
+            }
+            Err(e) => {
+                println!("{file}: could not run");
+                failures.push(format!("{file}: could not run: {e}"))
+            }
         }
     }
     println!(
