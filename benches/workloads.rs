@@ -285,19 +285,15 @@ fn sample<E: Element>(p: &[E], rng: &mut impl Rng) -> usize {
     p.len() - 1
 }
 
-/// Resident set size in MiB (Linux), or 0 when unavailable.
-fn rss_mib() -> f64 {
+/// A memory figure of this process from /proc/self/status (`VmRSS`: resident now, `VmHWM`:
+/// peak resident) in MiB, or 0 when unavailable (not Linux).
+fn status_mib(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(|l| l.to_string())
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<f64>().ok())
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -336,7 +332,7 @@ fn soak(steps: usize) -> Result<()> {
         if s % 1000 == 0 || s + 1 == steps {
             println!(
                 "soak step {s}\trss_mib={:.1}\tloss={value:.4}\telapsed_s={:.0}",
-                rss_mib(),
+                status_mib("VmRSS:"),
                 t.elapsed().as_secs_f64()
             );
         }
@@ -378,23 +374,6 @@ fn main() -> Result<()> {
         }
         run(w, if w.batch > 1 { steps } else { steps * 20 })?;
     }
-    println!("peak_rss_mib={:.1}", peak_rss_mib());
+    println!("peak_rss_mib={:.1}", status_mib("VmHWM:"));
     Ok(())
-}
-
-/// Peak resident set size in MiB (Linux VmHWM), or 0 when unavailable.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(|l| l.to_string())
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }

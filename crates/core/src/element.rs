@@ -69,8 +69,8 @@ pub trait Element:
     /// `C = alpha * A @ B + beta * C` for strided row/column layouts.
     ///
     /// `a` must hold every element `a[i * rsa + p * csa]` for `i < m`, `p < k`; likewise for `b`
-    /// (`k x n`) and `c` (`m x n`). The caller guarantees these bounds; this function checks them
-    /// with `debug_assert!` only.
+    /// (`k x n`) and `c` (`m x n`), with non-negative strides. Panics otherwise (checked in O(1)
+    /// before the call into `matrixmultiply`, so a bad call can never read out of bounds).
     #[allow(clippy::too_many_arguments)]
     fn gemm(
         m: usize,
@@ -90,14 +90,67 @@ pub trait Element:
     );
 }
 
-macro_rules! check_extent {
-    ($rows:expr, $cols:expr, $rs:expr, $cs:expr, $len:expr) => {
-        debug_assert!(
-            $rows == 0
-                || $cols == 0
-                || (($rows as isize - 1) * $rs + ($cols as isize - 1) * $cs) < $len as isize,
-            "gemm operand out of bounds"
-        );
+/// True if every element `i * rs + j * cs` (`i < rows`, `j < cols`) lies inside `len`, with
+/// non-negative strides.
+fn within(rows: usize, cols: usize, rs: isize, cs: isize, len: usize) -> bool {
+    if rows == 0 || cols == 0 {
+        return true;
+    }
+    if rs < 0 || cs < 0 {
+        return false;
+    }
+    let last = (rows as u128 - 1) * rs as u128 + (cols as u128 - 1) * cs as u128;
+    last < len as u128
+}
+
+/// The `Element::gemm` method over one of matrixmultiply's entry points; the only `unsafe` in
+/// retrograd.
+macro_rules! impl_gemm {
+    ($entry:ident) => {
+        fn gemm(
+            m: usize,
+            k: usize,
+            n: usize,
+            alpha: Self,
+            a: &[Self],
+            rsa: isize,
+            csa: isize,
+            b: &[Self],
+            rsb: isize,
+            csb: isize,
+            beta: Self,
+            c: &mut [Self],
+            rsc: isize,
+            csc: isize,
+        ) {
+            assert!(
+                within(m, k, rsa, csa, a.len())
+                    && within(k, n, rsb, csb, b.len())
+                    && within(m, n, rsc, csc, c.len()),
+                "gemm: operand strides reach outside the given slices"
+            );
+            // SAFETY: the assertion above proves that every offset `i * rs + j * cs`
+            // matrixmultiply forms for A (m x k), B (k x n) and C (m x n) lies inside `a`, `b`
+            // and `c` respectively; `c` is a unique borrow, so the write cannot alias a or b.
+            unsafe {
+                matrixmultiply::$entry(
+                    m,
+                    k,
+                    n,
+                    alpha,
+                    a.as_ptr(),
+                    rsa,
+                    csa,
+                    b.as_ptr(),
+                    rsb,
+                    csb,
+                    beta,
+                    c.as_mut_ptr(),
+                    rsc,
+                    csc,
+                )
+            }
+        }
     };
 }
 
@@ -187,47 +240,7 @@ impl Element for f32 {
     fn as_f64(self) -> f64 {
         self as f64
     }
-    fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: &[Self],
-        rsa: isize,
-        csa: isize,
-        b: &[Self],
-        rsb: isize,
-        csb: isize,
-        beta: Self,
-        c: &mut [Self],
-        rsc: isize,
-        csc: isize,
-    ) {
-        check_extent!(m, k, rsa, csa, a.len());
-        check_extent!(k, n, rsb, csb, b.len());
-        check_extent!(m, n, rsc, csc, c.len());
-        // SAFETY: every caller (ops::matmul) derives the strides from a validated tensor layout
-        // whose elements all lie inside the given slices, so each pointer offset
-        // `i * rs + j * cs` that matrixmultiply forms stays in bounds; `c` is uniquely borrowed.
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                n,
-                alpha,
-                a.as_ptr(),
-                rsa,
-                csa,
-                b.as_ptr(),
-                rsb,
-                csb,
-                beta,
-                c.as_mut_ptr(),
-                rsc,
-                csc,
-            )
-        }
-    }
+    impl_gemm!(sgemm);
 }
 
 impl Element for f64 {
@@ -238,45 +251,7 @@ impl Element for f64 {
     fn as_f64(self) -> f64 {
         self
     }
-    fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: &[Self],
-        rsa: isize,
-        csa: isize,
-        b: &[Self],
-        rsb: isize,
-        csb: isize,
-        beta: Self,
-        c: &mut [Self],
-        rsc: isize,
-        csc: isize,
-    ) {
-        check_extent!(m, k, rsa, csa, a.len());
-        check_extent!(k, n, rsb, csb, b.len());
-        check_extent!(m, n, rsc, csc, c.len());
-        // SAFETY: as for f32 above: strides come from validated layouts inside these slices.
-        unsafe {
-            matrixmultiply::dgemm(
-                m,
-                k,
-                n,
-                alpha,
-                a.as_ptr(),
-                rsa,
-                csa,
-                b.as_ptr(),
-                rsb,
-                csb,
-                beta,
-                c.as_mut_ptr(),
-                rsc,
-                csc,
-            )
-        }
-    }
+    impl_gemm!(dgemm);
 }
 
 #[cfg(test)]
@@ -309,6 +284,23 @@ mod tests {
         assert!(worst.0 <= 3.0, "exp: {} ulp", worst.0);
         assert!(worst.1 <= 4.0, "tanh: {} ulp", worst.1);
         assert!(worst.2 <= 4.0, "sigmoid: {} ulp", worst.2);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside the given slices")]
+    fn gemm_refuses_strides_past_the_slice() {
+        let a = [1.0f32; 4];
+        let mut c = [0.0f32; 4];
+        // a 2 x 2 times 2 x 2 with a row stride of 3 needs 5 elements of `a`
+        f32::gemm(2, 2, 2, 1.0, &a, 3, 1, &a, 2, 1, 0.0, &mut c, 2, 1);
+    }
+
+    #[test]
+    fn gemm_computes_a_product() {
+        let a = [1.0f64, 2.0, 3.0, 4.0];
+        let mut c = [0.0f64; 4];
+        f64::gemm(2, 2, 2, 1.0, &a, 2, 1, &a, 2, 1, 0.0, &mut c, 2, 1);
+        assert_eq!(c, [7.0, 10.0, 15.0, 22.0]);
     }
 
     #[test]
