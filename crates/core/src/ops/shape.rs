@@ -388,13 +388,17 @@ impl<E: Element> Tensor<E> {
         Tensor::cat(&parts.iter().collect::<Vec<_>>(), dim as isize)
     }
 
-    /// Splits `dim` into pieces of `size` (the last may be smaller), as views.
+    /// Splits `dim` into pieces of `size` (the last may be smaller), as views. An empty `dim`
+    /// gives one empty piece, as in PyTorch.
     pub fn split(&self, size: usize, dim: isize) -> Result<Vec<Tensor<E>>> {
         let d = resolve_dim("split", dim, self.rank())?;
         if size == 0 {
             return Err(Error::invalid("split", "split size must be positive"));
         }
         let total = self.shape()[d];
+        if total == 0 {
+            return Ok(vec![self.narrow(d as isize, 0, 0)?]);
+        }
         (0..total)
             .step_by(size)
             .map(|s| self.narrow(d as isize, s, size.min(total - s)))
