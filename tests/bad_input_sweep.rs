@@ -209,3 +209,26 @@ fn batcher_time_index_wraps_instead_of_overflowing() {
         assert_eq!(a, near.next_batch());
     }
 }
+
+/// Found by `fuzz/tensor_ops` (input kept in fuzz/regressions/tensor_ops/): splitting or
+/// chunking a dim of size 0 returned no pieces at all, so taking the first piece panicked in the
+/// caller. PyTorch returns one empty piece, and so does retrograd now.
+#[test]
+fn split_and_chunk_of_an_empty_dim_give_one_empty_piece() {
+    use retrograd::Tensor;
+    let t = Tensor::<f32>::zeros(&[2, 0]).requires_grad();
+    for parts in [t.split(3, 1).unwrap(), t.chunk(2, -1).unwrap()] {
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].shape(), &[2, 0]);
+        let g = parts[0].sum_all().backward().unwrap();
+        assert_eq!(g.get(&t).map(|g| g.shape().to_vec()), Some(vec![2, 0]));
+    }
+    // Non-empty dims are unchanged: 5 in pieces of 2 is 2 + 2 + 1.
+    let sizes: Vec<usize> = Tensor::<f32>::zeros(&[5])
+        .split(2, 0)
+        .unwrap()
+        .iter()
+        .map(|p| p.numel())
+        .collect();
+    assert_eq!(sizes, [2, 2, 1]);
+}
