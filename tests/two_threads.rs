@@ -18,8 +18,10 @@ use retrograd::{no_grad, GradStore, Parameter, Tensor};
 
 fn assert_send_sync<T: Send + Sync>() {}
 
-#[test]
-fn library_types_are_send_and_sync() {
+/// Compile-time assertions: this closure is type-checked with the crate, so a type losing
+/// `Send` or `Sync` fails the build. (`Box<dyn Optimizer>` is not `Send`: the trait has no
+/// `Send` bound; write `Box<dyn Optimizer<f32> + Send>` to move one between threads.)
+const _: fn() = || {
     assert_send_sync::<Tensor<f32>>();
     assert_send_sync::<Tensor<f64>>();
     assert_send_sync::<Parameter<f32>>();
@@ -49,7 +51,8 @@ fn library_types_are_send_and_sync() {
     assert_send_sync::<CharVocab>();
     assert_send_sync::<Checkpoint<f32>>();
     assert_send_sync::<retrograd::Error>();
-}
+    assert_send_sync::<Box<dyn Optimizer<f32> + Send + Sync>>();
+};
 
 /// What a training run leaves behind: the losses and every parameter's bits.
 #[derive(Debug, PartialEq)]
