@@ -85,6 +85,14 @@ fn nn_state_dicts() {
 
 #[test]
 fn serialize_loaders() {
+    /// Removes the scratch files whether the rows pass or not.
+    struct Cleanup;
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(io_cases::scratch_dir());
+        }
+    }
+    let _cleanup = Cleanup;
     run_group("serialize", io_cases::state_dict_files());
 }
 

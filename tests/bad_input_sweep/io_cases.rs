@@ -15,8 +15,13 @@ use safetensors::Dtype;
 
 use super::harness::{case, Case};
 
+/// This process's scratch directory (removed by `serialize_loaders` when its rows are done).
+pub fn scratch_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("retrograd-sweep-{}", std::process::id()))
+}
+
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("retrograd-sweep-{}", std::process::id()));
+    let dir = scratch_dir();
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
