@@ -64,6 +64,29 @@ pub(crate) fn zip_map<E: Element>(a: &Tensor<E>, b: &Tensor<E>, f: impl Fn(E, E)
             return out;
         }
     }
+    if !a.is_contiguous() && !b.is_contiguous() {
+        // two slices (gate blocks of fused projections): walk both run by run. Each inner run is
+        // a product of trailing dims of the same shape, so the shorter one divides the longer.
+        let run = a.layout().inner_run().min(b.layout().inner_run());
+        if run > 1 {
+            let mut b_runs = Vec::with_capacity(b.numel() / run);
+            b.layout().for_each_run(run, |o| b_runs.push(o));
+            let (sa, sb) = (a.storage(), b.storage());
+            let mut out = Vec::with_capacity(a.numel());
+            let mut k = 0;
+            a.layout().for_each_run(run, |o| {
+                let ob = b_runs[k];
+                out.extend(
+                    sa[o..o + run]
+                        .iter()
+                        .zip(&sb[ob..ob + run])
+                        .map(|(&x, &y)| f(x, y)),
+                );
+                k += 1;
+            });
+            return out;
+        }
+    }
     let (da, db) = (a.contiguous_data(), b.contiguous_data());
     da.iter().zip(db.iter()).map(|(&x, &y)| f(x, y)).collect()
 }
