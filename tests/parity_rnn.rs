@@ -4,19 +4,24 @@
 //! the forward values and every gradient of
 //! `loss = Σ output·grad_output + Σ h_n·grad_h_n (+ Σ c_n·grad_c_n)` are compared.
 //!
-//! Tolerance: |ours − torch| ≤ 1e-10 + 1e-10·|torch| for every element (f64 throughout).
+//! Tolerance: |ours − torch| ≤ 1e-10 + 1e-10·|torch| for every element when run in f64, and
+//! ≤ 1e-5 + 1e-5·|torch| when the same fixtures run in f32 (weights and inputs rounded to f32,
+//! compared with PyTorch's f64 results: this exercises the f32 kernels, which differ from f64's).
 //! All failures are collected and reported together, each naming its fixture file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use rand::{rngs::StdRng, SeedableRng};
+use retrograd::core::Element;
 use retrograd::nn::{Gru, Lstm, LstmState, Module, Nonlinearity, Rnn, RnnConfig, StateDict};
 use retrograd::{Result, Tensor};
 use safetensors::{Dtype, SafeTensors};
 
-const ATOL: f64 = 1e-10;
-const RTOL: f64 = 1e-10;
+/// (absolute, relative) tolerance of the f64 run.
+const TOL_F64: (f64, f64) = (1e-10, 1e-10);
+/// (absolute, relative) tolerance of the f32 run.
+const TOL_F32: (f64, f64) = (1e-5, 1e-5);
 const EXPECTED_FIXTURES: usize = 120;
 
 fn ref_dir() -> PathBuf {
@@ -79,28 +84,33 @@ impl Fixture<'_> {
             .collect())
     }
 
-    fn state_dict(&self) -> std::result::Result<StateDict<f64>, String> {
+    /// A fixture tensor rounded to the element type under test.
+    fn get<E: Element>(&self, name: &str) -> std::result::Result<Tensor<E>, String> {
+        Ok(self.f64(name)?.cast::<E>())
+    }
+
+    fn state_dict<E: Element>(&self) -> std::result::Result<StateDict<E>, String> {
         let mut sd = BTreeMap::new();
         for name in self.st.names() {
             if let Some(p) = name.strip_prefix("param.") {
-                sd.insert(p.to_string(), self.f64(name)?);
+                sd.insert(p.to_string(), self.get(name)?);
             }
         }
         Ok(sd)
     }
 }
 
-enum Model {
-    Rnn(Rnn<f64>),
-    Lstm(Lstm<f64>),
-    Gru(Gru<f64>),
+enum Model<E: Element> {
+    Rnn(Rnn<E>),
+    Lstm(Lstm<E>),
+    Gru(Gru<E>),
 }
 
 /// Forward values: output, h_n, c_n.
-type Outputs = (Tensor<f64>, Tensor<f64>, Option<Tensor<f64>>);
+type Outputs<E> = (Tensor<E>, Tensor<E>, Option<Tensor<E>>);
 
-impl Model {
-    fn build(cfg: &HashMap<String, String>) -> std::result::Result<Model, String> {
+impl<E: Element> Model<E> {
+    fn build(cfg: &HashMap<String, String>) -> std::result::Result<Model<E>, String> {
         let get = |k: &str| cfg.get(k).cloned().ok_or(format!("metadata lacks {k}"));
         let num = |k: &str| -> std::result::Result<usize, String> {
             get(k)?.parse().map_err(|e| format!("{k}: {e}"))
@@ -131,7 +141,7 @@ impl Model {
         model.map_err(|e| e.to_string())
     }
 
-    fn module(&self) -> &dyn Module<f64> {
+    fn module(&self) -> &dyn Module<E> {
         match self {
             Model::Rnn(m) => m,
             Model::Lstm(m) => m,
@@ -141,11 +151,11 @@ impl Model {
 
     fn run(
         &self,
-        x: &Tensor<f64>,
+        x: &Tensor<E>,
         lengths: Option<&[usize]>,
-        h0: Option<&Tensor<f64>>,
-        c0: Option<&Tensor<f64>>,
-    ) -> Result<Outputs> {
+        h0: Option<&Tensor<E>>,
+        c0: Option<&Tensor<E>>,
+    ) -> Result<Outputs<E>> {
         match self {
             Model::Rnn(m) => {
                 let (o, h) = match lengths {
@@ -176,16 +186,20 @@ impl Model {
     }
 }
 
-/// True when `ours` matches `torch` to the file's tolerance (false for NaN).
-fn within_tolerance(ours: f64, torch: f64) -> bool {
-    (ours - torch).abs() <= ATOL + RTOL * torch.abs()
+/// True when `ours` matches `torch` to the tolerance (false for NaN).
+fn within_tolerance(ours: f64, torch: f64, (atol, rtol): (f64, f64)) -> bool {
+    (ours - torch).abs() <= atol + rtol * torch.abs()
 }
 
-/// The largest |ours − torch| seen over all compared elements (reported at the end).
-static MAX_DIFF: std::sync::Mutex<f64> = std::sync::Mutex::new(0.0);
-
-/// Compares `ours` with the fixture tensor `name`; returns a description of any mismatch.
-fn compare(what: &str, ours: Option<&Tensor<f64>>, expected: &Tensor<f64>) -> Option<String> {
+/// Compares `ours` with PyTorch's values; returns a description of any mismatch and records the
+/// largest difference in `max_diff`.
+fn compare<E: Element>(
+    what: &str,
+    ours: Option<&Tensor<E>>,
+    expected: &Tensor<f64>,
+    tol: (f64, f64),
+    max_diff: &mut f64,
+) -> Option<String> {
     let Some(ours) = ours else {
         return Some(format!(
             "{what}: missing (expected shape {:?})",
@@ -205,13 +219,12 @@ fn compare(what: &str, ours: Option<&Tensor<f64>>, expected: &Tensor<f64>) -> Op
         .zip(&b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f64::max);
-    let mut seen = MAX_DIFF.lock().unwrap_or_else(|p| p.into_inner());
-    *seen = seen.max(max);
+    *max_diff = max_diff.max(max);
     let worst = a
         .iter()
         .zip(&b)
         .enumerate()
-        .filter(|(_, (x, y))| !within_tolerance(**x, **y))
+        .filter(|(_, (x, y))| !within_tolerance(**x, **y, tol))
         .max_by(|(_, (x1, y1)), (_, (x2, y2))| (*x1 - *y1).abs().total_cmp(&(*x2 - *y2).abs()));
     worst.map(|(i, (x, y))| {
         format!(
@@ -221,29 +234,31 @@ fn compare(what: &str, ours: Option<&Tensor<f64>>, expected: &Tensor<f64>) -> Op
     })
 }
 
-/// Checks one fixture; returns every mismatch found.
-fn check_fixture(
+/// Checks one fixture in element type `E`; returns every mismatch found.
+fn check_fixture<E: Element>(
     file: &str,
     cfg: &HashMap<String, String>,
+    tol: (f64, f64),
+    max_diff: &mut f64,
 ) -> std::result::Result<Vec<String>, String> {
     let bytes = std::fs::read(ref_dir().join(file)).map_err(|e| e.to_string())?;
     let fx = Fixture {
         st: SafeTensors::deserialize(&bytes).map_err(|e| e.to_string())?,
     };
-    let model = Model::build(cfg)?;
+    let model = Model::<E>::build(cfg)?;
     model
         .module()
-        .load_state_dict(&fx.state_dict()?, true)
+        .load_state_dict(&fx.state_dict::<E>()?, true)
         .map_err(|e| e.to_string())?;
 
-    let x = fx.f64("input")?.requires_grad();
+    let x = fx.get::<E>("input")?.requires_grad();
     let h0 = if fx.has("h0") {
-        Some(fx.f64("h0")?.requires_grad())
+        Some(fx.get::<E>("h0")?.requires_grad())
     } else {
         None
     };
     let c0 = if fx.has("c0") {
-        Some(fx.f64("c0")?.requires_grad())
+        Some(fx.get::<E>("c0")?.requires_grad())
     } else {
         None
     };
@@ -257,14 +272,18 @@ fn check_fixture(
         .run(&x, lengths.as_deref(), h0.as_ref(), c0.as_ref())
         .map_err(|e| format!("forward: {e}"))?;
     let mut problems = Vec::new();
-    problems.extend(compare("output", Some(&out), &fx.f64("output")?));
-    problems.extend(compare("h_n", Some(&h_n), &fx.f64("h_n")?));
+    let mut cmp = |what: &str, ours: Option<&Tensor<E>>, name: &str| {
+        fx.f64(name)
+            .map(|expected| compare(what, ours, &expected, tol, max_diff))
+    };
+    problems.extend(cmp("output", Some(&out), "output")?);
+    problems.extend(cmp("h_n", Some(&h_n), "h_n")?);
     if fx.has("c_n") {
-        problems.extend(compare("c_n", c_n.as_ref(), &fx.f64("c_n")?));
+        problems.extend(cmp("c_n", c_n.as_ref(), "c_n")?);
     }
 
-    let weighted = |t: &Tensor<f64>, w: &str| -> std::result::Result<Tensor<f64>, String> {
-        t.mul(&fx.f64(w)?)
+    let weighted = |t: &Tensor<E>, w: &str| -> std::result::Result<Tensor<E>, String> {
+        t.mul(&fx.get::<E>(w)?)
             .map(|p| p.sum_all())
             .map_err(|e| e.to_string())
     };
@@ -278,33 +297,32 @@ fn check_fixture(
     }
     let grads = loss.backward().map_err(|e| format!("backward: {e}"))?;
 
-    problems.extend(compare("grad.input", grads.get(&x), &fx.f64("grad.input")?));
+    problems.extend(cmp("grad.input", grads.get(&x), "grad.input")?);
     for (name, t) in [("h0", &h0), ("c0", &c0)] {
         if let Some(t) = t {
-            problems.extend(compare(
-                &format!("grad.{name}"),
-                grads.get(t),
-                &fx.f64(&format!("grad.{name}"))?,
-            ));
+            let key = format!("grad.{name}");
+            problems.extend(cmp(&key, grads.get(t), &key)?);
         }
     }
     for (name, p) in model.module().named_parameters() {
         let key = format!("grad.{name}");
-        problems.extend(compare(&key, grads.get_id(p.id()), &fx.f64(&key)?));
+        problems.extend(cmp(&key, grads.get_id(p.id()), &key)?);
     }
     Ok(problems)
 }
 
-#[test]
-fn every_rnn_stack_fixture_matches_pytorch() {
+/// Runs every fixture in element type `E` and fails listing every mismatch.
+fn check_all<E: Element>(tol: (f64, f64)) {
     let fixtures = rnn_fixtures();
     let mut failures = Vec::new();
+    let mut max_diff = 0.0;
     for (file, cfg) in &fixtures {
         // one line per configuration (shown with `cargo test --test parity_rnn -- --nocapture`)
-        match check_fixture(file, cfg) {
+        match check_fixture::<E>(file, cfg, tol, &mut max_diff) {
             Ok(problems) => {
                 println!(
-                    "{file}: {}",
+                    "{file} ({:?}): {}",
+                    E::DTYPE,
                     if problems.is_empty() {
                         "ok"
                     } else {
@@ -320,15 +338,18 @@ fn every_rnn_stack_fixture_matches_pytorch() {
         }
     }
     println!(
-        "checked {} rnn_stack configurations against PyTorch (tolerance {ATOL:e} abs + {RTOL:e} rel); \
-         largest difference {:.3e}",
+        "checked {} rnn_stack configurations in {:?} against PyTorch (tolerance {:e} abs + {:e} rel); \
+         largest difference {max_diff:.3e}",
         fixtures.len(),
-        *MAX_DIFF.lock().unwrap_or_else(|p| p.into_inner())
+        E::DTYPE,
+        tol.0,
+        tol.1,
     );
     assert!(
         failures.is_empty(),
-        "{} mismatches:\n{}",
+        "{} mismatches in {:?}:\n{}",
         failures.len(),
+        E::DTYPE,
         failures.join("\n")
     );
     assert_eq!(
@@ -336,4 +357,14 @@ fn every_rnn_stack_fixture_matches_pytorch() {
         EXPECTED_FIXTURES,
         "the manifest should list {EXPECTED_FIXTURES} rnn_stack fixtures"
     );
+}
+
+#[test]
+fn every_rnn_stack_fixture_matches_pytorch() {
+    check_all::<f64>(TOL_F64);
+}
+
+#[test]
+fn every_rnn_stack_fixture_matches_pytorch_in_f32() {
+    check_all::<f32>(TOL_F32);
 }
