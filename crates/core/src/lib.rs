@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod anomaly;
+mod deferred;
 mod display;
 pub mod element;
 pub mod error;

@@ -41,6 +41,27 @@ pub trait Op<E: Element>: Send + Sync + 'static {
     fn grad_slice(&self) -> Option<(usize, usize)> {
         None
     }
+
+    /// For a 2-D product `y = a @ b` whose `b` may be used many times (a recurrent weight, once
+    /// per time step): `Some(1)` asks the tape to call [`Op::backward_deferring`] so that
+    /// `dL/db = aᵀ g` is collected and summed as one GEMM over all uses. Default `None`.
+    fn deferred_input(&self, _inputs: &[Tensor<E>]) -> Option<usize> {
+        None
+    }
+
+    /// With [`Op::deferred_input`] = `Some(i)`: the gradients of every input except `i`
+    /// (`None` in slot `i`) and the factors `(a, g)` with `dL/d(input i) = aᵀ g`.
+    fn backward_deferring(
+        &self,
+        inputs: &[Tensor<E>],
+        grad: &Tensor<E>,
+    ) -> Result<(InputGrads<E>, Tensor<E>, Tensor<E>)> {
+        let _ = (inputs, grad);
+        Err(Error::Backward(format!(
+            "op {} asked for a deferred gradient but does not provide one",
+            self.name()
+        )))
+    }
 }
 
 /// A recorded op application.
@@ -254,9 +275,12 @@ impl<E: Element> Tensor<E> {
         let mut pending: HashMap<TensorId, Tensor<E>> = HashMap::default();
         pending.insert(self.id(), grad.clone());
         let mut store = GradStore::new();
+        let mut deferred = crate::deferred::DeferredProducts::new();
         for t in &order {
-            let Some(g) = pending.remove(&t.id()) else {
-                continue;
+            let g = match (pending.remove(&t.id()), deferred.take(t.id())?) {
+                (None, None) => continue,
+                (Some(g), None) | (None, Some(g)) => g,
+                (Some(g), Some(p)) => add_into(g, &p)?,
             };
             match &t.inner.grad {
                 GradSlot::Leaf => store.accumulate(t.id(), g)?,
@@ -277,10 +301,33 @@ impl<E: Element> Tensor<E> {
                 }
                 GradSlot::Node(node) => {
                     let name = node.op.name();
-                    let input_grads = node
+                    let defer = node
                         .op
-                        .backward(&node.inputs, &g)
-                        .with_context(|| format!("backward of {name}"))?;
+                        .deferred_input(&node.inputs)
+                        .filter(|&i| node.inputs.get(i).is_some_and(|x| x.tracks_grad()));
+                    let input_grads = match defer {
+                        Some(i) => {
+                            let (grads, a, ga) = node
+                                .op
+                                .backward_deferring(&node.inputs, &g)
+                                .with_context(|| format!("backward of {name}"))?;
+                            let (m, rows) = (a.dims2()?, ga.dims2()?);
+                            let want = node.inputs[i].shape();
+                            if m.0 != rows.0 || want != [m.1, rows.1] {
+                                return Err(Error::Backward(format!(
+                                    "op {name} deferred factors {:?} and {:?} for an input of shape {want:?}",
+                                    a.shape(),
+                                    ga.shape()
+                                )));
+                            }
+                            deferred.push(node.inputs[i].id(), a, ga);
+                            grads
+                        }
+                        None => node
+                            .op
+                            .backward(&node.inputs, &g)
+                            .with_context(|| format!("backward of {name}"))?,
+                    };
                     crate::anomaly::check_backward(name, &node.inputs, &input_grads)?;
                     for (input, ig) in node.inputs.iter().zip(input_grads) {
                         let Some(ig) = ig else { continue };

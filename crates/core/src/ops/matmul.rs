@@ -94,6 +94,23 @@ impl<E: Element> Op<E> for Matmul {
     fn name(&self) -> &'static str {
         "matmul"
     }
+    /// 2-D products defer `dL/db = aᵀ g`: a weight multiplied at every time step then gets one
+    /// GEMM over all steps (inner size steps x batch) instead of one per step (inner size batch).
+    fn deferred_input(&self, inputs: &[Tensor<E>]) -> Option<usize> {
+        (inputs[0].rank() == 2 && inputs[1].rank() == 2).then_some(1)
+    }
+    fn backward_deferring(
+        &self,
+        x: &[Tensor<E>],
+        g: &Tensor<E>,
+    ) -> Result<(InputGrads<E>, Tensor<E>, Tensor<E>)> {
+        let ga = if x[0].tracks_grad() {
+            Some(matmul_raw(g, &mt(&x[1])?)?)
+        } else {
+            None
+        };
+        Ok((grads2(ga, None), x[0].detach(), g.clone()))
+    }
     fn backward(&self, x: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
         let (a, b) = (&x[0], &x[1]);
         let ga = if a.tracks_grad() {

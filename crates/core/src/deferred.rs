@@ -1,0 +1,45 @@
+//! Deferred weight gradients: a weight used by a matmul at every time step receives
+//! `dL/dW = Σ_t a_tᵀ g_t`. Instead of one thin GEMM per step (inner size = the batch), the tape
+//! collects the factor pairs and forms the sum as one GEMM over the stacked factors when the
+//! weight's turn comes (after every use, by creation order).
+
+use rustc_hash::FxHashMap as HashMap;
+
+use crate::element::Element;
+use crate::error::Result;
+use crate::tensor::{Tensor, TensorId};
+
+/// Factor pairs `(a, g)` per tensor id, each standing for the product `aᵀ g`.
+#[derive(Default)]
+pub(crate) struct DeferredProducts<E: Element> {
+    pairs: HashMap<TensorId, Vec<(Tensor<E>, Tensor<E>)>>,
+}
+
+impl<E: Element> DeferredProducts<E> {
+    pub(crate) fn new() -> Self {
+        DeferredProducts {
+            pairs: HashMap::default(),
+        }
+    }
+
+    /// Records `aᵀ g` as a gradient contribution to `id` (`a`: [m, k], `g`: [m, n]).
+    pub(crate) fn push(&mut self, id: TensorId, a: Tensor<E>, g: Tensor<E>) {
+        self.pairs.entry(id).or_default().push((a, g));
+    }
+
+    /// The sum of the products recorded for `id`, if any: `Aᵀ G` with the `a`s and `g`s
+    /// stacked by rows, so many thin products become one GEMM.
+    pub(crate) fn take(&mut self, id: TensorId) -> Result<Option<Tensor<E>>> {
+        let Some(pairs) = self.pairs.remove(&id) else {
+            return Ok(None);
+        };
+        let (a, g) = if pairs.len() == 1 {
+            pairs.into_iter().next().expect("one pair")
+        } else {
+            let a: Vec<&Tensor<E>> = pairs.iter().map(|(a, _)| a).collect();
+            let g: Vec<&Tensor<E>> = pairs.iter().map(|(_, g)| g).collect();
+            (Tensor::cat(&a, 0)?, Tensor::cat(&g, 0)?)
+        };
+        Ok(Some(crate::ops::matmul::matmul_raw(&a.t()?, &g)?))
+    }
+}
