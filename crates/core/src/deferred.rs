@@ -9,10 +9,13 @@ use crate::element::Element;
 use crate::error::Result;
 use crate::tensor::{Tensor, TensorId};
 
-/// Factor pairs `(a, g)` per tensor id, each standing for the product `aᵀ g`.
+/// A factor pair `(a, g)` standing for the product `aᵀ g`.
+type Factors<E> = (Tensor<E>, Tensor<E>);
+
+/// Factor pairs per tensor id.
 #[derive(Default)]
 pub(crate) struct DeferredProducts<E: Element> {
-    pairs: HashMap<TensorId, Vec<(Tensor<E>, Tensor<E>)>>,
+    pairs: HashMap<TensorId, Vec<Factors<E>>>,
 }
 
 impl<E: Element> DeferredProducts<E> {
