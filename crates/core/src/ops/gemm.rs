@@ -135,7 +135,7 @@ fn dot<E: Element>(a: &[E], b: &[E]) -> E {
     for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
         s += *x * *y;
     }
-    acc.iter().fold(E::zero(), |t, &v| t + v) + s
+    super::reduce_lanes(acc) + s
 }
 
 #[cfg(test)]
