@@ -5,9 +5,21 @@ use rand::Rng;
 use retrograd_core::{Element, Error, Parameter, Result, Tensor};
 
 use super::config::{CellKind, RnnConfig};
-use super::stack::{Stack, StackOutput};
+use super::stack::Stack;
 use super::state::LstmState;
 use crate::module::Module;
+
+/// Shared body of the `forward` / `forward_with_lengths` of the single-state stacks ([`Rnn`],
+/// [`Gru`]): the driver from `h0`, returning `(output, h_n)`.
+fn run_hidden<E: Element>(
+    stack: &Stack<E>,
+    x: &Tensor<E>,
+    lengths: Option<&[usize]>,
+    h0: Option<&Tensor<E>>,
+) -> Result<(Tensor<E>, Tensor<E>)> {
+    let out = stack.forward(x, lengths, h0, None)?;
+    Ok((out.output, out.h_n))
+}
 
 macro_rules! stack_module {
     ($ty:ident) => {
@@ -72,8 +84,7 @@ impl<E: Element> Rnn<E> {
 
     /// Runs every time step; `h0` (layers·D, N, H) defaults to zeros. Returns `(output, h_n)`.
     pub fn forward(&self, x: &Tensor<E>, h0: Option<&Tensor<E>>) -> Result<(Tensor<E>, Tensor<E>)> {
-        let out = self.stack.forward(x, None, h0, None)?;
-        Ok((out.output, out.h_n))
+        run_hidden(&self.stack, x, None, h0)
     }
 
     /// Like [`Rnn::forward`] for a padded batch whose sequence `n` has `lengths[n]` valid steps
@@ -86,8 +97,7 @@ impl<E: Element> Rnn<E> {
         lengths: &[usize],
         h0: Option<&Tensor<E>>,
     ) -> Result<(Tensor<E>, Tensor<E>)> {
-        let out = self.stack.forward(x, Some(lengths), h0, None)?;
-        Ok((out.output, out.h_n))
+        run_hidden(&self.stack, x, Some(lengths), h0)
     }
 }
 stack_module!(Rnn);
@@ -129,10 +139,7 @@ impl<E: Element> Lstm<E> {
         x: &Tensor<E>,
         state: Option<&LstmState<E>>,
     ) -> Result<(Tensor<E>, LstmState<E>)> {
-        Self::split(
-            self.stack
-                .forward(x, None, state.map(|s| &s.h), state.map(|s| &s.c))?,
-        )
+        self.run(x, None, state)
     }
 
     /// Variable-length batch, as in [`Rnn::forward_with_lengths`].
@@ -142,11 +149,19 @@ impl<E: Element> Lstm<E> {
         lengths: &[usize],
         state: Option<&LstmState<E>>,
     ) -> Result<(Tensor<E>, LstmState<E>)> {
-        let (h0, c0) = (state.map(|s| &s.h), state.map(|s| &s.c));
-        Self::split(self.stack.forward(x, Some(lengths), h0, c0)?)
+        self.run(x, Some(lengths), state)
     }
 
-    fn split(out: StackOutput<E>) -> Result<(Tensor<E>, LstmState<E>)> {
+    /// Shared body of both forwards: the driver from `state`, its output split into
+    /// `(output, (h_n, c_n))`.
+    fn run(
+        &self,
+        x: &Tensor<E>,
+        lengths: Option<&[usize]>,
+        state: Option<&LstmState<E>>,
+    ) -> Result<(Tensor<E>, LstmState<E>)> {
+        let (h0, c0) = (state.map(|s| &s.h), state.map(|s| &s.c));
+        let out = self.stack.forward(x, lengths, h0, c0)?;
         let c = out
             .c_n
             .ok_or_else(|| Error::invalid("lstm", "internal: the driver returned no c_n"))?;
@@ -185,8 +200,7 @@ impl<E: Element> Gru<E> {
 
     /// Runs every time step; `h0` (layers·D, N, H) defaults to zeros. Returns `(output, h_n)`.
     pub fn forward(&self, x: &Tensor<E>, h0: Option<&Tensor<E>>) -> Result<(Tensor<E>, Tensor<E>)> {
-        let out = self.stack.forward(x, None, h0, None)?;
-        Ok((out.output, out.h_n))
+        run_hidden(&self.stack, x, None, h0)
     }
 
     /// Variable-length batch, as in [`Rnn::forward_with_lengths`].
@@ -196,8 +210,7 @@ impl<E: Element> Gru<E> {
         lengths: &[usize],
         h0: Option<&Tensor<E>>,
     ) -> Result<(Tensor<E>, Tensor<E>)> {
-        let out = self.stack.forward(x, Some(lengths), h0, None)?;
-        Ok((out.output, out.h_n))
+        run_hidden(&self.stack, x, Some(lengths), h0)
     }
 }
 stack_module!(Gru);
