@@ -37,7 +37,15 @@ impl NormType {
     /// The norm of `values`, accumulated in `f64`.
     fn norm<I: Iterator<Item = f64>>(self, values: I) -> f64 {
         match self {
-            NormType::L2 => values.map(|x| x * x).sum::<f64>().sqrt(),
+            NormType::L2 => {
+                // eight interleaved partial sums: one dependent add chain per lane instead of
+                // one for the whole gradient (clipping was 9% of a B3 step)
+                let mut acc = [0.0f64; 8];
+                for (i, x) in values.enumerate() {
+                    acc[i & 7] += x * x;
+                }
+                acc.iter().sum::<f64>().sqrt()
+            }
             NormType::Inf => values.map(f64::abs).fold(0.0, nan_max),
             NormType::P(p) => values.map(|x| x.abs().powf(p)).sum::<f64>().powf(1.0 / p),
         }
