@@ -191,3 +191,133 @@ impl<E: Element, S: SlotState<E>> ParamSet<E, S> {
             .collect()
     }
 }
+
+/// The operation names an optimizer puts in its errors: its kind (also used by the
+/// constructor) and `<kind>::step`, `<kind>::set_lr`, `<kind>::load_state_dict`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpNames {
+    pub(crate) kind: &'static str,
+    pub(crate) step: &'static str,
+    pub(crate) set_lr: &'static str,
+    pub(crate) load_state_dict: &'static str,
+}
+
+/// `op_names!("SGD")` builds the [`OpNames`] of the optimizer kind `"SGD"`.
+macro_rules! op_names {
+    ($kind:literal) => {
+        $crate::optimizer::OpNames {
+            kind: $kind,
+            step: concat!($kind, "::step"),
+            set_lr: concat!($kind, "::set_lr"),
+            load_state_dict: concat!($kind, "::load_state_dict"),
+        }
+    };
+}
+pub(crate) use op_names;
+
+/// An optimizer's hyperparameters: checked, saved and restored the same way by every optimizer.
+pub(crate) trait HParams: Copy {
+    /// Fails with [`Error::InvalidArgument`] naming `op` if a value is out of range.
+    fn validate(&self, op: &'static str) -> Result<()>;
+    /// The learning rate.
+    fn learning_rate(&self) -> f64;
+    /// Replaces the learning rate (already checked).
+    fn set_learning_rate(&mut self, lr: f64);
+    /// Writes every hyperparameter as `hparam.<name>`.
+    fn save<E: Element>(&self, w: &mut Writer<E>);
+    /// Reads every hyperparameter back, unchecked.
+    fn load<E: Element>(r: &mut Reader<E>) -> Result<Self>;
+}
+
+/// What every optimizer holds: its operation names, hyperparameters and parameters with their
+/// state slots. It does everything but the update rule: construction checks, `set_lr` and
+/// the state dict round trip.
+pub(crate) struct Core<E: Element, C, S> {
+    pub(crate) names: OpNames,
+    pub(crate) cfg: C,
+    pub(crate) set: ParamSet<E, S>,
+}
+
+impl<E: Element, C: HParams, S: SlotState<E, Config = C>> Core<E, C, S> {
+    /// Checks the hyperparameters, then takes the parameters (see [`ParamSet::new`]).
+    pub(crate) fn new(
+        names: OpNames,
+        params: impl IntoIterator<Item = (String, Parameter<E>)>,
+        cfg: C,
+    ) -> Result<Self> {
+        cfg.validate(names.kind)?;
+        Ok(Core {
+            names,
+            cfg,
+            set: ParamSet::new(names.kind, params)?,
+        })
+    }
+
+    /// [`ParamSet::step`] under this optimizer's step name.
+    pub(crate) fn step(
+        &mut self,
+        grads: &GradStore<E>,
+        update: impl FnMut(&mut [E], &[E], &mut Option<S>),
+    ) -> Result<()> {
+        self.set.step(self.names.step, grads, update)
+    }
+
+    /// [`Optimizer::set_lr`].
+    pub(crate) fn set_lr(&mut self, lr: f64) -> Result<()> {
+        check_lr(self.names.set_lr, lr)?;
+        self.cfg.set_learning_rate(lr);
+        Ok(())
+    }
+
+    /// [`Optimizer::state_dict`].
+    pub(crate) fn state_dict(&self) -> OptimState<E> {
+        let mut w = Writer::new(self.names.kind);
+        self.cfg.save(&mut w);
+        self.set.save(&mut w);
+        w.finish()
+    }
+
+    /// [`Optimizer::load_state_dict`]: reads and checks everything before changing anything.
+    pub(crate) fn load_state_dict(&mut self, state: &OptimState<E>) -> Result<()> {
+        let op = self.names.load_state_dict;
+        let mut r = Reader::new(op, state, self.names.kind, &self.set.entries)?;
+        let cfg = C::load(&mut r)?;
+        cfg.validate(op)?;
+        let slots = self.set.load(&cfg, &mut r)?;
+        r.finish()?;
+        self.cfg = cfg;
+        self.set.state = slots;
+        Ok(())
+    }
+}
+
+/// Implements [`Optimizer`] for `$t<E>` by handing everything to its `core: Core<..>` field,
+/// except `step`, which runs the type's own update rule `fn update(&mut self, grads)`.
+macro_rules! optimizer_via_core {
+    ($t:ident) => {
+        impl<E: Element> $crate::optimizer::Optimizer<E> for $t<E> {
+            fn kind(&self) -> &'static str {
+                self.core.names.kind
+            }
+            fn step(&mut self, grads: &GradStore<E>) -> Result<()> {
+                self.update(grads)
+            }
+            fn lr(&self) -> f64 {
+                $crate::optimizer::HParams::learning_rate(&self.core.cfg)
+            }
+            fn set_lr(&mut self, lr: f64) -> Result<()> {
+                self.core.set_lr(lr)
+            }
+            fn params(&self) -> &[(String, Parameter<E>)] {
+                &self.core.set.entries
+            }
+            fn state_dict(&self) -> $crate::state::OptimState<E> {
+                self.core.state_dict()
+            }
+            fn load_state_dict(&mut self, state: &$crate::state::OptimState<E>) -> Result<()> {
+                self.core.load_state_dict(state)
+            }
+        }
+    };
+}
+pub(crate) use optimizer_via_core;

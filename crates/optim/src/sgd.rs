@@ -3,10 +3,10 @@
 
 use retrograd_core::{Element, Error, GradStore, Parameter, Result};
 
-use crate::optimizer::{check_lr, check_non_negative, Optimizer, ParamSet, SlotState};
-use crate::state::{OptimState, Reader, Writer};
-
-const KIND: &str = "SGD";
+use crate::optimizer::{
+    check_lr, check_non_negative, op_names, optimizer_via_core, Core, HParams, SlotState,
+};
+use crate::state::{Reader, Writer};
 
 /// Hyperparameters of [`Sgd`], with PyTorch's defaults (`lr` 1e-3, everything else off).
 ///
@@ -75,7 +75,9 @@ impl SgdConfig {
         self.nesterov = nesterov;
         self
     }
+}
 
+impl HParams for SgdConfig {
     fn validate(&self, op: &'static str) -> Result<()> {
         check_lr(op, self.lr)?;
         check_non_negative(op, "momentum", self.momentum)?;
@@ -96,6 +98,32 @@ impl SgdConfig {
             ));
         }
         Ok(())
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn save<E: Element>(&self, w: &mut Writer<E>) {
+        w.hparam_f64("lr", self.lr);
+        w.hparam_f64("momentum", self.momentum);
+        w.hparam_f64("dampening", self.dampening);
+        w.hparam_f64("weight_decay", self.weight_decay);
+        w.hparam_bool("nesterov", self.nesterov);
+    }
+
+    fn load<E: Element>(r: &mut Reader<E>) -> Result<Self> {
+        Ok(SgdConfig {
+            lr: r.hparam_f64("lr")?,
+            momentum: r.hparam_f64("momentum")?,
+            dampening: r.hparam_f64("dampening")?,
+            weight_decay: r.hparam_f64("weight_decay")?,
+            nesterov: r.hparam_bool("nesterov")?,
+        })
     }
 }
 
@@ -134,8 +162,7 @@ impl<E: Element> SlotState<E> for SgdSlot<E> {
 /// # Ok::<(), retrograd_core::Error>(())
 /// ```
 pub struct Sgd<E: Element = f32> {
-    cfg: SgdConfig,
-    set: ParamSet<E, SgdSlot<E>>,
+    core: Core<E, SgdConfig, SgdSlot<E>>,
 }
 
 impl<E: Element> Sgd<E> {
@@ -148,31 +175,24 @@ impl<E: Element> Sgd<E> {
         params: impl IntoIterator<Item = (String, Parameter<E>)>,
         cfg: SgdConfig,
     ) -> Result<Self> {
-        cfg.validate("SGD")?;
         Ok(Sgd {
-            cfg,
-            set: ParamSet::new("SGD", params)?,
+            core: Core::new(op_names!("SGD"), params, cfg)?,
         })
     }
 
     /// The hyperparameters.
     pub fn config(&self) -> &SgdConfig {
-        &self.cfg
-    }
-}
-
-impl<E: Element> Optimizer<E> for Sgd<E> {
-    fn kind(&self) -> &'static str {
-        KIND
+        &self.core.cfg
     }
 
-    fn step(&mut self, grads: &GradStore<E>) -> Result<()> {
-        let c = self.cfg;
+    /// The update rule, run by [`Optimizer::step`](crate::Optimizer::step).
+    fn update(&mut self, grads: &GradStore<E>) -> Result<()> {
+        let c = self.core.cfg;
         let wd = E::of_f64(c.weight_decay);
         let mu = E::of_f64(c.momentum);
         let keep = E::of_f64(1.0 - c.dampening);
         let neg_lr = E::of_f64(-c.lr);
-        self.set.step("SGD::step", grads, |w, g, slot| {
+        self.core.step(grads, |w, g, slot| {
             let first = slot.is_none();
             let mut buf = if c.momentum != 0.0 {
                 let s = slot.get_or_insert_with(|| SgdSlot {
@@ -195,47 +215,6 @@ impl<E: Element> Optimizer<E> for Sgd<E> {
             }
         })
     }
-
-    fn lr(&self) -> f64 {
-        self.cfg.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_lr("SGD::set_lr", lr)?;
-        self.cfg.lr = lr;
-        Ok(())
-    }
-
-    fn params(&self) -> &[(String, Parameter<E>)] {
-        &self.set.entries
-    }
-
-    fn state_dict(&self) -> OptimState<E> {
-        let mut w = Writer::new(KIND);
-        w.hparam_f64("lr", self.cfg.lr);
-        w.hparam_f64("momentum", self.cfg.momentum);
-        w.hparam_f64("dampening", self.cfg.dampening);
-        w.hparam_f64("weight_decay", self.cfg.weight_decay);
-        w.hparam_bool("nesterov", self.cfg.nesterov);
-        self.set.save(&mut w);
-        w.finish()
-    }
-
-    fn load_state_dict(&mut self, state: &OptimState<E>) -> Result<()> {
-        const OP: &str = "SGD::load_state_dict";
-        let mut r = Reader::new(OP, state, KIND, &self.set.entries)?;
-        let cfg = SgdConfig {
-            lr: r.hparam_f64("lr")?,
-            momentum: r.hparam_f64("momentum")?,
-            dampening: r.hparam_f64("dampening")?,
-            weight_decay: r.hparam_f64("weight_decay")?,
-            nesterov: r.hparam_bool("nesterov")?,
-        };
-        cfg.validate(OP)?;
-        let slots = self.set.load(&cfg, &mut r)?;
-        r.finish()?;
-        self.cfg = cfg;
-        self.set.state = slots;
-        Ok(())
-    }
 }
+
+optimizer_via_core!(Sgd);
