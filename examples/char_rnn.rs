@@ -21,14 +21,15 @@ use clap::Parser;
 use common::ckpt::{params_finite, Checkpoint};
 use common::lm::{LmSession, LmTrainConfig};
 use common::plot::Curve;
-use common::{default_corpus, human, is_non_finite, read_corpus, AnyResult, OPTIMIZERS};
+use common::{
+    default_corpus, human, is_non_finite, prepare_out_dir, read_corpus, AnyResult, OPTIMIZERS,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use retrograd::nn::Module;
 use retrograd::text::{
-    generate, sample_logits, train_val_split, BpttBatcher, CellType, CharVocab, LossMeter, RnnLm,
-    SampleOptions,
+    generate, sample_logits, train_val_split, CellType, CharVocab, LossMeter, RnnLm, SampleOptions,
 };
 use retrograd::{Error, Result};
 
@@ -201,19 +202,7 @@ fn config_from(args: &Args, resume: Option<&Checkpoint>) -> AnyResult<LmTrainCon
     if !OPTIMIZERS.contains(&kind.as_str()) {
         return Err(format!("checkpoint optimizer {kind:?} is not one of {OPTIMIZERS:?}").into());
     }
-    Ok(LmTrainConfig {
-        cell: c.config.cell,
-        layers: c.config.num_layers,
-        hidden: c.config.hidden_size,
-        embed: c.config.embed_size,
-        seq: c.train_value("seq")?,
-        batch: c.train_value("batch")?,
-        dropout: c.config.dropout,
-        lr: args.lr,
-        optimizer: kind,
-        clip,
-        seed: args.seed,
-    })
+    Ok(c.train_config(kind, args.lr, clip, args.seed)?)
 }
 
 fn train(args: &Args) -> AnyResult<()> {
@@ -227,13 +216,7 @@ fn train(args: &Args) -> AnyResult<()> {
     }
     let data = args.data.clone().unwrap_or_else(default_corpus);
     let text = read_corpus(&data)?;
-    let out_dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("runs/char_rnn"));
-    std::fs::create_dir_all(&out_dir)
-        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
-    let ckpt_path = out_dir.join("checkpoint.safetensors");
+    let (out_dir, ckpt_path) = prepare_out_dir(args.out.as_deref(), EXAMPLE)?;
 
     let resume = args
         .resume
@@ -256,22 +239,9 @@ fn train(args: &Args) -> AnyResult<()> {
         return Err("--batch and --seq must be at least 1".into());
     }
     let (train_ids, val_ids) = train_val_split(&ids, args.val_fraction)?;
-    let corpus_err = |part: &str, e: Error| {
-        format!(
-            "corpus {} ({} characters) is too short for the {part} windows: {e}; use a longer \
-             text or a smaller --batch / --seq",
-            data.display(),
-            ids.len(),
-        )
-    };
-    let train_windows = BpttBatcher::new(train_ids.to_vec(), cfg.batch, cfg.seq)
-        .map_err(|e| corpus_err("training", e))?;
-    let mut s = LmSession::with_batcher(&cfg, vocab.len(), train_windows)?;
-    let val_batch = cfg
-        .batch
-        .min((val_ids.len().saturating_sub(1) / cfg.seq).max(1));
-    let mut val = BpttBatcher::new(val_ids.to_vec(), val_batch, cfg.seq)
-        .map_err(|e| corpus_err("validation", e))?;
+    let corpus = format!("{} ({} characters)", data.display(), ids.len());
+    let (mut s, mut val) =
+        LmSession::with_validation(&cfg, vocab.len(), train_ids, val_ids, &corpus)?;
     if let Some(c) = &resume {
         c.resume(&mut s)?;
         let from = args.resume.as_deref().unwrap_or(Path::new("?"));

@@ -21,14 +21,14 @@ use clap::Parser;
 use common::ckpt::{params_finite, Checkpoint};
 use common::lm::{LmSession, LmTrainConfig};
 use common::plot::Curve;
-use common::{default_corpus, human, is_non_finite, read_corpus, AnyResult};
+use common::{default_corpus, human, is_non_finite, prepare_out_dir, read_corpus, AnyResult};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use retrograd::nn::Module;
 use retrograd::optim::{PlateauConfig, ReduceLrOnPlateau};
 use retrograd::text::{
-    detokenize_words, generate, tokenize_words, train_val_split, BpttBatcher, CellType, LossMeter,
+    detokenize_words, generate, tokenize_words, train_val_split, CellType, LossMeter,
     SampleOptions, WordVocab, EOS,
 };
 use retrograd::Error;
@@ -113,13 +113,7 @@ fn run(args: &Args) -> AnyResult<()> {
     if let Some(n) = args.limit {
         tokens.truncate(n);
     }
-    let out_dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("runs/word_lm"));
-    std::fs::create_dir_all(&out_dir)
-        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
-    let ckpt_path = out_dir.join("checkpoint.safetensors");
+    let (out_dir, ckpt_path) = prepare_out_dir(args.out.as_deref(), EXAMPLE)?;
     let resume = args
         .resume
         .as_ref()
@@ -133,19 +127,10 @@ fn run(args: &Args) -> AnyResult<()> {
     let (train_ids, val_ids) = train_val_split(&ids, args.val_fraction)?;
     let clip = (args.clip > 0.0).then_some(args.clip);
     let cfg = match &resume {
-        Some(c) => LmTrainConfig {
-            cell: c.config.cell,
-            layers: c.config.num_layers,
-            hidden: c.config.hidden_size,
-            embed: c.config.embed_size,
-            seq: c.train_value("seq")?,
-            batch: c.train_value("batch")?,
-            dropout: c.config.dropout,
-            lr: args.lr,
-            optimizer: c.optimizer_kind().unwrap_or("sgd").to_ascii_lowercase(),
-            clip,
-            seed: args.seed,
-        },
+        Some(c) => {
+            let kind = c.optimizer_kind().unwrap_or("sgd").to_ascii_lowercase();
+            c.train_config(kind, args.lr, clip, args.seed)?
+        }
         None => LmTrainConfig {
             cell: args.cell.parse::<CellType>()?,
             layers: args.layers,
@@ -163,22 +148,9 @@ fn run(args: &Args) -> AnyResult<()> {
     if cfg.batch == 0 || cfg.seq == 0 {
         return Err("--batch and --seq must be at least 1".into());
     }
-    let too_short = |part: &str, e: Error| {
-        format!(
-            "corpus {} ({} words) is too short for the {part} windows: {e}; use a longer \
-             text or a smaller --batch / --seq",
-            data.display(),
-            ids.len(),
-        )
-    };
-    let train_windows = BpttBatcher::new(train_ids.to_vec(), cfg.batch, cfg.seq)
-        .map_err(|e| too_short("training", e))?;
-    let mut s = LmSession::with_batcher(&cfg, vocab.len(), train_windows)?;
-    let val_batch = cfg
-        .batch
-        .min((val_ids.len().saturating_sub(1) / cfg.seq).max(1));
-    let mut val = BpttBatcher::new(val_ids.to_vec(), val_batch, cfg.seq)
-        .map_err(|e| too_short("validation", e))?;
+    let corpus = format!("{} ({} words)", data.display(), ids.len());
+    let (mut s, mut val) =
+        LmSession::with_validation(&cfg, vocab.len(), train_ids, val_ids, &corpus)?;
     let mut sched = ReduceLrOnPlateau::new(cfg.lr, PlateauConfig::divide_by_4_when_worse())?;
     let mut first_epoch = 0;
     if let Some(c) = &resume {

@@ -18,7 +18,7 @@ use retrograd::optim::SchedState;
 use retrograd::text::{LmConfig, LmState, RnnLm};
 use retrograd::{Error, Result};
 
-use super::lm::LmSession;
+use super::lm::{LmSession, LmTrainConfig};
 
 const STATE_H: &str = "bptt_state.h";
 const STATE_C: &str = "bptt_state.c";
@@ -161,6 +161,30 @@ impl Checkpoint {
             .ok_or_else(|| Error::Checkpoint(format!("missing train.{key}")))?;
         v.parse()
             .map_err(|_| Error::Checkpoint(format!("bad train.{key} = {v:?}")))
+    }
+
+    /// The training settings to resume with: model sizes, dropout and window shape from the
+    /// checkpoint; `optimizer`, `lr`, `clip` and `seed` as given.
+    pub fn train_config(
+        &self,
+        optimizer: String,
+        lr: f64,
+        clip: Option<f64>,
+        seed: u64,
+    ) -> Result<LmTrainConfig> {
+        Ok(LmTrainConfig {
+            cell: self.config.cell,
+            layers: self.config.num_layers,
+            hidden: self.config.hidden_size,
+            embed: self.config.embed_size,
+            seq: self.train_value("seq")?,
+            batch: self.train_value("batch")?,
+            dropout: self.config.dropout,
+            lr,
+            optimizer,
+            clip,
+            seed,
+        })
     }
 
     /// The optimizer kind stored (`SGD`, `Adam`, ...), if any.

@@ -10,7 +10,7 @@ use retrograd::text::{
 };
 use retrograd::Result;
 
-use super::build_optimizer;
+use super::{build_optimizer, AnyResult};
 
 /// Model and optimisation settings of a language-model run.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +88,33 @@ impl LmSession {
             step: 0,
             clip: cfg.clip,
         })
+    }
+
+    /// A fresh model trained on `train_ids`, and the validation windows over `val_ids` (at
+    /// most `cfg.batch` streams, fewer if the held-out part is short). A part too short for
+    /// its windows is an error naming `corpus` (e.g. `"a.txt (1.2k words)"`).
+    pub fn with_validation(
+        cfg: &LmTrainConfig,
+        vocab_size: usize,
+        train_ids: &[usize],
+        val_ids: &[usize],
+        corpus: &str,
+    ) -> AnyResult<(Self, BpttBatcher)> {
+        let too_short = |part: &str, e: retrograd::Error| {
+            format!(
+                "corpus {corpus} is too short for the {part} windows: {e}; use a longer text or \
+                 a smaller --batch / --seq"
+            )
+        };
+        let train_windows = BpttBatcher::new(train_ids.to_vec(), cfg.batch, cfg.seq)
+            .map_err(|e| too_short("training", e))?;
+        let session = Self::with_batcher(cfg, vocab_size, train_windows)?;
+        let val_batch = cfg
+            .batch
+            .min((val_ids.len().saturating_sub(1) / cfg.seq).max(1));
+        let val = BpttBatcher::new(val_ids.to_vec(), val_batch, cfg.seq)
+            .map_err(|e| too_short("validation", e))?;
+        Ok((session, val))
     }
 
     /// One window: train on it and carry the state on. Returns the window's mean loss. On

@@ -51,6 +51,23 @@ pub fn default_corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tinyshakespeare.txt")
 }
 
+/// Creates the output directory (`out`, or `runs/<example>` under the crate root) and returns
+/// it with the checkpoint path inside it.
+pub fn prepare_out_dir(out: Option<&Path>, example: &str) -> AnyResult<(PathBuf, PathBuf)> {
+    let out_dir = out.map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("runs")
+                .join(example)
+        },
+        Path::to_path_buf,
+    );
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    let ckpt_path = out_dir.join("checkpoint.safetensors");
+    Ok((out_dir, ckpt_path))
+}
+
 /// Reads a text corpus; a missing, unreadable or empty (whitespace-only) file is an error
 /// naming the path.
 pub fn read_corpus(path: &Path) -> Result<String> {
