@@ -2,10 +2,10 @@
 
 use retrograd_core::{Element, GradStore, Parameter, Result};
 
-use crate::optimizer::{check_lr, check_non_negative, Optimizer, ParamSet, SlotState};
-use crate::state::{OptimState, Reader, Writer};
-
-const KIND: &str = "Adagrad";
+use crate::optimizer::{
+    check_lr, check_non_negative, op_names, optimizer_via_core, Core, HParams, SlotState,
+};
+use crate::state::{Reader, Writer};
 
 /// Hyperparameters of [`Adagrad`], with PyTorch's defaults.
 ///
@@ -67,7 +67,9 @@ impl AdagradConfig {
         self.eps = eps;
         self
     }
+}
 
+impl HParams for AdagradConfig {
     fn validate(&self, op: &'static str) -> Result<()> {
         check_lr(op, self.lr)?;
         check_non_negative(op, "lr_decay", self.lr_decay)?;
@@ -78,6 +80,32 @@ impl AdagradConfig {
             self.initial_accumulator_value,
         )?;
         check_non_negative(op, "eps", self.eps)
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn save<E: Element>(&self, w: &mut Writer<E>) {
+        w.hparam_f64("lr", self.lr);
+        w.hparam_f64("lr_decay", self.lr_decay);
+        w.hparam_f64("weight_decay", self.weight_decay);
+        w.hparam_f64("initial_accumulator_value", self.initial_accumulator_value);
+        w.hparam_f64("eps", self.eps);
+    }
+
+    fn load<E: Element>(r: &mut Reader<E>) -> Result<Self> {
+        Ok(AdagradConfig {
+            lr: r.hparam_f64("lr")?,
+            lr_decay: r.hparam_f64("lr_decay")?,
+            weight_decay: r.hparam_f64("weight_decay")?,
+            initial_accumulator_value: r.hparam_f64("initial_accumulator_value")?,
+            eps: r.hparam_f64("eps")?,
+        })
     }
 }
 
@@ -127,8 +155,7 @@ impl<E: Element> SlotState<E> for AdagradSlot<E> {
 /// # Ok::<(), retrograd_core::Error>(())
 /// ```
 pub struct Adagrad<E: Element = f32> {
-    cfg: AdagradConfig,
-    set: ParamSet<E, AdagradSlot<E>>,
+    core: Core<E, AdagradConfig, AdagradSlot<E>>,
 }
 
 impl<E: Element> Adagrad<E> {
@@ -140,30 +167,23 @@ impl<E: Element> Adagrad<E> {
         params: impl IntoIterator<Item = (String, Parameter<E>)>,
         cfg: AdagradConfig,
     ) -> Result<Self> {
-        cfg.validate(KIND)?;
         Ok(Adagrad {
-            cfg,
-            set: ParamSet::new(KIND, params)?,
+            core: Core::new(op_names!("Adagrad"), params, cfg)?,
         })
     }
 
     /// The hyperparameters.
     pub fn config(&self) -> &AdagradConfig {
-        &self.cfg
-    }
-}
-
-impl<E: Element> Optimizer<E> for Adagrad<E> {
-    fn kind(&self) -> &'static str {
-        KIND
+        &self.core.cfg
     }
 
-    fn step(&mut self, grads: &GradStore<E>) -> Result<()> {
-        let c = self.cfg;
+    /// The update rule, run by [`Optimizer::step`](crate::Optimizer::step).
+    fn update(&mut self, grads: &GradStore<E>) -> Result<()> {
+        let c = self.core.cfg;
         let wd = E::of_f64(c.weight_decay);
         let init = E::of_f64(c.initial_accumulator_value);
         let eps = E::of_f64(c.eps);
-        self.set.step("Adagrad::step", grads, |w, g, slot| {
+        self.core.step(grads, |w, g, slot| {
             let s = slot.get_or_insert_with(|| AdagradSlot {
                 step: 0,
                 sum: vec![init; g.len()],
@@ -183,50 +203,6 @@ impl<E: Element> Optimizer<E> for Adagrad<E> {
             }
         })
     }
-
-    fn lr(&self) -> f64 {
-        self.cfg.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_lr("Adagrad::set_lr", lr)?;
-        self.cfg.lr = lr;
-        Ok(())
-    }
-
-    fn params(&self) -> &[(String, Parameter<E>)] {
-        &self.set.entries
-    }
-
-    fn state_dict(&self) -> OptimState<E> {
-        let mut w = Writer::new(KIND);
-        w.hparam_f64("lr", self.cfg.lr);
-        w.hparam_f64("lr_decay", self.cfg.lr_decay);
-        w.hparam_f64("weight_decay", self.cfg.weight_decay);
-        w.hparam_f64(
-            "initial_accumulator_value",
-            self.cfg.initial_accumulator_value,
-        );
-        w.hparam_f64("eps", self.cfg.eps);
-        self.set.save(&mut w);
-        w.finish()
-    }
-
-    fn load_state_dict(&mut self, state: &OptimState<E>) -> Result<()> {
-        const OP: &str = "Adagrad::load_state_dict";
-        let mut r = Reader::new(OP, state, KIND, &self.set.entries)?;
-        let cfg = AdagradConfig {
-            lr: r.hparam_f64("lr")?,
-            lr_decay: r.hparam_f64("lr_decay")?,
-            weight_decay: r.hparam_f64("weight_decay")?,
-            initial_accumulator_value: r.hparam_f64("initial_accumulator_value")?,
-            eps: r.hparam_f64("eps")?,
-        };
-        cfg.validate(OP)?;
-        let slots = self.set.load(&cfg, &mut r)?;
-        r.finish()?;
-        self.cfg = cfg;
-        self.set.state = slots;
-        Ok(())
-    }
 }
+
+optimizer_via_core!(Adagrad);

@@ -3,10 +3,11 @@
 use retrograd_core::{Element, GradStore, Parameter, Result};
 
 use crate::adam::lerp;
-use crate::optimizer::{check_lr, check_non_negative, check_unit, Optimizer, ParamSet, SlotState};
-use crate::state::{OptimState, Reader, Writer};
-
-const KIND: &str = "RMSprop";
+use crate::optimizer::{
+    check_lr, check_non_negative, check_unit, op_names, optimizer_via_core, Core, HParams,
+    SlotState,
+};
+use crate::state::{Reader, Writer};
 
 /// Hyperparameters of [`RmsProp`], with PyTorch's defaults.
 ///
@@ -77,13 +78,43 @@ impl RmsPropConfig {
         self.centered = centered;
         self
     }
+}
 
+impl HParams for RmsPropConfig {
     fn validate(&self, op: &'static str) -> Result<()> {
         check_lr(op, self.lr)?;
         check_unit(op, "alpha", self.alpha)?;
         check_non_negative(op, "eps", self.eps)?;
         check_non_negative(op, "weight_decay", self.weight_decay)?;
         check_non_negative(op, "momentum", self.momentum)
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn save<E: Element>(&self, w: &mut Writer<E>) {
+        w.hparam_f64("lr", self.lr);
+        w.hparam_f64("alpha", self.alpha);
+        w.hparam_f64("eps", self.eps);
+        w.hparam_f64("weight_decay", self.weight_decay);
+        w.hparam_f64("momentum", self.momentum);
+        w.hparam_bool("centered", self.centered);
+    }
+
+    fn load<E: Element>(r: &mut Reader<E>) -> Result<Self> {
+        Ok(RmsPropConfig {
+            lr: r.hparam_f64("lr")?,
+            alpha: r.hparam_f64("alpha")?,
+            eps: r.hparam_f64("eps")?,
+            weight_decay: r.hparam_f64("weight_decay")?,
+            momentum: r.hparam_f64("momentum")?,
+            centered: r.hparam_bool("centered")?,
+        })
     }
 }
 
@@ -155,8 +186,7 @@ impl<E: Element> SlotState<E> for RmsPropSlot<E> {
 /// # Ok::<(), retrograd_core::Error>(())
 /// ```
 pub struct RmsProp<E: Element = f32> {
-    cfg: RmsPropConfig,
-    set: ParamSet<E, RmsPropSlot<E>>,
+    core: Core<E, RmsPropConfig, RmsPropSlot<E>>,
 }
 
 impl<E: Element> RmsProp<E> {
@@ -168,33 +198,26 @@ impl<E: Element> RmsProp<E> {
         params: impl IntoIterator<Item = (String, Parameter<E>)>,
         cfg: RmsPropConfig,
     ) -> Result<Self> {
-        cfg.validate(KIND)?;
         Ok(RmsProp {
-            cfg,
-            set: ParamSet::new(KIND, params)?,
+            core: Core::new(op_names!("RMSprop"), params, cfg)?,
         })
     }
 
     /// The hyperparameters.
     pub fn config(&self) -> &RmsPropConfig {
-        &self.cfg
-    }
-}
-
-impl<E: Element> Optimizer<E> for RmsProp<E> {
-    fn kind(&self) -> &'static str {
-        KIND
+        &self.core.cfg
     }
 
-    fn step(&mut self, grads: &GradStore<E>) -> Result<()> {
-        let c = self.cfg;
+    /// The update rule, run by [`Optimizer::step`](crate::Optimizer::step).
+    fn update(&mut self, grads: &GradStore<E>) -> Result<()> {
+        let c = self.core.cfg;
         let wd = E::of_f64(c.weight_decay);
         let alpha = E::of_f64(c.alpha);
         let one_minus_alpha = E::of_f64(1.0 - c.alpha);
         let eps = E::of_f64(c.eps);
         let mu = E::of_f64(c.momentum);
         let neg_lr = E::of_f64(-c.lr);
-        self.set.step("RMSprop::step", grads, |w, g, slot| {
+        self.core.step(grads, |w, g, slot| {
             let n = g.len();
             let s = slot.get_or_insert_with(|| RmsPropSlot {
                 step: 0,
@@ -228,49 +251,6 @@ impl<E: Element> Optimizer<E> for RmsProp<E> {
             }
         })
     }
-
-    fn lr(&self) -> f64 {
-        self.cfg.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_lr("RMSprop::set_lr", lr)?;
-        self.cfg.lr = lr;
-        Ok(())
-    }
-
-    fn params(&self) -> &[(String, Parameter<E>)] {
-        &self.set.entries
-    }
-
-    fn state_dict(&self) -> OptimState<E> {
-        let mut w = Writer::new(KIND);
-        w.hparam_f64("lr", self.cfg.lr);
-        w.hparam_f64("alpha", self.cfg.alpha);
-        w.hparam_f64("eps", self.cfg.eps);
-        w.hparam_f64("weight_decay", self.cfg.weight_decay);
-        w.hparam_f64("momentum", self.cfg.momentum);
-        w.hparam_bool("centered", self.cfg.centered);
-        self.set.save(&mut w);
-        w.finish()
-    }
-
-    fn load_state_dict(&mut self, state: &OptimState<E>) -> Result<()> {
-        const OP: &str = "RMSprop::load_state_dict";
-        let mut r = Reader::new(OP, state, KIND, &self.set.entries)?;
-        let cfg = RmsPropConfig {
-            lr: r.hparam_f64("lr")?,
-            alpha: r.hparam_f64("alpha")?,
-            eps: r.hparam_f64("eps")?,
-            weight_decay: r.hparam_f64("weight_decay")?,
-            momentum: r.hparam_f64("momentum")?,
-            centered: r.hparam_bool("centered")?,
-        };
-        cfg.validate(OP)?;
-        let slots = self.set.load(&cfg, &mut r)?;
-        r.finish()?;
-        self.cfg = cfg;
-        self.set.state = slots;
-        Ok(())
-    }
 }
+
+optimizer_via_core!(RmsProp);
