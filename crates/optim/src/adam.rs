@@ -3,8 +3,11 @@
 
 use retrograd_core::{Element, GradStore, Parameter, Result};
 
-use crate::optimizer::{check_lr, check_non_negative, check_unit, Optimizer, ParamSet, SlotState};
-use crate::state::{OptimState, Reader, Writer};
+use crate::optimizer::{
+    check_lr, check_non_negative, check_unit, op_names, optimizer_via_core, Core, HParams,
+    SlotState,
+};
+use crate::state::{Reader, Writer};
 
 /// Hyperparameters of [`Adam`], with PyTorch's defaults.
 ///
@@ -75,13 +78,40 @@ macro_rules! adam_builders {
 adam_builders!(AdamConfig);
 pub(crate) use adam_builders;
 
-impl AdamConfig {
-    pub(crate) fn validate(&self, op: &'static str) -> Result<()> {
+impl HParams for AdamConfig {
+    fn validate(&self, op: &'static str) -> Result<()> {
         check_lr(op, self.lr)?;
         check_non_negative(op, "eps", self.eps)?;
         check_unit(op, "beta1 (betas.0)", self.betas.0)?;
         check_unit(op, "beta2 (betas.1)", self.betas.1)?;
         check_non_negative(op, "weight_decay", self.weight_decay)
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn save<E: Element>(&self, w: &mut Writer<E>) {
+        w.hparam_f64("lr", self.lr);
+        w.hparam_f64("beta1", self.betas.0);
+        w.hparam_f64("beta2", self.betas.1);
+        w.hparam_f64("eps", self.eps);
+        w.hparam_f64("weight_decay", self.weight_decay);
+        w.hparam_bool("amsgrad", self.amsgrad);
+    }
+
+    fn load<E: Element>(r: &mut Reader<E>) -> Result<Self> {
+        Ok(AdamConfig {
+            lr: r.hparam_f64("lr")?,
+            betas: (r.hparam_f64("beta1")?, r.hparam_f64("beta2")?),
+            eps: r.hparam_f64("eps")?,
+            weight_decay: r.hparam_f64("weight_decay")?,
+            amsgrad: r.hparam_bool("amsgrad")?,
+        })
     }
 }
 
@@ -134,117 +164,62 @@ pub(crate) fn lerp<E: Element>(a: E, b: E, w: E) -> E {
     }
 }
 
-/// Adam and AdamW share this implementation; `decoupled` selects the weight decay flavour.
-pub(crate) struct AdamImpl<E: Element> {
-    pub(crate) kind: &'static str,
-    pub(crate) decoupled: bool,
-    pub(crate) cfg: AdamConfig,
-    pub(crate) set: ParamSet<E, AdamSlot<E>>,
-}
+/// The state Adam and AdamW keep.
+pub(crate) type AdamCore<E> = Core<E, AdamConfig, AdamSlot<E>>;
 
-impl<E: Element> AdamImpl<E> {
-    pub(crate) fn step(&mut self, grads: &GradStore<E>) -> Result<()> {
-        let c = self.cfg;
-        let decoupled = self.decoupled;
-        let (beta1, beta2) = c.betas;
-        let wd = E::of_f64(c.weight_decay);
-        let shrink = E::of_f64(1.0 - c.lr * c.weight_decay);
-        let one_minus_b1 = E::of_f64(1.0 - beta1);
-        let b2 = E::of_f64(beta2);
-        let one_minus_b2 = E::of_f64(1.0 - beta2);
-        let eps = E::of_f64(c.eps);
-        let op = if decoupled {
-            "AdamW::step"
-        } else {
-            "Adam::step"
-        };
-        self.set.step(op, grads, |w, g, slot| {
-            let s = slot.get_or_insert_with(|| AdamSlot {
-                step: 0,
-                exp_avg: vec![E::zero(); g.len()],
-                exp_avg_sq: vec![E::zero(); g.len()],
-                max_exp_avg_sq: c.amsgrad.then(|| vec![E::zero(); g.len()]),
-            });
-            // Saturating: a restored step count may be u64::MAX.
-            s.step = s.step.saturating_add(1);
-            // Scalars in f64 as PyTorch computes them in Python, then rounded to E.
-            let t = s.step as f64;
-            let bias_correction1 = 1.0 - beta1.powf(t);
-            let bias_correction2 = 1.0 - beta2.powf(t);
-            let neg_step_size = E::of_f64(-(c.lr / bias_correction1));
-            let bc2_sqrt = E::of_f64(bias_correction2.sqrt());
-            for j in 0..w.len() {
-                let mut d = g[j];
-                if c.weight_decay != 0.0 {
-                    if decoupled {
-                        w[j] *= shrink;
-                    } else {
-                        d += wd * w[j];
-                    }
+/// The update rule Adam and AdamW share; `decoupled` selects the weight decay flavour.
+pub(crate) fn adam_update<E: Element>(
+    core: &mut AdamCore<E>,
+    decoupled: bool,
+    grads: &GradStore<E>,
+) -> Result<()> {
+    let c = core.cfg;
+    let (beta1, beta2) = c.betas;
+    let wd = E::of_f64(c.weight_decay);
+    let shrink = E::of_f64(1.0 - c.lr * c.weight_decay);
+    let one_minus_b1 = E::of_f64(1.0 - beta1);
+    let b2 = E::of_f64(beta2);
+    let one_minus_b2 = E::of_f64(1.0 - beta2);
+    let eps = E::of_f64(c.eps);
+    core.step(grads, |w, g, slot| {
+        let s = slot.get_or_insert_with(|| AdamSlot {
+            step: 0,
+            exp_avg: vec![E::zero(); g.len()],
+            exp_avg_sq: vec![E::zero(); g.len()],
+            max_exp_avg_sq: c.amsgrad.then(|| vec![E::zero(); g.len()]),
+        });
+        // Saturating: a restored step count may be u64::MAX.
+        s.step = s.step.saturating_add(1);
+        // Scalars in f64 as PyTorch computes them in Python, then rounded to E.
+        let t = s.step as f64;
+        let bias_correction1 = 1.0 - beta1.powf(t);
+        let bias_correction2 = 1.0 - beta2.powf(t);
+        let neg_step_size = E::of_f64(-(c.lr / bias_correction1));
+        let bc2_sqrt = E::of_f64(bias_correction2.sqrt());
+        for j in 0..w.len() {
+            let mut d = g[j];
+            if c.weight_decay != 0.0 {
+                if decoupled {
+                    w[j] *= shrink;
+                } else {
+                    d += wd * w[j];
                 }
-                let m = lerp(s.exp_avg[j], d, one_minus_b1);
-                s.exp_avg[j] = m;
-                let v = s.exp_avg_sq[j] * b2 + one_minus_b2 * d * d;
-                s.exp_avg_sq[j] = v;
-                let v_hat = match s.max_exp_avg_sq.as_mut() {
-                    Some(mx) => {
-                        mx[j] = mx[j].max(v);
-                        mx[j]
-                    }
-                    None => v,
-                };
-                let denom = v_hat.sqrt() / bc2_sqrt + eps;
-                w[j] += neg_step_size * m / denom;
             }
-        })
-    }
-
-    pub(crate) fn set_lr(&mut self, lr: f64) -> Result<()> {
-        check_lr(
-            if self.decoupled {
-                "AdamW::set_lr"
-            } else {
-                "Adam::set_lr"
-            },
-            lr,
-        )?;
-        self.cfg.lr = lr;
-        Ok(())
-    }
-
-    pub(crate) fn state_dict(&self) -> OptimState<E> {
-        let mut w = Writer::new(self.kind);
-        w.hparam_f64("lr", self.cfg.lr);
-        w.hparam_f64("beta1", self.cfg.betas.0);
-        w.hparam_f64("beta2", self.cfg.betas.1);
-        w.hparam_f64("eps", self.cfg.eps);
-        w.hparam_f64("weight_decay", self.cfg.weight_decay);
-        w.hparam_bool("amsgrad", self.cfg.amsgrad);
-        self.set.save(&mut w);
-        w.finish()
-    }
-
-    pub(crate) fn load_state_dict(&mut self, state: &OptimState<E>) -> Result<()> {
-        let op = if self.decoupled {
-            "AdamW::load_state_dict"
-        } else {
-            "Adam::load_state_dict"
-        };
-        let mut r = Reader::new(op, state, self.kind, &self.set.entries)?;
-        let cfg = AdamConfig {
-            lr: r.hparam_f64("lr")?,
-            betas: (r.hparam_f64("beta1")?, r.hparam_f64("beta2")?),
-            eps: r.hparam_f64("eps")?,
-            weight_decay: r.hparam_f64("weight_decay")?,
-            amsgrad: r.hparam_bool("amsgrad")?,
-        };
-        cfg.validate(op)?;
-        let slots = self.set.load(&cfg, &mut r)?;
-        r.finish()?;
-        self.cfg = cfg;
-        self.set.state = slots;
-        Ok(())
-    }
+            let m = lerp(s.exp_avg[j], d, one_minus_b1);
+            s.exp_avg[j] = m;
+            let v = s.exp_avg_sq[j] * b2 + one_minus_b2 * d * d;
+            s.exp_avg_sq[j] = v;
+            let v_hat = match s.max_exp_avg_sq.as_mut() {
+                Some(mx) => {
+                    mx[j] = mx[j].max(v);
+                    mx[j]
+                }
+                None => v,
+            };
+            let denom = v_hat.sqrt() / bc2_sqrt + eps;
+            w[j] += neg_step_size * m / denom;
+        }
+    })
 }
 
 /// Adam, PyTorch's formula. Per parameter, with step count `t` and `d = g + weight_decay * w`:
@@ -272,7 +247,7 @@ impl<E: Element> AdamImpl<E> {
 /// # Ok::<(), retrograd_core::Error>(())
 /// ```
 pub struct Adam<E: Element = f32> {
-    inner: AdamImpl<E>,
+    core: AdamCore<E>,
 }
 
 impl<E: Element> Adam<E> {
@@ -284,49 +259,20 @@ impl<E: Element> Adam<E> {
         params: impl IntoIterator<Item = (String, Parameter<E>)>,
         cfg: AdamConfig,
     ) -> Result<Self> {
-        cfg.validate("Adam")?;
         Ok(Adam {
-            inner: AdamImpl {
-                kind: "Adam",
-                decoupled: false,
-                cfg,
-                set: ParamSet::new("Adam", params)?,
-            },
+            core: Core::new(op_names!("Adam"), params, cfg)?,
         })
     }
 
     /// The hyperparameters.
     pub fn config(&self) -> &AdamConfig {
-        &self.inner.cfg
+        &self.core.cfg
+    }
+
+    /// The update rule, run by [`Optimizer::step`](crate::Optimizer::step).
+    fn update(&mut self, grads: &GradStore<E>) -> Result<()> {
+        adam_update(&mut self.core, false, grads)
     }
 }
 
-macro_rules! adam_optimizer {
-    ($t:ident) => {
-        impl<E: Element> Optimizer<E> for $t<E> {
-            fn kind(&self) -> &'static str {
-                self.inner.kind
-            }
-            fn step(&mut self, grads: &GradStore<E>) -> Result<()> {
-                self.inner.step(grads)
-            }
-            fn lr(&self) -> f64 {
-                self.inner.cfg.lr
-            }
-            fn set_lr(&mut self, lr: f64) -> Result<()> {
-                self.inner.set_lr(lr)
-            }
-            fn params(&self) -> &[(String, Parameter<E>)] {
-                &self.inner.set.entries
-            }
-            fn state_dict(&self) -> OptimState<E> {
-                self.inner.state_dict()
-            }
-            fn load_state_dict(&mut self, state: &OptimState<E>) -> Result<()> {
-                self.inner.load_state_dict(state)
-            }
-        }
-    };
-}
-adam_optimizer!(Adam);
-pub(crate) use adam_optimizer;
+optimizer_via_core!(Adam);

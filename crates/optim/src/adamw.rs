@@ -3,9 +3,8 @@
 
 use retrograd_core::{Element, GradStore, Parameter, Result};
 
-use crate::adam::{adam_builders, adam_optimizer, AdamConfig, AdamImpl};
-use crate::optimizer::{Optimizer, ParamSet};
-use crate::state::OptimState;
+use crate::adam::{adam_builders, adam_update, AdamConfig, AdamCore};
+use crate::optimizer::{op_names, optimizer_via_core, Core};
 
 /// Hyperparameters of [`AdamW`]: as [`AdamConfig`] but the weight decay (default 1e-2) shrinks
 /// the weights directly, `w = w * (1 - lr * weight_decay)`, instead of entering the gradient.
@@ -60,7 +59,7 @@ adam_builders!(AdamWConfig);
 /// # Ok::<(), retrograd_core::Error>(())
 /// ```
 pub struct AdamW<E: Element = f32> {
-    inner: AdamImpl<E>,
+    core: AdamCore<E>,
 }
 
 impl<E: Element> AdamW<E> {
@@ -76,20 +75,14 @@ impl<E: Element> AdamW<E> {
             weight_decay: cfg.weight_decay,
             amsgrad: cfg.amsgrad,
         };
-        cfg.validate("AdamW")?;
         Ok(AdamW {
-            inner: AdamImpl {
-                kind: "AdamW",
-                decoupled: true,
-                cfg,
-                set: ParamSet::new("AdamW", params)?,
-            },
+            core: Core::new(op_names!("AdamW"), params, cfg)?,
         })
     }
 
     /// The hyperparameters.
     pub fn config(&self) -> AdamWConfig {
-        let c = self.inner.cfg;
+        let c = self.core.cfg;
         AdamWConfig {
             lr: c.lr,
             betas: c.betas,
@@ -98,6 +91,11 @@ impl<E: Element> AdamW<E> {
             amsgrad: c.amsgrad,
         }
     }
+
+    /// The update rule, run by [`Optimizer::step`](crate::Optimizer::step).
+    fn update(&mut self, grads: &GradStore<E>) -> Result<()> {
+        adam_update(&mut self.core, true, grads)
+    }
 }
 
-adam_optimizer!(AdamW);
+optimizer_via_core!(AdamW);
