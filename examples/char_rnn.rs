@@ -218,11 +218,7 @@ fn train(args: &Args) -> AnyResult<()> {
     let text = read_corpus(&data)?;
     let (out_dir, ckpt_path) = prepare_out_dir(args.out.as_deref(), EXAMPLE)?;
 
-    let resume = args
-        .resume
-        .as_ref()
-        .map(|p| Checkpoint::load(p, EXAMPLE))
-        .transpose()?;
+    let resume = Checkpoint::load_if_given(args.resume.as_deref(), EXAMPLE)?;
     let vocab = match &resume {
         Some(c) => CharVocab::from_json(&c.vocab_json)?,
         None => CharVocab::build(&text)?,

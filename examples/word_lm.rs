@@ -114,11 +114,7 @@ fn run(args: &Args) -> AnyResult<()> {
         tokens.truncate(n);
     }
     let (out_dir, ckpt_path) = prepare_out_dir(args.out.as_deref(), EXAMPLE)?;
-    let resume = args
-        .resume
-        .as_ref()
-        .map(|p| Checkpoint::load(p, EXAMPLE))
-        .transpose()?;
+    let resume = Checkpoint::load_if_given(args.resume.as_deref(), EXAMPLE)?;
     let vocab = match &resume {
         Some(c) => WordVocab::from_json(&c.vocab_json)?,
         None => WordVocab::build_limited(&tokens, args.max_vocab)?,

@@ -138,6 +138,11 @@ impl Checkpoint {
         })
     }
 
+    /// [`Checkpoint::load`] of `path` if one is given (a `--resume` flag).
+    pub fn load_if_given(path: Option<&Path>, example: &str) -> Result<Option<Self>> {
+        path.map(|p| Self::load(p, example)).transpose()
+    }
+
     /// Loads the weights into `model` (every name and shape must match).
     pub fn restore_model(&self, model: &RnnLm<f32>) -> Result<()> {
         self.inner.restore(model, None)
