@@ -5,7 +5,7 @@ use retrograd_core::{Element, GradStore, Parameter, Result};
 use crate::optimizer::{
     check_lr, check_non_negative, op_names, optimizer_via_core, Core, HParams, SlotState,
 };
-use crate::state::{Reader, Writer};
+use crate::state::{HParamVisitor, Reader, Writer};
 
 /// Hyperparameters of [`Adagrad`], with PyTorch's defaults.
 ///
@@ -90,22 +90,15 @@ impl HParams for AdagradConfig {
         self.lr = lr;
     }
 
-    fn save<E: Element>(&self, w: &mut Writer<E>) {
-        w.hparam_f64("lr", self.lr);
-        w.hparam_f64("lr_decay", self.lr_decay);
-        w.hparam_f64("weight_decay", self.weight_decay);
-        w.hparam_f64("initial_accumulator_value", self.initial_accumulator_value);
-        w.hparam_f64("eps", self.eps);
-    }
-
-    fn load<E: Element>(r: &mut Reader<E>) -> Result<Self> {
-        Ok(AdagradConfig {
-            lr: r.hparam_f64("lr")?,
-            lr_decay: r.hparam_f64("lr_decay")?,
-            weight_decay: r.hparam_f64("weight_decay")?,
-            initial_accumulator_value: r.hparam_f64("initial_accumulator_value")?,
-            eps: r.hparam_f64("eps")?,
-        })
+    fn visit(&mut self, v: &mut impl HParamVisitor) -> Result<()> {
+        v.num("lr", &mut self.lr)?;
+        v.num("lr_decay", &mut self.lr_decay)?;
+        v.num("weight_decay", &mut self.weight_decay)?;
+        v.num(
+            "initial_accumulator_value",
+            &mut self.initial_accumulator_value,
+        )?;
+        v.num("eps", &mut self.eps)
     }
 }
 

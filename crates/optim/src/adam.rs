@@ -7,7 +7,7 @@ use crate::optimizer::{
     check_lr, check_non_negative, check_unit, op_names, optimizer_via_core, Core, HParams,
     SlotState,
 };
-use crate::state::{Reader, Writer};
+use crate::state::{HParamVisitor, Reader, Writer};
 
 /// Hyperparameters of [`Adam`], with PyTorch's defaults.
 ///
@@ -95,23 +95,13 @@ impl HParams for AdamConfig {
         self.lr = lr;
     }
 
-    fn save<E: Element>(&self, w: &mut Writer<E>) {
-        w.hparam_f64("lr", self.lr);
-        w.hparam_f64("beta1", self.betas.0);
-        w.hparam_f64("beta2", self.betas.1);
-        w.hparam_f64("eps", self.eps);
-        w.hparam_f64("weight_decay", self.weight_decay);
-        w.hparam_bool("amsgrad", self.amsgrad);
-    }
-
-    fn load<E: Element>(r: &mut Reader<E>) -> Result<Self> {
-        Ok(AdamConfig {
-            lr: r.hparam_f64("lr")?,
-            betas: (r.hparam_f64("beta1")?, r.hparam_f64("beta2")?),
-            eps: r.hparam_f64("eps")?,
-            weight_decay: r.hparam_f64("weight_decay")?,
-            amsgrad: r.hparam_bool("amsgrad")?,
-        })
+    fn visit(&mut self, v: &mut impl HParamVisitor) -> Result<()> {
+        v.num("lr", &mut self.lr)?;
+        v.num("beta1", &mut self.betas.0)?;
+        v.num("beta2", &mut self.betas.1)?;
+        v.num("eps", &mut self.eps)?;
+        v.num("weight_decay", &mut self.weight_decay)?;
+        v.flag("amsgrad", &mut self.amsgrad)
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use retrograd_core::{Element, Error, GradStore, Parameter, Result};
 
-use crate::state::{OptimState, Reader, Writer};
+use crate::state::{HParamVisitor, OptimState, Reader, Writer};
 
 /// What every optimizer can do: update its parameters from a [`GradStore`], report and change
 /// its learning rate, and save/restore its state.
@@ -216,17 +216,15 @@ macro_rules! op_names {
 pub(crate) use op_names;
 
 /// An optimizer's hyperparameters: checked, saved and restored the same way by every optimizer.
-pub(crate) trait HParams: Copy {
+pub(crate) trait HParams: Copy + Default {
     /// Fails with [`Error::InvalidArgument`] naming `op` if a value is out of range.
     fn validate(&self, op: &'static str) -> Result<()>;
     /// The learning rate.
     fn learning_rate(&self) -> f64;
     /// Replaces the learning rate (already checked).
     fn set_learning_rate(&mut self, lr: f64);
-    /// Writes every hyperparameter as `hparam.<name>`.
-    fn save<E: Element>(&self, w: &mut Writer<E>);
-    /// Reads every hyperparameter back, unchecked.
-    fn load<E: Element>(r: &mut Reader<E>) -> Result<Self>;
+    /// Hands every hyperparameter, with its state key, to `v` (to save or load it).
+    fn visit(&mut self, v: &mut impl HParamVisitor) -> Result<()>;
 }
 
 /// What every optimizer holds: its operation names, hyperparameters and parameters with their
@@ -272,7 +270,9 @@ impl<E: Element, C: HParams, S: SlotState<E, Config = C>> Core<E, C, S> {
     /// [`Optimizer::state_dict`].
     pub(crate) fn state_dict(&self) -> OptimState<E> {
         let mut w = Writer::new(self.names.kind);
-        self.cfg.save(&mut w);
+        let mut cfg = self.cfg;
+        cfg.visit(&mut w)
+            .expect("writing hyperparameters to a Writer cannot fail");
         self.set.save(&mut w);
         w.finish()
     }
@@ -281,7 +281,8 @@ impl<E: Element, C: HParams, S: SlotState<E, Config = C>> Core<E, C, S> {
     pub(crate) fn load_state_dict(&mut self, state: &OptimState<E>) -> Result<()> {
         let op = self.names.load_state_dict;
         let mut r = Reader::new(op, state, self.names.kind, &self.set.entries)?;
-        let cfg = C::load(&mut r)?;
+        let mut cfg = C::default();
+        cfg.visit(&mut r)?;
         cfg.validate(op)?;
         let slots = self.set.load(&cfg, &mut r)?;
         r.finish()?;

@@ -7,7 +7,7 @@ use crate::optimizer::{
     check_lr, check_non_negative, check_unit, op_names, optimizer_via_core, Core, HParams,
     SlotState,
 };
-use crate::state::{Reader, Writer};
+use crate::state::{HParamVisitor, Reader, Writer};
 
 /// Hyperparameters of [`RmsProp`], with PyTorch's defaults.
 ///
@@ -97,24 +97,13 @@ impl HParams for RmsPropConfig {
         self.lr = lr;
     }
 
-    fn save<E: Element>(&self, w: &mut Writer<E>) {
-        w.hparam_f64("lr", self.lr);
-        w.hparam_f64("alpha", self.alpha);
-        w.hparam_f64("eps", self.eps);
-        w.hparam_f64("weight_decay", self.weight_decay);
-        w.hparam_f64("momentum", self.momentum);
-        w.hparam_bool("centered", self.centered);
-    }
-
-    fn load<E: Element>(r: &mut Reader<E>) -> Result<Self> {
-        Ok(RmsPropConfig {
-            lr: r.hparam_f64("lr")?,
-            alpha: r.hparam_f64("alpha")?,
-            eps: r.hparam_f64("eps")?,
-            weight_decay: r.hparam_f64("weight_decay")?,
-            momentum: r.hparam_f64("momentum")?,
-            centered: r.hparam_bool("centered")?,
-        })
+    fn visit(&mut self, v: &mut impl HParamVisitor) -> Result<()> {
+        v.num("lr", &mut self.lr)?;
+        v.num("alpha", &mut self.alpha)?;
+        v.num("eps", &mut self.eps)?;
+        v.num("weight_decay", &mut self.weight_decay)?;
+        v.num("momentum", &mut self.momentum)?;
+        v.flag("centered", &mut self.centered)
     }
 }
 

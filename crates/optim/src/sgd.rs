@@ -6,7 +6,7 @@ use retrograd_core::{Element, Error, GradStore, Parameter, Result};
 use crate::optimizer::{
     check_lr, check_non_negative, op_names, optimizer_via_core, Core, HParams, SlotState,
 };
-use crate::state::{Reader, Writer};
+use crate::state::{HParamVisitor, Reader, Writer};
 
 /// Hyperparameters of [`Sgd`], with PyTorch's defaults (`lr` 1e-3, everything else off).
 ///
@@ -108,22 +108,12 @@ impl HParams for SgdConfig {
         self.lr = lr;
     }
 
-    fn save<E: Element>(&self, w: &mut Writer<E>) {
-        w.hparam_f64("lr", self.lr);
-        w.hparam_f64("momentum", self.momentum);
-        w.hparam_f64("dampening", self.dampening);
-        w.hparam_f64("weight_decay", self.weight_decay);
-        w.hparam_bool("nesterov", self.nesterov);
-    }
-
-    fn load<E: Element>(r: &mut Reader<E>) -> Result<Self> {
-        Ok(SgdConfig {
-            lr: r.hparam_f64("lr")?,
-            momentum: r.hparam_f64("momentum")?,
-            dampening: r.hparam_f64("dampening")?,
-            weight_decay: r.hparam_f64("weight_decay")?,
-            nesterov: r.hparam_bool("nesterov")?,
-        })
+    fn visit(&mut self, v: &mut impl HParamVisitor) -> Result<()> {
+        v.num("lr", &mut self.lr)?;
+        v.num("momentum", &mut self.momentum)?;
+        v.num("dampening", &mut self.dampening)?;
+        v.num("weight_decay", &mut self.weight_decay)?;
+        v.flag("nesterov", &mut self.nesterov)
     }
 }
 

@@ -76,18 +76,6 @@ impl<E: Element> Writer<E> {
         Writer { st }
     }
 
-    pub(crate) fn hparam_f64(&mut self, key: &str, v: f64) {
-        self.st
-            .metadata
-            .insert(format!("hparam.{key}"), format!("{v:?}"));
-    }
-
-    pub(crate) fn hparam_bool(&mut self, key: &str, v: bool) {
-        self.st
-            .metadata
-            .insert(format!("hparam.{key}"), v.to_string());
-    }
-
     pub(crate) fn param(&mut self, name: &str, shape: &[usize]) {
         self.st
             .metadata
@@ -108,6 +96,54 @@ impl<E: Element> Writer<E> {
 
     pub(crate) fn finish(self) -> OptimState<E> {
         self.st
+    }
+}
+
+/// Walks an optimizer's hyperparameters as `hparam.<key>` entries, in the order the config
+/// lists them: [`Writer`] stores each value, [`Reader`] replaces each with the stored one. One
+/// list of keys per optimizer thus serves both saving and loading.
+pub(crate) trait HParamVisitor {
+    /// A numeric hyperparameter.
+    fn num(&mut self, key: &str, v: &mut f64) -> Result<()>;
+    /// A switch.
+    fn flag(&mut self, key: &str, v: &mut bool) -> Result<()>;
+}
+
+impl<E: Element> HParamVisitor for Writer<E> {
+    fn num(&mut self, key: &str, v: &mut f64) -> Result<()> {
+        let v = *v;
+        self.st
+            .metadata
+            .insert(format!("hparam.{key}"), format!("{v:?}"));
+        Ok(())
+    }
+
+    fn flag(&mut self, key: &str, v: &mut bool) -> Result<()> {
+        self.st
+            .metadata
+            .insert(format!("hparam.{key}"), v.to_string());
+        Ok(())
+    }
+}
+
+impl<E: Element> HParamVisitor for Reader<'_, E> {
+    fn num(&mut self, key: &str, v: &mut f64) -> Result<()> {
+        let k = format!("hparam.{key}");
+        let s = self.meta(&k)?;
+        *v = s
+            .parse::<f64>()
+            .map_err(|_| self.err(format!("'{k}' = '{s}' is not a number")))?;
+        Ok(())
+    }
+
+    fn flag(&mut self, key: &str, v: &mut bool) -> Result<()> {
+        let k = format!("hparam.{key}");
+        *v = match self.meta(&k)? {
+            "true" => true,
+            "false" => false,
+            s => return Err(self.err(format!("'{k}' = '{s}' is not 'true' or 'false'"))),
+        };
+        Ok(())
     }
 }
 
@@ -177,22 +213,6 @@ impl<'a, E: Element> Reader<'a, E> {
                 Ok(v.as_str())
             }
             None => Err(self.err(format!("metadata entry '{key}' is missing"))),
-        }
-    }
-
-    pub(crate) fn hparam_f64(&mut self, key: &str) -> Result<f64> {
-        let k = format!("hparam.{key}");
-        let v = self.meta(&k)?;
-        v.parse::<f64>()
-            .map_err(|_| self.err(format!("'{k}' = '{v}' is not a number")))
-    }
-
-    pub(crate) fn hparam_bool(&mut self, key: &str) -> Result<bool> {
-        let k = format!("hparam.{key}");
-        match self.meta(&k)? {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            v => Err(self.err(format!("'{k}' = '{v}' is not 'true' or 'false'"))),
         }
     }
 
