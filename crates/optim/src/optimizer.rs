@@ -55,14 +55,7 @@ pub trait Optimizer<E: Element = f32> {
 
 /// Checks a learning rate for `set_lr` and the constructors.
 pub(crate) fn check_lr(op: &'static str, lr: f64) -> Result<()> {
-    if lr.is_finite() && lr >= 0.0 {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            op,
-            format!("learning rate must be finite and >= 0, got {lr}"),
-        ))
-    }
+    check_non_negative(op, "learning rate", lr)
 }
 
 /// Checks `value >= 0` (and not NaN/inf) for a named hyperparameter.
