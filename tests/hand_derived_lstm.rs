@@ -6,20 +6,16 @@
 mod hand_derived;
 
 use hand_derived::mat::{Arr3, Mat};
-use hand_derived::nn_load::{entry, load, param_grad};
-use hand_derived::numpy_lstm::{Lstm, LstmGrads, LstmParams, TimeLstm};
+use hand_derived::nn_load::{assert_notebook_layer_grads, load, notebook_torch_entries};
+use hand_derived::numpy_lstm::{Lstm, LstmParams, TimeLstm};
 use hand_derived::{
-    arr3_of, assert_close, assert_close3, grad_arr3, grad_mat, mat_of, numpy_to_torch_bias,
-    numpy_to_torch_weight, t1, t2, t3, torch_to_numpy_bias, torch_to_numpy_weight, FGIO_TO_IFGO,
-    IFGO_TO_FGIO, TOL,
+    arr3_of, assert_close, assert_close3, assert_grad, assert_notebook_grads, grad_arr3, mat_of,
+    notebook_leaves, t2, t3, NotebookLeaves, FGIO_TO_IFGO, IFGO_TO_FGIO, TOL,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use retrograd::nn::rnn::{CellConfig, Lstm as NnLstm, LstmCell, LstmState, RnnConfig};
-use retrograd::nn::Module;
-use retrograd::{GradStore, Result, Tensor};
-
-type W = (Tensor<f64>, Tensor<f64>, Tensor<f64>);
+use retrograd::{Result, Tensor};
 
 fn params(d: usize, h: usize, rng: &mut StdRng) -> LstmParams {
     LstmParams {
@@ -29,20 +25,12 @@ fn params(d: usize, h: usize, rng: &mut StdRng) -> LstmParams {
     }
 }
 
-fn leaves(p: &LstmParams) -> W {
-    (
-        t2(&p.wx).requires_grad(),
-        t2(&p.wh).requires_grad(),
-        t1(&p.b).requires_grad(),
-    )
-}
-
 /// `LSTM.forward` from core ops, slicing the fused pre-activation `A` as f, g, i, o.
 fn tape_step(
     x: &Tensor<f64>,
     h: &Tensor<f64>,
     c: &Tensor<f64>,
-    (wx, wh, b): &W,
+    (wx, wh, b): &NotebookLeaves,
 ) -> Result<(Tensor<f64>, Tensor<f64>)> {
     let hd = h.dim(1)?;
     let a = x.matmul(wx)?.add(&h.matmul(wh)?)?.add(b)?;
@@ -60,7 +48,7 @@ fn tape_time_lstm(
     xs: &Tensor<f64>,
     h0: &Tensor<f64>,
     c0: &Tensor<f64>,
-    w: &W,
+    w: &NotebookLeaves,
 ) -> Result<(Tensor<f64>, Tensor<f64>, Tensor<f64>)> {
     let (mut h, mut c) = (h0.clone(), c0.clone());
     let mut hs = Vec::new();
@@ -96,7 +84,7 @@ fn lstm_cell_backward_matches_notebook_lstm_backward() -> Result<()> {
     let (h_next, c_next) = cell.forward(&x, &h_prev, &c_prev);
     let (dx, dh_prev, dc_prev) = cell.backward(&dh_next, &dc_next);
 
-    let w = leaves(&p);
+    let w = notebook_leaves(&p);
     let (xt, ht, ct) = (
         t2(&x).requires_grad(),
         t2(&h_prev).requires_grad(),
@@ -106,12 +94,10 @@ fn lstm_cell_backward_matches_notebook_lstm_backward() -> Result<()> {
     assert_close("h_next", &mat_of(&hn), &h_next, TOL);
     assert_close("c_next", &mat_of(&cn), &c_next, TOL);
     let g = weighted(&hn, &dh_next, &cn, &dc_next)?.backward()?;
-    assert_close("dx", &grad_mat(&g, &xt, "x"), &dx, TOL);
-    assert_close("dh_prev", &grad_mat(&g, &ht, "h_prev"), &dh_prev, TOL);
-    assert_close("dc_prev", &grad_mat(&g, &ct, "c_prev"), &dc_prev, TOL);
-    assert_close("dWx", &grad_mat(&g, &w.0, "Wx"), &cell.grads.dwx, TOL);
-    assert_close("dWh", &grad_mat(&g, &w.1, "Wh"), &cell.grads.dwh, TOL);
-    assert_close("db", &grad_mat(&g, &w.2, "b"), &cell.grads.db, TOL);
+    assert_grad("dx", &g, &xt, "x", &dx);
+    assert_grad("dh_prev", &g, &ht, "h_prev", &dh_prev);
+    assert_grad("dc_prev", &g, &ct, "c_prev", &dc_prev);
+    assert_notebook_grads(&g, &w, &cell.grads, "", "");
     Ok(())
 }
 
@@ -134,7 +120,7 @@ fn time_lstm_bptt_matches_notebook_time_lstm_backward() -> Result<()> {
     let hs = layer.forward(&xs);
     let dxs = layer.backward(&dhs);
 
-    let w = leaves(&p);
+    let w = notebook_leaves(&p);
     let (xs_t, h0_t, c0_t) = (
         t3(&xs).requires_grad(),
         t2(&h0).requires_grad(),
@@ -146,21 +132,9 @@ fn time_lstm_bptt_matches_notebook_time_lstm_backward() -> Result<()> {
     assert_close("final c", &mat_of(&c_last), layer.c.as_ref().unwrap(), TOL);
     let g = hs_t.backward_with(&t3(&dhs))?;
     assert_close3("dxs", &grad_arr3(&g, &xs_t, "xs"), &dxs, TOL);
-    assert_close("dWx", &grad_mat(&g, &w.0, "Wx"), &layer.grads.dwx, TOL);
-    assert_close("dWh", &grad_mat(&g, &w.1, "Wh"), &layer.grads.dwh, TOL);
-    assert_close("db", &grad_mat(&g, &w.2, "b"), &layer.grads.db, TOL);
-    assert_close(
-        "dh0",
-        &grad_mat(&g, &h0_t, "h0"),
-        layer.dh.as_ref().unwrap(),
-        TOL,
-    );
-    assert_close(
-        "dc0",
-        &grad_mat(&g, &c0_t, "c0"),
-        layer.dc.as_ref().unwrap(),
-        TOL,
-    );
+    assert_notebook_grads(&g, &w, &layer.grads, "", "");
+    assert_grad("dh0", &g, &h0_t, "h0", layer.dh.as_ref().unwrap());
+    assert_grad("dc0", &g, &c0_t, "c0", layer.dc.as_ref().unwrap());
     Ok(())
 }
 
@@ -184,7 +158,7 @@ fn time_lstm_two_chunks_carry_h_and_c_as_constants() -> Result<()> {
         layer.backward(&dhs2)
     };
 
-    let w = leaves(&p);
+    let w = notebook_leaves(&p);
     let zeros = Tensor::<f64>::zeros(&[n, h]);
     let (_, h1, c1) = tape_time_lstm(&t3(&xs1), &zeros, &zeros, &w)?;
     let (hc, cc) = (h1.detach().requires_grad(), c1.detach().requires_grad());
@@ -192,31 +166,9 @@ fn time_lstm_two_chunks_carry_h_and_c_as_constants() -> Result<()> {
     let (hs2, _, _) = tape_time_lstm(&xs2_t, &hc, &cc, &w)?;
     let g = hs2.backward_with(&t3(&dhs2))?;
     assert_close3("chunk 2 dxs", &grad_arr3(&g, &xs2_t, "xs2"), &dxs2, TOL);
-    assert_close(
-        "chunk 2 dWx",
-        &grad_mat(&g, &w.0, "Wx"),
-        &layer.grads.dwx,
-        TOL,
-    );
-    assert_close(
-        "chunk 2 dWh",
-        &grad_mat(&g, &w.1, "Wh"),
-        &layer.grads.dwh,
-        TOL,
-    );
-    assert_close("chunk 2 db", &grad_mat(&g, &w.2, "b"), &layer.grads.db, TOL);
-    assert_close(
-        "chunk 2 dh",
-        &grad_mat(&g, &hc, "h carry"),
-        layer.dh.as_ref().unwrap(),
-        TOL,
-    );
-    assert_close(
-        "chunk 2 dc",
-        &grad_mat(&g, &cc, "c carry"),
-        layer.dc.as_ref().unwrap(),
-        TOL,
-    );
+    assert_notebook_grads(&g, &w, &layer.grads, "chunk 2 ", "");
+    assert_grad("chunk 2 dh", &g, &hc, "h carry", layer.dh.as_ref().unwrap());
+    assert_grad("chunk 2 dc", &g, &cc, "c carry", layer.dc.as_ref().unwrap());
     Ok(())
 }
 
@@ -233,7 +185,7 @@ fn reading_the_gates_in_pytorch_order_breaks_the_match() -> Result<()> {
         Mat::rand(n, h, 1.0, &mut rng),
     );
     let (h_next, _) = Lstm::new(p.clone()).forward(&x, &h_prev, &c_prev);
-    let w = leaves(&p);
+    let w = notebook_leaves(&p);
     let a = t2(&x)
         .matmul(&w.0)?
         .add(&t2(&h_prev).matmul(&w.1)?)?
@@ -249,45 +201,6 @@ fn reading_the_gates_in_pytorch_order_breaks_the_match() -> Result<()> {
 }
 
 // ---- the same oracles against the nn layers: PyTorch layout and gate order i,f,g,o ----
-
-/// Notebook `(Wx, Wh, b)` (gates f,g,i,o) as PyTorch entries (gates i,f,g,o), `b` split as
-/// `bias_ih = b - s`, `bias_hh = s`.
-fn torch_entries(p: &LstmParams, split: &Mat, suffix: &str) -> Vec<(String, Tensor<f64>)> {
-    let o = &FGIO_TO_IFGO;
-    vec![
-        entry(
-            format!("weight_ih{suffix}"),
-            t2(&numpy_to_torch_weight(&p.wx, o)),
-        ),
-        entry(
-            format!("weight_hh{suffix}"),
-            t2(&numpy_to_torch_weight(&p.wh, o)),
-        ),
-        entry(
-            format!("bias_ih{suffix}"),
-            t1(&numpy_to_torch_bias(&p.b.sub(split), o)),
-        ),
-        entry(
-            format!("bias_hh{suffix}"),
-            t1(&numpy_to_torch_bias(split, o)),
-        ),
-    ]
-}
-
-/// The module's grads mapped back to notebook layout and gate order, compared with
-/// `[dWx, dWh, db]` (both biases receive `db`).
-fn assert_layer_grads<M: Module<f64>>(m: &M, g: &GradStore<f64>, suffix: &str, want: &LstmGrads) {
-    let w = |n: &str| param_grad(m, g, &format!("{n}{suffix}"));
-    let back = &IFGO_TO_FGIO;
-    let dwx = torch_to_numpy_weight(&w("weight_ih"), back);
-    assert_close("nn dWx", &dwx, &want.dwx, TOL);
-    let dwh = torch_to_numpy_weight(&w("weight_hh"), back);
-    assert_close("nn dWh", &dwh, &want.dwh, TOL);
-    let db_ih = torch_to_numpy_bias(&w("bias_ih"), back);
-    assert_close("nn db (bias_ih)", &db_ih, &want.db, TOL);
-    let db_hh = torch_to_numpy_bias(&w("bias_hh"), back);
-    assert_close("nn db (bias_hh)", &db_hh, &want.db, TOL);
-}
 
 #[test]
 fn nn_lstm_cell_matches_notebook_lstm_backward() -> Result<()> {
@@ -309,7 +222,10 @@ fn nn_lstm_cell_matches_notebook_lstm_backward() -> Result<()> {
     let (dx, dh_prev, dc_prev) = cell.backward(&dh_next, &dc_next);
 
     let nn_cell = LstmCell::<f64>::new(CellConfig::new(d, h), &mut rng)?;
-    load(&nn_cell, torch_entries(&p, &Mat::zeros(1, 4 * h), ""));
+    load(
+        &nn_cell,
+        notebook_torch_entries(&p, &Mat::zeros(1, 4 * h), "", &FGIO_TO_IFGO),
+    );
     let (xt, ht, ct) = (
         t2(&x).requires_grad(),
         t2(&h_prev).requires_grad(),
@@ -319,10 +235,10 @@ fn nn_lstm_cell_matches_notebook_lstm_backward() -> Result<()> {
     assert_close("nn h_next", &mat_of(&next.h), &h_next, TOL);
     assert_close("nn c_next", &mat_of(&next.c), &c_next, TOL);
     let g = weighted(&next.h, &dh_next, &next.c, &dc_next)?.backward()?;
-    assert_close("nn dx", &grad_mat(&g, &xt, "x"), &dx, TOL);
-    assert_close("nn dh_prev", &grad_mat(&g, &ht, "h_prev"), &dh_prev, TOL);
-    assert_close("nn dc_prev", &grad_mat(&g, &ct, "c_prev"), &dc_prev, TOL);
-    assert_layer_grads(&nn_cell, &g, "", &cell.grads);
+    assert_grad("nn dx", &g, &xt, "x", &dx);
+    assert_grad("nn dh_prev", &g, &ht, "h_prev", &dh_prev);
+    assert_grad("nn dc_prev", &g, &ct, "c_prev", &dc_prev);
+    assert_notebook_layer_grads(&nn_cell, &g, "", &cell.grads, &IFGO_TO_FGIO);
     Ok(())
 }
 
@@ -345,7 +261,10 @@ fn nn_lstm_layer_matches_notebook_time_lstm() -> Result<()> {
     let dxs = layer.backward(&dhs);
 
     let lstm = NnLstm::<f64>::new(RnnConfig::new(d, h).batch_first(true), &mut rng)?;
-    load(&lstm, torch_entries(&p, &split, "_l0"));
+    load(
+        &lstm,
+        notebook_torch_entries(&p, &split, "_l0", &FGIO_TO_IFGO),
+    );
     let xs_t = t3(&xs).requires_grad();
     let h0_t = t2(&h0).reshape(&[1, n, h])?.requires_grad();
     let c0_t = t2(&c0).reshape(&[1, n, h])?.requires_grad();
@@ -366,7 +285,7 @@ fn nn_lstm_layer_matches_notebook_time_lstm() -> Result<()> {
     );
     let g = out.backward_with(&t3(&dhs))?;
     assert_close3("nn dxs", &grad_arr3(&g, &xs_t, "xs"), &dxs, TOL);
-    assert_layer_grads(&lstm, &g, "_l0", &layer.grads);
+    assert_notebook_layer_grads(&lstm, &g, "_l0", &layer.grads, &IFGO_TO_FGIO);
     let dh0 = mat_of(&g.get(&h0_t).expect("h0 grad").select(0, 0)?);
     assert_close("nn dh0", &dh0, layer.dh.as_ref().unwrap(), TOL);
     let dc0 = mat_of(&g.get(&c0_t).expect("c0 grad").select(0, 0)?);

@@ -6,10 +6,10 @@
 mod hand_derived;
 
 use hand_derived::mat::{Arr3, Mat};
-use hand_derived::nn_load::{entry, load, param_grad};
+use hand_derived::nn_load::{assert_notebook_layer_grads, load, notebook_torch_entries};
 use hand_derived::numpy_rnn::{Rnn, RnnParams, TimeRnn};
-use hand_derived::{assert_close, assert_close3, grad_arr3, grad_mat, mat_of, t1, t2, t3, TOL};
-use hand_derived::{numpy_to_torch_bias, numpy_to_torch_weight, torch_to_numpy_weight};
+use hand_derived::{assert_close, assert_close3, grad_arr3, grad_mat, mat_of, t2, t3, TOL};
+use hand_derived::{assert_grad, assert_notebook_grads, notebook_leaves, NotebookLeaves, PLAIN};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use retrograd::nn::rnn::{CellConfig, Rnn as NnRnn, RnnCell, RnnConfig};
@@ -23,20 +23,11 @@ fn params(d: usize, h: usize, rng: &mut StdRng) -> RnnParams {
     }
 }
 
-/// The notebook's parameters as gradient-tracking leaves `(Wx, Wh, b)`.
-fn leaves(p: &RnnParams) -> (Tensor<f64>, Tensor<f64>, Tensor<f64>) {
-    (
-        t2(&p.wx).requires_grad(),
-        t2(&p.wh).requires_grad(),
-        t1(&p.b).requires_grad(),
-    )
-}
-
 /// `RNN.forward` from core ops.
 fn tape_step(
     x: &Tensor<f64>,
     h: &Tensor<f64>,
-    (wx, wh, b): &(Tensor<f64>, Tensor<f64>, Tensor<f64>),
+    (wx, wh, b): &NotebookLeaves,
 ) -> Result<Tensor<f64>> {
     Ok(h.matmul(wh)?.add(&x.matmul(wx)?)?.add(b)?.tanh())
 }
@@ -45,7 +36,7 @@ fn tape_step(
 fn tape_time_rnn(
     xs: &Tensor<f64>,
     h0: &Tensor<f64>,
-    w: &(Tensor<f64>, Tensor<f64>, Tensor<f64>),
+    w: &NotebookLeaves,
 ) -> Result<(Tensor<f64>, Tensor<f64>)> {
     let mut h = h0.clone();
     let mut hs = Vec::new();
@@ -71,16 +62,14 @@ fn rnn_cell_backward_matches_notebook_rnn_backward() -> Result<()> {
     let h_next = cell.forward(&x, &h_prev);
     let (dx, dh_prev) = cell.backward(&dh_next);
 
-    let w = leaves(&p);
+    let w = notebook_leaves(&p);
     let (xt, ht) = (t2(&x).requires_grad(), t2(&h_prev).requires_grad());
     let out = tape_step(&xt, &ht, &w)?;
     assert_close("h_next", &mat_of(&out), &h_next, TOL);
     let g = out.backward_with(&t2(&dh_next))?;
-    assert_close("dx", &grad_mat(&g, &xt, "x"), &dx, TOL);
-    assert_close("dh_prev", &grad_mat(&g, &ht, "h_prev"), &dh_prev, TOL);
-    assert_close("dWx", &grad_mat(&g, &w.0, "Wx"), &cell.grads.dwx, TOL);
-    assert_close("dWh", &grad_mat(&g, &w.1, "Wh"), &cell.grads.dwh, TOL);
-    assert_close("db", &grad_mat(&g, &w.2, "b"), &cell.grads.db, TOL);
+    assert_grad("dx", &g, &xt, "x", &dx);
+    assert_grad("dh_prev", &g, &ht, "h_prev", &dh_prev);
+    assert_notebook_grads(&g, &w, &cell.grads, "", "");
     Ok(())
 }
 
@@ -100,36 +89,20 @@ fn time_rnn_bptt_matches_notebook_time_rnn_backward() -> Result<()> {
     let hs = layer.forward(&xs);
     let dxs = layer.backward(&dhs);
 
-    let w = leaves(&p);
+    let w = notebook_leaves(&p);
     let (xs_t, h0_t) = (t3(&xs).requires_grad(), t2(&h0).requires_grad());
     let (hs_t, h_last) = tape_time_rnn(&xs_t, &h0_t, &w)?;
     assert_close3("hs", &hand_derived::arr3_of(&hs_t), &hs, TOL);
     assert_close("final h", &mat_of(&h_last), layer.h.as_ref().unwrap(), TOL);
     let g = hs_t.backward_with(&t3(&dhs))?;
     assert_close3("dxs", &grad_arr3(&g, &xs_t, "xs"), &dxs, TOL);
-    assert_close(
-        "dWx (summed over time)",
-        &grad_mat(&g, &w.0, "Wx"),
-        &layer.grads.dwx,
-        TOL,
-    );
-    assert_close(
-        "dWh (summed over time)",
-        &grad_mat(&g, &w.1, "Wh"),
-        &layer.grads.dwh,
-        TOL,
-    );
-    assert_close(
-        "db (summed over time)",
-        &grad_mat(&g, &w.2, "b"),
-        &layer.grads.db,
-        TOL,
-    );
-    assert_close(
+    assert_notebook_grads(&g, &w, &layer.grads, "", " (summed over time)");
+    assert_grad(
         "dh (TimeRNN.dh)",
-        &grad_mat(&g, &h0_t, "h0"),
+        &g,
+        &h0_t,
+        "h0",
         layer.dh.as_ref().unwrap(),
-        TOL,
     );
     Ok(())
 }
@@ -148,22 +121,15 @@ fn time_rnn_zero_initial_state_matches_notebook() -> Result<()> {
     let hs = layer.forward(&xs);
     let dxs = layer.backward(&dhs);
 
-    let w = leaves(&p);
+    let w = notebook_leaves(&p);
     let xs_t = t3(&xs).requires_grad();
     let h0_t = Tensor::<f64>::zeros(&[n, h]).requires_grad();
     let (hs_t, _) = tape_time_rnn(&xs_t, &h0_t, &w)?;
     assert_close3("hs", &hand_derived::arr3_of(&hs_t), &hs, TOL);
     let g = hs_t.backward_with(&t3(&dhs))?;
     assert_close3("dxs", &grad_arr3(&g, &xs_t, "xs"), &dxs, TOL);
-    assert_close("dWx", &grad_mat(&g, &w.0, "Wx"), &layer.grads.dwx, TOL);
-    assert_close("dWh", &grad_mat(&g, &w.1, "Wh"), &layer.grads.dwh, TOL);
-    assert_close("db", &grad_mat(&g, &w.2, "b"), &layer.grads.db, TOL);
-    assert_close(
-        "dh0",
-        &grad_mat(&g, &h0_t, "h0"),
-        layer.dh.as_ref().unwrap(),
-        TOL,
-    );
+    assert_notebook_grads(&g, &w, &layer.grads, "", "");
+    assert_grad("dh0", &g, &h0_t, "h0", layer.dh.as_ref().unwrap());
     Ok(())
 }
 
@@ -191,13 +157,11 @@ fn truncated_bptt_second_chunk_treats_carried_state_as_constant() -> Result<()> 
     let hs2 = layer.forward(&xs2);
     let dxs2 = layer.backward(&dhs2);
 
-    let w = leaves(&p);
+    let w = notebook_leaves(&p);
     let xs1_t = t3(&xs1).requires_grad();
     let (hs1_t, h1) = tape_time_rnn(&xs1_t, &Tensor::zeros(&[n, h]), &w)?;
     let g1 = hs1_t.backward_with(&t3(&dhs1))?;
-    assert_close("chunk 1 dWx", &grad_mat(&g1, &w.0, "Wx"), &chunk1.dwx, TOL);
-    assert_close("chunk 1 dWh", &grad_mat(&g1, &w.1, "Wh"), &chunk1.dwh, TOL);
-    assert_close("chunk 1 db", &grad_mat(&g1, &w.2, "b"), &chunk1.db, TOL);
+    assert_notebook_grads(&g1, &w, &chunk1, "chunk 1 ", "");
     assert_close("carried h", &mat_of(&h1), &carried, TOL);
 
     // the carried state becomes a fresh leaf: gradients stop at the chunk boundary
@@ -208,29 +172,13 @@ fn truncated_bptt_second_chunk_treats_carried_state_as_constant() -> Result<()> 
     let g2 = hs2_t.backward_with(&t3(&dhs2))?;
     assert!(g2.get(&xs1_t).is_none(), "chunk 2 reached chunk 1's inputs");
     assert_close3("chunk 2 dxs", &grad_arr3(&g2, &xs2_t, "xs2"), &dxs2, TOL);
-    assert_close(
-        "chunk 2 dWx",
-        &grad_mat(&g2, &w.0, "Wx"),
-        &layer.grads.dwx,
-        TOL,
-    );
-    assert_close(
-        "chunk 2 dWh",
-        &grad_mat(&g2, &w.1, "Wh"),
-        &layer.grads.dwh,
-        TOL,
-    );
-    assert_close(
-        "chunk 2 db",
-        &grad_mat(&g2, &w.2, "b"),
-        &layer.grads.db,
-        TOL,
-    );
-    assert_close(
+    assert_notebook_grads(&g2, &w, &layer.grads, "chunk 2 ", "");
+    assert_grad(
         "chunk 2 dh",
-        &grad_mat(&g2, &carry, "carry"),
+        &g2,
+        &carry,
+        "carry",
         layer.dh.as_ref().unwrap(),
-        TOL,
     );
 
     // without the detach the tape runs on into chunk 1 and the gradients differ
@@ -246,55 +194,6 @@ fn truncated_bptt_second_chunk_treats_carried_state_as_constant() -> Result<()> 
 }
 
 // ---- the same oracles against the nn layers (PyTorch layout: weight_ih = Wx^T, ...) ----
-
-const PLAIN: [usize; 1] = [0]; // one gate block: layout change only
-
-/// Notebook `(Wx, Wh, b)` as PyTorch-named entries; `b` split as `b_ih = b - s`, `b_hh = s`.
-fn torch_entries(p: &RnnParams, split: &Mat, suffix: &str) -> Vec<(String, Tensor<f64>)> {
-    vec![
-        entry(
-            format!("weight_ih{suffix}"),
-            t2(&numpy_to_torch_weight(&p.wx, &PLAIN)),
-        ),
-        entry(
-            format!("weight_hh{suffix}"),
-            t2(&numpy_to_torch_weight(&p.wh, &PLAIN)),
-        ),
-        entry(
-            format!("bias_ih{suffix}"),
-            t1(&numpy_to_torch_bias(&p.b.sub(split), &PLAIN)),
-        ),
-        entry(
-            format!("bias_hh{suffix}"),
-            t1(&numpy_to_torch_bias(split, &PLAIN)),
-        ),
-    ]
-}
-
-/// Compares a PyTorch-layout module's grads for one layer with the notebook's `[dWx, dWh, db]`
-/// (both biases receive `db`).
-fn assert_layer_grads<M: retrograd::nn::Module<f64>>(
-    m: &M,
-    g: &retrograd::GradStore<f64>,
-    suffix: &str,
-    want: &hand_derived::numpy_rnn::RnnGrads,
-) {
-    let w = |n: &str| param_grad(m, g, &format!("{n}{suffix}"));
-    assert_close(
-        "nn dWx",
-        &torch_to_numpy_weight(&w("weight_ih"), &PLAIN),
-        &want.dwx,
-        TOL,
-    );
-    assert_close(
-        "nn dWh",
-        &torch_to_numpy_weight(&w("weight_hh"), &PLAIN),
-        &want.dwh,
-        TOL,
-    );
-    assert_close("nn db (bias_ih)", &w("bias_ih"), &want.db, TOL);
-    assert_close("nn db (bias_hh)", &w("bias_hh"), &want.db, TOL);
-}
 
 #[test]
 fn nn_rnn_cell_matches_notebook_rnn_backward() -> Result<()> {
@@ -312,14 +211,17 @@ fn nn_rnn_cell_matches_notebook_rnn_backward() -> Result<()> {
     let (dx, dh_prev) = cell.backward(&dh_next);
 
     let nn_cell = RnnCell::<f64>::new(CellConfig::new(d, h), &mut rng)?;
-    load(&nn_cell, torch_entries(&p, &Mat::zeros(1, h), ""));
+    load(
+        &nn_cell,
+        notebook_torch_entries(&p, &Mat::zeros(1, h), "", &PLAIN),
+    );
     let (xt, ht) = (t2(&x).requires_grad(), t2(&h_prev).requires_grad());
     let out = nn_cell.forward(&xt, Some(&ht))?;
     assert_close("nn h_next", &mat_of(&out), &h_next, TOL);
     let g = out.backward_with(&t2(&dh_next))?;
-    assert_close("nn dx", &grad_mat(&g, &xt, "x"), &dx, TOL);
-    assert_close("nn dh_prev", &grad_mat(&g, &ht, "h_prev"), &dh_prev, TOL);
-    assert_layer_grads(&nn_cell, &g, "", &cell.grads);
+    assert_grad("nn dx", &g, &xt, "x", &dx);
+    assert_grad("nn dh_prev", &g, &ht, "h_prev", &dh_prev);
+    assert_notebook_layer_grads(&nn_cell, &g, "", &cell.grads, &PLAIN);
     Ok(())
 }
 
@@ -340,7 +242,7 @@ fn nn_rnn_layer_matches_notebook_time_rnn() -> Result<()> {
     let dxs = layer.backward(&dhs);
 
     let rnn = NnRnn::<f64>::new(RnnConfig::new(d, h).batch_first(true), &mut rng)?;
-    load(&rnn, torch_entries(&p, &split, "_l0"));
+    load(&rnn, notebook_torch_entries(&p, &split, "_l0", &PLAIN));
     let xs_t = t3(&xs).requires_grad();
     let h0_t = t2(&h0).reshape(&[1, n, h])?.requires_grad();
     let (out, h_n) = rnn.forward(&xs_t, Some(&h0_t))?;
@@ -353,7 +255,7 @@ fn nn_rnn_layer_matches_notebook_time_rnn() -> Result<()> {
     );
     let g = out.backward_with(&t3(&dhs))?;
     assert_close3("nn dxs", &grad_arr3(&g, &xs_t, "xs"), &dxs, TOL);
-    assert_layer_grads(&rnn, &g, "_l0", &layer.grads);
+    assert_notebook_layer_grads(&rnn, &g, "_l0", &layer.grads, &PLAIN);
     let dh0 = mat_of(&g.get(&h0_t).expect("h0 grad").select(0, 0)?);
     assert_close("nn dh0", &dh0, layer.dh.as_ref().unwrap(), TOL);
     Ok(())
@@ -385,8 +287,8 @@ fn nn_two_layer_rnn_matches_two_stacked_notebook_time_rnns() -> Result<()> {
         &mut rng,
     )?;
     let zero = Mat::zeros(1, h);
-    let mut sd = torch_entries(&p1, &zero, "_l0");
-    sd.extend(torch_entries(&p2, &zero, "_l1"));
+    let mut sd = notebook_torch_entries(&p1, &zero, "_l0", &PLAIN);
+    sd.extend(notebook_torch_entries(&p2, &zero, "_l1", &PLAIN));
     load(&rnn, sd);
     let xs_t = t3(&xs).requires_grad();
     let h0_data = [h01.data.clone(), h02.data.clone()].concat();
@@ -395,8 +297,8 @@ fn nn_two_layer_rnn_matches_two_stacked_notebook_time_rnns() -> Result<()> {
     assert_close3("nn 2-layer output", &hand_derived::arr3_of(&out), &hs, TOL);
     let g = out.backward_with(&t3(&dhs))?;
     assert_close3("nn 2-layer dxs", &grad_arr3(&g, &xs_t, "xs"), &dxs, TOL);
-    assert_layer_grads(&rnn, &g, "_l0", &l1.grads);
-    assert_layer_grads(&rnn, &g, "_l1", &l2.grads);
+    assert_notebook_layer_grads(&rnn, &g, "_l0", &l1.grads, &PLAIN);
+    assert_notebook_layer_grads(&rnn, &g, "_l1", &l2.grads, &PLAIN);
     let dh0 = g.get(&h0_t).expect("h0 grad");
     assert_close(
         "nn dh0 layer 0",

@@ -16,6 +16,7 @@ pub mod rnnlm;
 pub mod time_layers;
 
 use mat::{Arr3, Mat};
+use numpy_rnn::{RnnGrads, RnnParams};
 use retrograd::core::GradStore;
 use retrograd::Tensor;
 
@@ -100,6 +101,39 @@ pub fn assert_close(what: &str, got: &Mat, want: &Mat, tol: f64) {
     );
 }
 
+/// [`assert_close`] at [`TOL`] of the gradient the tape stored for leaf `t` (called `leaf` if
+/// it has none) against the hand-derived `want`.
+pub fn assert_grad(what: &str, g: &GradStore<f64>, t: &Tensor<f64>, leaf: &str, want: &Mat) {
+    assert_close(what, &grad_mat(g, t, leaf), want, TOL);
+}
+
+/// The notebooks' `(Wx, Wh, b)` (RNN and LSTM alike) as gradient-tracking tape leaves.
+pub type NotebookLeaves = (Tensor<f64>, Tensor<f64>, Tensor<f64>);
+
+/// `p`'s `(Wx, Wh, b)` as fresh gradient-tracking leaves.
+pub fn notebook_leaves(p: &RnnParams) -> NotebookLeaves {
+    (
+        t2(&p.wx).requires_grad(),
+        t2(&p.wh).requires_grad(),
+        t1(&p.b).requires_grad(),
+    )
+}
+
+/// [`assert_grad`] of the leaves `w` against the notebook's `[dWx, dWh, db]`, labelled
+/// `{prefix}dWx{suffix}`, `{prefix}dWh{suffix}` and `{prefix}db{suffix}`.
+pub fn assert_notebook_grads(
+    g: &GradStore<f64>,
+    w: &NotebookLeaves,
+    want: &RnnGrads,
+    prefix: &str,
+    suffix: &str,
+) {
+    let what = |name: &str| format!("{prefix}{name}{suffix}");
+    assert_grad(&what("dWx"), g, &w.0, "Wx", &want.dwx);
+    assert_grad(&what("dWh"), g, &w.1, "Wh", &want.dwh);
+    assert_grad(&what("db"), g, &w.2, "b", &want.db);
+}
+
 /// [`assert_close`] for `[N, T, D]` arrays.
 pub fn assert_close3(what: &str, got: &Arr3, want: &Arr3, tol: f64) {
     assert_eq!(got.shape(), want.shape(), "{what}: shapes differ");
@@ -117,6 +151,9 @@ pub fn permute_row_blocks(m: &Mat, src: &[usize]) -> Mat {
     let parts: Vec<Mat> = src.iter().map(|&s| m.rows_range(s * h, h)).collect();
     Mat::vstack(&parts.iter().collect::<Vec<_>>())
 }
+
+/// A plain RNN has one gate block: moving to PyTorch layout only transposes.
+pub const PLAIN: [usize; 1] = [0];
 
 /// Notebook LSTM gate order f,g,i,o -> PyTorch order i,f,g,o: PyTorch block `j` is notebook
 /// block `FGIO_TO_IFGO[j]`.

@@ -8,8 +8,12 @@ use retrograd::nn::{CrossEntropyLoss, Embedding, Linear, Module, StateDict};
 use retrograd::{Parameter, Result, Tensor};
 
 use super::mat::Mat;
+use super::numpy_rnn::{RnnGrads, RnnParams};
 use super::rnnlm::NumpyRnnlm;
-use super::{mat_of, t1, t2};
+use super::{
+    assert_close, mat_of, numpy_to_torch_bias, numpy_to_torch_weight, t1, t2, torch_to_numpy_bias,
+    torch_to_numpy_weight, TOL,
+};
 
 /// Loads exactly these named tensors (strict: every parameter must be given, no extras).
 pub fn load<M: Module<f64> + ?Sized>(m: &M, entries: Vec<(String, Tensor<f64>)>) {
@@ -34,6 +38,56 @@ pub fn param_grad<M: Module<f64> + ?Sized>(m: &M, g: &GradStore<f64>, name: &str
 /// `(name, tensor)` for a state-dict entry.
 pub fn entry(name: impl Into<String>, t: Tensor<f64>) -> (String, Tensor<f64>) {
     (name.into(), t)
+}
+
+/// A notebook RNN or LSTM layer's `(Wx, Wh, b)` as PyTorch entries `weight_ih{suffix}`, ...,
+/// gate blocks reordered by `order` ([`super::PLAIN`] or [`super::FGIO_TO_IFGO`]); `b` is
+/// split as `bias_ih = b - split`, `bias_hh = split` (only the sum matters).
+pub fn notebook_torch_entries(
+    p: &RnnParams,
+    split: &Mat,
+    suffix: &str,
+    order: &[usize],
+) -> Vec<(String, Tensor<f64>)> {
+    vec![
+        entry(
+            format!("weight_ih{suffix}"),
+            t2(&numpy_to_torch_weight(&p.wx, order)),
+        ),
+        entry(
+            format!("weight_hh{suffix}"),
+            t2(&numpy_to_torch_weight(&p.wh, order)),
+        ),
+        entry(
+            format!("bias_ih{suffix}"),
+            t1(&numpy_to_torch_bias(&p.b.sub(split), order)),
+        ),
+        entry(
+            format!("bias_hh{suffix}"),
+            t1(&numpy_to_torch_bias(split, order)),
+        ),
+    ]
+}
+
+/// The module's gradients of layer `suffix`, mapped back to notebook layout and gate order by
+/// `back` ([`super::PLAIN`] or [`super::IFGO_TO_FGIO`]), against the notebook's
+/// `[dWx, dWh, db]` (both biases receive `db`).
+pub fn assert_notebook_layer_grads<M: Module<f64> + ?Sized>(
+    m: &M,
+    g: &GradStore<f64>,
+    suffix: &str,
+    want: &RnnGrads,
+    back: &[usize],
+) {
+    let w = |n: &str| param_grad(m, g, &format!("{n}{suffix}"));
+    let dwx = torch_to_numpy_weight(&w("weight_ih"), back);
+    assert_close("nn dWx", &dwx, &want.dwx, TOL);
+    let dwh = torch_to_numpy_weight(&w("weight_hh"), back);
+    assert_close("nn dWh", &dwh, &want.dwh, TOL);
+    let db_ih = torch_to_numpy_bias(&w("bias_ih"), back);
+    assert_close("nn db (bias_ih)", &db_ih, &want.db, TOL);
+    let db_hh = torch_to_numpy_bias(&w("bias_hh"), back);
+    assert_close("nn db (bias_hh)", &db_hh, &want.db, TOL);
 }
 
 /// SimpleRnnlm from nn layers holding the notebook model's weights (PyTorch layout: weights
