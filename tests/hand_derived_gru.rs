@@ -12,7 +12,7 @@ use hand_derived::gru::{gru_backward, gru_forward, GruGrads, GruParams, TimeGru}
 use hand_derived::mat::{Arr3, Mat};
 use hand_derived::nn_load::{entry, load, param_grad};
 use hand_derived::{
-    arr3_of, assert_close, assert_close3, grad_arr3, grad_mat, mat_of, t1, t2, t3, TOL,
+    arr3_of, assert_close, assert_close3, assert_grad, grad_arr3, mat_of, t1, t2, t3, TOL,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -68,6 +68,14 @@ fn tape_time_gru(xs: &Tensor<f64>, h0: &Tensor<f64>, w: &W) -> Result<Tensor<f64
         hs.push(h.clone());
     }
     Tensor::stack(&hs.iter().collect::<Vec<_>>(), 1)
+}
+
+/// The tape's gradients of the leaves `w` against the hand-derived ones.
+fn assert_tape_grads(g: &GradStore<f64>, w: &W, want: &GruGrads) {
+    assert_grad("dW_ih", g, &w.0, "W_ih", &want.dw_ih);
+    assert_grad("dW_hh", g, &w.1, "W_hh", &want.dw_hh);
+    assert_grad("db_ih", g, &w.2, "b_ih", &want.db_ih);
+    assert_grad("db_hh", g, &w.3, "b_hh", &want.db_hh);
 }
 
 /// `sum(hs * dhs)` computed by the hand-written forward only.
@@ -174,12 +182,9 @@ fn gru_cell_backward_matches_hand_derivation() -> Result<()> {
     let out = tape_step(&xt, &ht, &w)?;
     assert_close("h_next", &mat_of(&out), &h_next, TOL);
     let g = out.backward_with(&t2(&dh_next))?;
-    assert_close("dx", &grad_mat(&g, &xt, "x"), &dx, TOL);
-    assert_close("dh_prev", &grad_mat(&g, &ht, "h_prev"), &dh_prev, TOL);
-    assert_close("dW_ih", &grad_mat(&g, &w.0, "W_ih"), &grads.dw_ih, TOL);
-    assert_close("dW_hh", &grad_mat(&g, &w.1, "W_hh"), &grads.dw_hh, TOL);
-    assert_close("db_ih", &grad_mat(&g, &w.2, "b_ih"), &grads.db_ih, TOL);
-    assert_close("db_hh", &grad_mat(&g, &w.3, "b_hh"), &grads.db_hh, TOL);
+    assert_grad("dx", &g, &xt, "x", &dx);
+    assert_grad("dh_prev", &g, &ht, "h_prev", &dh_prev);
+    assert_tape_grads(&g, &w, &grads);
     // b_in and b_hn are not interchangeable (b_hn sits inside r * (.)): their grads differ
     let (db_in, db_hn) = (
         grads.db_ih.cols_range(2 * h, h),
@@ -208,36 +213,8 @@ fn time_gru_bptt_matches_hand_derivation() -> Result<()> {
     assert_close3("hs", &arr3_of(&hs_t), &hs, TOL);
     let g = hs_t.backward_with(&t3(&dhs))?;
     assert_close3("dxs", &grad_arr3(&g, &xs_t, "xs"), &dxs, TOL);
-    assert_close(
-        "dW_ih",
-        &grad_mat(&g, &w.0, "W_ih"),
-        &layer.grads.dw_ih,
-        TOL,
-    );
-    assert_close(
-        "dW_hh",
-        &grad_mat(&g, &w.1, "W_hh"),
-        &layer.grads.dw_hh,
-        TOL,
-    );
-    assert_close(
-        "db_ih",
-        &grad_mat(&g, &w.2, "b_ih"),
-        &layer.grads.db_ih,
-        TOL,
-    );
-    assert_close(
-        "db_hh",
-        &grad_mat(&g, &w.3, "b_hh"),
-        &layer.grads.db_hh,
-        TOL,
-    );
-    assert_close(
-        "dh0",
-        &grad_mat(&g, &h0_t, "h0"),
-        layer.dh0.as_ref().unwrap(),
-        TOL,
-    );
+    assert_tape_grads(&g, &w, &layer.grads);
+    assert_grad("dh0", &g, &h0_t, "h0", layer.dh0.as_ref().unwrap());
     Ok(())
 }
 
@@ -280,8 +257,8 @@ fn nn_gru_cell_matches_hand_derivation() -> Result<()> {
     let out = cell.forward(&xt, Some(&ht))?;
     assert_close("nn h_next", &mat_of(&out), &h_next, TOL);
     let g = out.backward_with(&t2(&dh_next))?;
-    assert_close("nn dx", &grad_mat(&g, &xt, "x"), &dx, TOL);
-    assert_close("nn dh_prev", &grad_mat(&g, &ht, "h_prev"), &dh_prev, TOL);
+    assert_grad("nn dx", &g, &xt, "x", &dx);
+    assert_grad("nn dh_prev", &g, &ht, "h_prev", &dh_prev);
     assert_layer_grads(&cell, &g, "", &grads);
     Ok(())
 }
