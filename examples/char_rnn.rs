@@ -259,15 +259,8 @@ fn train(args: &Args) -> AnyResult<()> {
         human(val_ids.len() as f64)
     );
     println!(
-        "model: {} x{} hidden {} embed {} ({} parameters), {} lr {}, batch {} x seq {}, {} steps \
-         ({:.2} epochs)",
-        cfg.cell,
-        cfg.layers,
-        cfg.hidden,
-        cfg.embed,
-        human(s.model.num_parameters() as f64),
-        cfg.optimizer,
-        s.opt.lr(),
+        "model: {}, batch {} x seq {}, {} steps ({:.2} epochs)",
+        s.describe(&cfg),
         cfg.batch,
         cfg.seq,
         steps,

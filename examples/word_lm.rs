@@ -170,15 +170,8 @@ fn run(args: &Args) -> AnyResult<()> {
         human(val_ids.len() as f64)
     );
     println!(
-        "model: {} x{} hidden {} embed {} ({} parameters), {} lr {}, clip {}, batch {} x seq {}, \
-         {} steps per epoch",
-        cfg.cell,
-        cfg.layers,
-        cfg.hidden,
-        cfg.embed,
-        human(s.model.num_parameters() as f64),
-        cfg.optimizer,
-        s.opt.lr(),
+        "model: {}, clip {}, batch {} x seq {}, {} steps per epoch",
+        s.describe(&cfg),
         clip.map_or("none".to_string(), |c| c.to_string()),
         cfg.batch,
         cfg.seq,

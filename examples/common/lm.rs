@@ -10,7 +10,8 @@ use retrograd::text::{
 };
 use retrograd::Result;
 
-use super::{build_optimizer, AnyResult};
+use super::{build_optimizer, human, AnyResult};
+use retrograd::nn::Module;
 
 /// Model and optimisation settings of a language-model run.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +116,21 @@ impl LmSession {
         let val = BpttBatcher::new(val_ids.to_vec(), val_batch, cfg.seq)
             .map_err(|e| too_short("validation", e))?;
         Ok((session, val))
+    }
+
+    /// The model and optimizer as the examples print them before training, e.g.
+    /// `lstm x1 hidden 8 embed 4 (1.1k parameters), adam lr 0.002` (`cfg` built the session).
+    pub fn describe(&self, cfg: &LmTrainConfig) -> String {
+        format!(
+            "{} x{} hidden {} embed {} ({} parameters), {} lr {}",
+            cfg.cell,
+            cfg.layers,
+            cfg.hidden,
+            cfg.embed,
+            human(self.model.num_parameters() as f64),
+            cfg.optimizer,
+            self.opt.lr()
+        )
     }
 
     /// One window: train on it and carry the state on. Returns the window's mean loss. On
