@@ -3,18 +3,20 @@
 use std::marker::PhantomData;
 use std::sync::Mutex;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
+use rand_chacha::rand_core::SeedableRng;
 use retrograd_core::{Element, Error, Parameter, Result, Tensor};
 
-use crate::module::Module;
+use crate::module::{join_name, Module};
+use crate::rng_state::ModuleRng;
 
 /// Zeroes each element with probability `p` in training mode and scales the survivors by
 /// `1 / (1 - p)`; the identity in evaluation mode. Starts in training mode, like PyTorch.
 ///
-/// The module owns its random stream (a [`StdRng`] seeded once from the constructor's RNG and
-/// kept behind a `Mutex`, so `forward` takes `&self` and the module stays `Send + Sync`); two
-/// modules built from equally seeded RNGs drop the same elements.
+/// The module owns its random stream (a [`ModuleRng`] seeded once from the constructor's RNG
+/// and kept behind a `Mutex`, so `forward` takes `&self` and the module stays `Send + Sync`);
+/// two modules built from equally seeded RNGs drop the same elements. The stream is visited
+/// as `rng` by [`Module::visit_rngs`], so a training checkpoint saves its position.
 ///
 /// ```
 /// use rand::{rngs::StdRng, SeedableRng};
@@ -34,7 +36,7 @@ use crate::module::Module;
 pub struct Dropout<E: Element = f32> {
     p: f64,
     training: bool,
-    rng: Mutex<StdRng>,
+    rng: Mutex<ModuleRng>,
     _elem: PhantomData<fn() -> E>,
 }
 
@@ -50,7 +52,7 @@ impl<E: Element> Dropout<E> {
         Ok(Dropout {
             p,
             training: true,
-            rng: Mutex::new(StdRng::from_rng(rng)),
+            rng: Mutex::new(ModuleRng::from_rng(rng)),
             _elem: PhantomData,
         })
     }
@@ -78,6 +80,10 @@ impl<E: Element> Dropout<E> {
 
 impl<E: Element> Module<E> for Dropout<E> {
     fn visit_params(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Parameter<E>)) {}
+
+    fn visit_rngs(&self, prefix: &str, f: &mut dyn FnMut(&str, &Mutex<ModuleRng>)) {
+        f(&join_name(prefix, "rng"), &self.rng);
+    }
 
     fn set_training(&mut self, training: bool) {
         self.training = training;

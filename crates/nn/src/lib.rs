@@ -10,6 +10,7 @@ pub mod embedding;
 pub mod linear;
 pub mod loss;
 pub mod module;
+pub mod rng_state;
 pub mod rnn;
 pub mod serialize;
 
@@ -18,6 +19,7 @@ pub use embedding::Embedding;
 pub use linear::Linear;
 pub use loss::{cross_entropy, CrossEntropyLoss, MseLoss};
 pub use module::{join_name, Module, StateDict};
+pub use rng_state::{ModuleRng, RngState};
 pub use rnn::{
     CellConfig, Gru, GruCell, Lstm, LstmCell, LstmState, Nonlinearity, Rnn, RnnCell, RnnConfig,
 };

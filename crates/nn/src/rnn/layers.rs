@@ -1,13 +1,16 @@
 //! The public recurrent stacks [`Rnn`], [`Lstm`] and [`Gru`] (like `torch.nn.RNN`, `LSTM`,
 //! `GRU`): thin typed fronts over the shared driver.
 
+use std::sync::Mutex;
+
 use rand::Rng;
 use retrograd_core::{Element, Error, Parameter, Result, Tensor};
 
 use super::config::{CellKind, RnnConfig};
 use super::stack::Stack;
 use super::state::LstmState;
-use crate::module::Module;
+use crate::module::{join_name, Module};
+use crate::rng_state::ModuleRng;
 
 /// Shared body of the `forward` / `forward_with_lengths` of the single-state stacks ([`Rnn`],
 /// [`Gru`]): the driver from `h0`, returning `(output, h_n)`.
@@ -40,6 +43,11 @@ macro_rules! stack_module {
             /// (and `weight_hr_l{k}`), then the same with `_reverse`: PyTorch's order.
             fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Parameter<E>)) {
                 self.stack.visit(prefix, f);
+            }
+
+            /// The inter-layer dropout stream, as `rng`.
+            fn visit_rngs(&self, prefix: &str, f: &mut dyn FnMut(&str, &Mutex<ModuleRng>)) {
+                f(&join_name(prefix, "rng"), &self.stack.rng);
             }
 
             fn set_training(&mut self, training: bool) {

@@ -3,13 +3,15 @@
 
 use std::sync::Mutex;
 
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand::Rng;
+use rand_chacha::rand_core::SeedableRng;
 use retrograd_core::{Element, Error, Parameter, Result, ResultExt, Tensor};
 
 use super::config::{CellKind, RnnConfig};
 use super::lengths::{Lengths, StepMasks};
 use super::params::{CellParams, CellShape};
 use super::step::{step, Carry};
+use crate::rng_state::ModuleRng;
 
 /// Parameters and mode of a recurrent stack.
 pub(crate) struct Stack<E: Element> {
@@ -19,7 +21,7 @@ pub(crate) struct Stack<E: Element> {
     cells: Vec<CellParams<E>>,
     pub(crate) training: bool,
     /// Draws the inter-layer dropout masks; seeded from the constructor's RNG.
-    rng: Mutex<StdRng>,
+    pub(crate) rng: Mutex<ModuleRng>,
 }
 
 /// What a forward pass returns: output, h_n and (LSTM) c_n.
@@ -61,7 +63,7 @@ impl<E: Element> Stack<E> {
             config,
             cells,
             training: true,
-            rng: Mutex::new(StdRng::seed_from_u64(rng.random())),
+            rng: Mutex::new(ModuleRng::seed_from_u64(rng.random())),
         })
     }
 
