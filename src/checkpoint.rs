@@ -13,18 +13,22 @@
 //! | metadata | `optim.<key>` | [`OptimState::metadata`] (kind, hyperparameters, step counts) |
 //! | metadata | `sched.<key>` | a scheduler's [`SchedState`] |
 //! | metadata | `rng.<name>.seed` / `.stream` / `.word_pos` | a [`TrainRng`]'s exact position |
+//! | metadata | `module_rng.<name>.seed` / `.stream` / `.word_pos` | a module-owned stream ([`Module::rng_states`]) |
 //! | metadata | `extra.<key>` | anything else (e.g. the model config) |
 //!
 //! **Random streams.** `rand::rngs::StdRng` cannot report its state, so the RNG a training
 //! loop wants to checkpoint (batch shuffling, sampling) should be a [`TrainRng`]
 //! (`rand_chacha::ChaCha12Rng`, the same generator StdRng uses today), whose seed, stream and
-//! word position are saved exactly. Streams owned inside modules (e.g. a `Dropout`'s) are not
-//! part of a checkpoint: with active dropout a resumed run draws different masks.
+//! word position are saved exactly. Streams owned inside modules (a `Dropout`'s, a recurrent
+//! stack's inter-layer dropout) are ChaCha12 too: [`Checkpoint::capture`] records them all
+//! through [`Module::rng_states`] and [`Checkpoint::restore`] puts them back, so a resumed run
+//! with active dropout draws the same masks as an uninterrupted one. A checkpoint without
+//! module streams (written before they were saved, or built with [`Checkpoint::new`]) still
+//! restores; the model's streams then keep whatever position they have.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 use retrograd_core::{Element, Error, Result};
 use retrograd_nn::serialize::{self, write_atomic};
@@ -38,45 +42,9 @@ pub type TrainRng = ChaCha12Rng;
 const FORMAT: &str = "retrograd-training-checkpoint";
 const VERSION: &str = "1";
 
-/// The exact position of a [`TrainRng`]: seed, stream and word offset.
-///
-/// ```
-/// use rand::{Rng, SeedableRng};
-/// use retrograd::checkpoint::{RngState, TrainRng};
-/// let mut rng = TrainRng::seed_from_u64(7);
-/// let _: u64 = rng.random(); // advance a little
-/// let saved = RngState::capture(&rng);
-/// let next: [u32; 4] = rng.random();
-/// assert_eq!(saved.restore().random::<[u32; 4]>(), next);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RngState {
-    /// The 32-byte key.
-    pub seed: [u8; 32],
-    /// The stream (nonce).
-    pub stream: u64,
-    /// Offset from the start of the stream, in 32-bit words.
-    pub word_pos: u128,
-}
-
-impl RngState {
-    /// Reads the generator's position (the generator is not advanced).
-    pub fn capture(rng: &TrainRng) -> Self {
-        RngState {
-            seed: rng.get_seed(),
-            stream: rng.get_stream(),
-            word_pos: rng.get_word_pos(),
-        }
-    }
-
-    /// A generator at exactly this position.
-    pub fn restore(&self) -> TrainRng {
-        let mut rng = TrainRng::from_seed(self.seed);
-        rng.set_stream(self.stream);
-        rng.set_word_pos(self.word_pos);
-        rng
-    }
-}
+/// The exact position of a [`TrainRng`] (or a module's stream): seed, stream and word
+/// offset. Defined in `retrograd_nn` next to [`Module::rng_states`].
+pub use retrograd_nn::RngState;
 
 /// Everything needed to resume training. Build it with [`Checkpoint::new`] and the `with_*`
 /// methods, write it with [`Checkpoint::save`]; read it with [`Checkpoint::load`] and put it
@@ -118,6 +86,8 @@ pub struct Checkpoint<E: Element = f32> {
     pub epoch: u64,
     /// Named random-generator states.
     pub rngs: BTreeMap<String, RngState>,
+    /// The model's own random streams ([`Module::rng_states`]); empty if not saved.
+    pub module_rngs: BTreeMap<String, RngState>,
     /// Free-form string metadata (e.g. the model config).
     pub extra: BTreeMap<String, String>,
 }
@@ -132,11 +102,13 @@ impl<E: Element> Checkpoint<E> {
             step: 0,
             epoch: 0,
             rngs: BTreeMap::new(),
+            module_rngs: BTreeMap::new(),
             extra: BTreeMap::new(),
         }
     }
 
-    /// The model's and optimizer's current state with the given counters.
+    /// The model's and optimizer's current state (weights and module random streams) with
+    /// the given counters.
     pub fn capture<M, O>(model: &M, optim: &O, step: u64, epoch: u64) -> Self
     where
         M: Module<E> + ?Sized,
@@ -145,6 +117,7 @@ impl<E: Element> Checkpoint<E> {
         Checkpoint {
             step,
             epoch,
+            module_rngs: model.rng_states(),
             ..Self::new(model.state_dict()).with_optim(optim.state_dict())
         }
     }
@@ -183,26 +156,41 @@ impl<E: Element> Checkpoint<E> {
         })
     }
 
-    /// Loads the weights into `model` (strictly: same names and shapes) and, if given, the
-    /// optimizer state into `optim`. All or nothing: if the optimizer state does not fit, the
-    /// model's previous weights are put back. An optimizer without saved state is an error.
+    /// Loads the weights into `model` (strictly: same names and shapes), the module random
+    /// streams if the checkpoint has any (strictly: same names; none saved leaves them as they
+    /// are) and, if given, the optimizer state into `optim`. All or nothing: if anything does
+    /// not fit, the model's previous weights and streams are put back. An optimizer without
+    /// saved state is an error.
     pub fn restore<M>(&self, model: &M, optim: Option<&mut dyn Optimizer<E>>) -> Result<()>
     where
         M: Module<E> + ?Sized,
     {
         let before = model.state_dict();
+        let rngs_before = model.rng_states();
         model.load_state_dict(&self.model, true)?;
+        let result = self.restore_rest(model, optim);
+        if result.is_err() {
+            model.load_state_dict(&before, true)?;
+            model.load_rng_states(&rngs_before)?;
+        }
+        result
+    }
+
+    /// The module streams and optimizer part of [`Checkpoint::restore`].
+    fn restore_rest<M>(&self, model: &M, optim: Option<&mut dyn Optimizer<E>>) -> Result<()>
+    where
+        M: Module<E> + ?Sized,
+    {
+        if !self.module_rngs.is_empty() {
+            model.load_rng_states(&self.module_rngs)?;
+        }
         let Some(opt) = optim else { return Ok(()) };
-        let result = match &self.optim {
+        match &self.optim {
             Some(st) => opt.load_state_dict(st),
             None => Err(Error::Checkpoint(
                 "the checkpoint holds no optimizer state".into(),
             )),
-        };
-        if result.is_err() {
-            model.load_state_dict(&before, true)?;
         }
-        result
     }
 
     /// Serializes to safetensors bytes (layout in the [module docs](self)).
@@ -232,11 +220,13 @@ impl<E: Element> Checkpoint<E> {
                 meta.insert(format!("sched.{k}"), v.clone());
             }
         }
-        for (name, r) in &self.rngs {
-            let hex: String = r.seed.iter().map(|b| format!("{b:02x}")).collect();
-            meta.insert(format!("rng.{name}.seed"), hex);
-            meta.insert(format!("rng.{name}.stream"), r.stream.to_string());
-            meta.insert(format!("rng.{name}.word_pos"), r.word_pos.to_string());
+        for (group, rngs) in [("rng", &self.rngs), ("module_rng", &self.module_rngs)] {
+            for (name, r) in rngs {
+                let hex: String = r.seed.iter().map(|b| format!("{b:02x}")).collect();
+                meta.insert(format!("{group}.{name}.seed"), hex);
+                meta.insert(format!("{group}.{name}.stream"), r.stream.to_string());
+                meta.insert(format!("{group}.{name}.word_pos"), r.word_pos.to_string());
+            }
         }
         for (k, v) in &self.extra {
             meta.insert(format!("extra.{k}"), v.clone());
@@ -316,7 +306,8 @@ fn parse<E: Element>(
         }
     }
     let mut sched = SchedState::new();
-    let mut rng_parts: BTreeMap<String, [Option<String>; 3]> = BTreeMap::new();
+    // (is a module stream, name) -> [seed, stream, word_pos]
+    let mut rng_parts: BTreeMap<(bool, String), [Option<String>; 3]> = BTreeMap::new();
     for (k, v) in meta {
         if let Some(key) = k.strip_prefix("optim.").filter(|_| has_optim) {
             optim.metadata.insert(key.to_string(), v);
@@ -324,19 +315,29 @@ fn parse<E: Element>(
             sched.insert(key.to_string(), v);
         } else if let Some(key) = k.strip_prefix("extra.") {
             ck.extra.insert(key.to_string(), v);
-        } else if let Some(rest) = k.strip_prefix("rng.") {
+        } else if let Some((module, rest)) = k
+            .strip_prefix("rng.")
+            .map(|r| (false, r))
+            .or_else(|| k.strip_prefix("module_rng.").map(|r| (true, r)))
+        {
             let (name, i) = [".seed", ".stream", ".word_pos"]
                 .iter()
                 .enumerate()
                 .find_map(|(i, s)| Some((rest.strip_suffix(s)?, i)))
                 .ok_or_else(|| bad(format!("unexpected metadata entry '{k}'")))?;
-            rng_parts.entry(name.to_string()).or_default()[i] = Some(v);
+            rng_parts.entry((module, name.to_string())).or_default()[i] = Some(v);
         } else {
             return Err(bad(format!("unexpected metadata entry '{k}'")));
         }
     }
-    for (name, parts) in rng_parts {
-        ck.rngs.insert(name.clone(), rng_state(&name, parts)?);
+    for ((module, name), parts) in rng_parts {
+        let state = rng_state(&name, parts)?;
+        let map = if module {
+            &mut ck.module_rngs
+        } else {
+            &mut ck.rngs
+        };
+        map.insert(name, state);
     }
     ck.optim = has_optim.then_some(optim);
     ck.scheduler = has_sched.then_some(sched);

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use rand::Rng;
 use retrograd_core::{no_grad, Element};
 use retrograd_nn::rnn::{Gru, Lstm, LstmState, Rnn, RnnConfig};
-use retrograd_nn::{join_name, Dropout, Embedding, Linear, Module};
+use retrograd_nn::{join_name, Dropout, Embedding, Linear, Module, ModuleRng};
 
 use super::{Batch, TokenPredictor};
 use crate::{Error, Parameter, Result, Tensor};
@@ -325,6 +326,17 @@ impl<E: Element> Module<E> for RnnLm<E> {
             Recurrent::Gru(m) => m.visit_params(&rnn_prefix, f),
         }
         self.fc.visit_params(&join_name(prefix, "fc"), f);
+    }
+
+    /// `rnn.rng` (inter-layer dropout) and `dropout.rng`.
+    fn visit_rngs(&self, prefix: &str, f: &mut dyn FnMut(&str, &Mutex<ModuleRng>)) {
+        let rnn_prefix = join_name(prefix, "rnn");
+        match &self.rnn {
+            Recurrent::Rnn(m) => m.visit_rngs(&rnn_prefix, f),
+            Recurrent::Lstm(m) => m.visit_rngs(&rnn_prefix, f),
+            Recurrent::Gru(m) => m.visit_rngs(&rnn_prefix, f),
+        }
+        self.dropout.visit_rngs(&join_name(prefix, "dropout"), f);
     }
 
     fn set_training(&mut self, training: bool) {
