@@ -38,35 +38,10 @@ pub(crate) fn map<E: Element>(x: &Tensor<E>, f: impl Fn(E) -> E) -> Vec<E> {
 /// Applies `f` pairwise to two tensors of the same shape, returning a contiguous buffer.
 pub(crate) fn zip_map<E: Element>(a: &Tensor<E>, b: &Tensor<E>, f: impl Fn(E, E) -> E) -> Vec<E> {
     debug_assert_eq!(a.shape(), b.shape(), "zip_map needs equal shapes");
-    // one dense operand and one strided/broadcast one (a bias row, a gate slice): walk the
-    // strided one run by run instead of gathering it first
-    if a.is_contiguous() != b.is_contiguous() {
-        let (dense, strided, swap) = if a.is_contiguous() {
-            (a, b, false)
-        } else {
-            (b, a, true)
-        };
-        let run = strided.layout().inner_run();
-        if run > 1 {
-            let dd = dense.contiguous_data();
-            let sd = strided.storage();
-            let mut out = Vec::with_capacity(dense.numel());
-            let mut i = 0;
-            strided.layout().for_each_run(run, |o| {
-                let pairs = dd[i..i + run].iter().zip(&sd[o..o + run]);
-                if swap {
-                    out.extend(pairs.map(|(&y, &x)| f(x, y)));
-                } else {
-                    out.extend(pairs.map(|(&x, &y)| f(x, y)));
-                }
-                i += run;
-            });
-            return out;
-        }
-    }
-    if !a.is_contiguous() && !b.is_contiguous() {
-        // two slices (gate blocks of fused projections): walk both run by run. Each inner run is
-        // a product of trailing dims of the same shape, so the shorter one divides the longer.
+    if !a.is_contiguous() || !b.is_contiguous() {
+        // a strided or broadcast operand (a gate slice, a bias row): walk both run by run
+        // instead of gathering. Each inner run is a product of trailing dims of the same shape
+        // (a dense operand's covers them all), so the shorter one divides the longer.
         let run = a.layout().inner_run().min(b.layout().inner_run());
         if run > 1 {
             let mut b_runs = Vec::with_capacity(b.numel() / run);
