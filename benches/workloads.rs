@@ -20,7 +20,7 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use retrograd::core::{no_grad, Element, Result, Tensor};
+use retrograd::core::{no_grad, Element, Error, Result, Tensor};
 use retrograd::nn::{Embedding, Gru, Linear, Lstm, LstmState, Module, Rnn, RnnConfig};
 use retrograd::optim::{clip_grad_norm, Adam, AdamConfig, NormType, Optimizer, Sgd, SgdConfig};
 
@@ -349,13 +349,15 @@ fn main() -> Result<()> {
             .cloned()
     };
     if let Some(t) = value("--threads") {
-        // matrixmultiply reads this once, at its first threaded GEMM
-        std::env::set_var("MATMUL_NUM_THREADS", t);
+        let n = t
+            .parse()
+            .map_err(|_| Error::invalid("--threads", format!("not a count: {t}")))?;
+        retrograd::core::set_num_threads(n)?;
     }
-    let threads = std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "default".into());
     println!(
-        "retrograd {} matmul_threads={threads}",
-        env!("CARGO_PKG_VERSION")
+        "retrograd {} threads={}",
+        env!("CARGO_PKG_VERSION"),
+        retrograd::core::num_threads()
     );
     if let Some(n) = value("--generate") {
         return generate(n.parse().unwrap_or(2000));

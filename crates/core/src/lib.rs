@@ -33,6 +33,7 @@ pub mod ops;
 pub mod param;
 pub mod tape;
 pub mod tensor;
+pub mod threads;
 
 pub use anomaly::{detect_anomaly, forward_anomaly, is_anomaly_enabled};
 pub use element::{DType, Element};
@@ -43,6 +44,7 @@ pub use ops::loss::{CrossEntropyOptions, Reduction};
 pub use param::Parameter;
 pub use tape::{is_grad_enabled, no_grad, GradStore, InputGrads, NoGradGuard, Op};
 pub use tensor::{Tensor, TensorId};
+pub use threads::{num_threads, set_num_threads};
 
 #[cfg(test)]
 mod send_sync {

@@ -6,13 +6,9 @@ use crate::element::Element;
 /// Up to this many multiply-adds, direct loops beat `matrixmultiply`'s packing.
 const SMALL_GEMM_FMAS: usize = 32 * 1024;
 
-/// `matrixmultiply` (0.3, with its `threading` feature) splits a product over its threads once
-/// `m*k + k*n` reaches this (its `thread_factor` of 2^14, times two threads).
-const MM_THREAD_SIZE: usize = 1 << 15;
-
-/// Below this many multiply-adds a product runs single-threaded: measured on B4's
-/// 16x128x384 recurrent steps, 2 threads were 22% slower than 1; B1's 32x256x1024 (8.4M)
-/// and B2's 20x200x800 (3.2M) steps still gain from 2.
+/// From this many multiply-adds a product is split over the rayon pool. Measured on this
+/// project's 2-core machine: B4's 16x128x384 recurrent steps (0.8M) are faster on one thread,
+/// B2's 20x200x800 (3.2M) and B1's 32x256x1024 (8.4M) gain from two.
 const THREADED_MIN_FMAS: usize = 2 << 20;
 
 /// A strided read-only matrix operand: element `(i, j)` is `data[i * rs + j * cs]`.
@@ -23,7 +19,31 @@ pub(crate) struct MatRef<'a, E> {
     pub cs: usize,
 }
 
+impl<E> MatRef<'_, E> {
+    /// The operand from row `i` on.
+    fn rows_from(self, i: usize) -> Self {
+        MatRef {
+            data: &self.data[(i * self.rs).min(self.data.len())..],
+            ..self
+        }
+    }
+
+    /// The operand from column `j` on.
+    fn cols_from(self, j: usize) -> Self {
+        MatRef {
+            data: &self.data[(j * self.cs).min(self.data.len())..],
+            ..self
+        }
+    }
+}
+
 /// `c = a @ b` for `a: m x k`, `b: k x n` and a dense row-major `c: m x n` (overwritten).
+///
+/// Large products are split into one block per thread of the rayon pool, each a
+/// single-threaded `matrixmultiply` call: by rows when `m >= n` (the blocks of `c` are then
+/// contiguous), else by columns (every thread but the first writes its columns into a scratch
+/// block, copied in afterwards). The split is static, so a given thread count always gives the
+/// same bits.
 pub(crate) fn gemm<E: Element>(
     m: usize,
     k: usize,
@@ -41,50 +61,114 @@ pub(crate) fn gemm<E: Element>(
         return;
     }
     if m * k * n > SMALL_GEMM_FMAS && m > 1 {
-        if m * k * n < THREADED_MIN_FMAS && m * k < MM_THREAD_SIZE / 2 {
-            // Mid-size product: matrixmultiply would split it over threads (it does once
-            // m*k + k*n reaches MM_THREAD_SIZE), which costs more than it saves at this size.
-            // Column blocks narrow enough to stay under its threshold run single-threaded.
-            let cols = ((MM_THREAD_SIZE - 1 - m * k) / k).max(1);
-            for j0 in (0..n).step_by(cols) {
-                let w = cols.min(n - j0);
-                E::gemm(
-                    m,
-                    k,
-                    w,
-                    E::one(),
-                    a.data,
-                    a.rs as isize,
-                    a.cs as isize,
-                    &b.data[j0 * b.cs..],
-                    b.rs as isize,
-                    b.cs as isize,
-                    E::zero(),
-                    &mut c[j0..],
-                    n as isize,
-                    1,
-                );
+        let threads = rayon::current_num_threads();
+        if threads > 1 && m * k * n >= THREADED_MIN_FMAS {
+            if m >= n {
+                split_rows(m, k, n, a, b, c, threads);
+            } else {
+                split_cols(m, k, n, a, b, c, threads);
             }
-            return;
+        } else {
+            serial(m, k, n, a, b, c, n);
         }
-        E::gemm(
-            m,
-            k,
-            n,
-            E::one(),
-            a.data,
-            a.rs as isize,
-            a.cs as isize,
-            b.data,
-            b.rs as isize,
-            b.cs as isize,
-            E::zero(),
-            c,
-            n as isize,
-            1,
-        );
         return;
     }
+    direct(m, k, n, a, b, c);
+}
+
+/// One single-threaded `matrixmultiply` call writing `c` with row stride `ldc`.
+fn serial<E: Element>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: MatRef<E>,
+    b: MatRef<E>,
+    c: &mut [E],
+    ldc: usize,
+) {
+    E::gemm(
+        m,
+        k,
+        n,
+        E::one(),
+        a.data,
+        a.rs as isize,
+        a.cs as isize,
+        b.data,
+        b.rs as isize,
+        b.cs as isize,
+        E::zero(),
+        c,
+        ldc as isize,
+        1,
+    );
+}
+
+/// Block `i` of `parts` near-equal blocks of `len`: `(start, size)`.
+fn block(len: usize, parts: usize, i: usize) -> (usize, usize) {
+    let (q, r) = (len / parts, len % parts);
+    (i * q + i.min(r), q + usize::from(i < r))
+}
+
+/// Row blocks of `c`, one per thread; the calling thread computes the first.
+fn split_rows<E: Element>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: MatRef<E>,
+    b: MatRef<E>,
+    c: &mut [E],
+    threads: usize,
+) {
+    let parts = threads.min(m);
+    let (_, rows0) = block(m, parts, 0);
+    let (first, mut rest) = c.split_at_mut(rows0 * n);
+    rayon::in_place_scope(|s| {
+        for i in 1..parts {
+            let (i0, rows) = block(m, parts, i);
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(rows * n);
+            rest = tail;
+            s.spawn(move |_| serial(rows, k, n, a.rows_from(i0), b, head, n));
+        }
+        serial(rows0, k, n, a, b, first, n);
+    });
+}
+
+/// Column blocks of `c`, one per thread: the calling thread computes the first in place, the
+/// others go to scratch blocks that are copied in afterwards.
+fn split_cols<E: Element>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: MatRef<E>,
+    b: MatRef<E>,
+    c: &mut [E],
+    threads: usize,
+) {
+    let parts = threads.min(n);
+    let mut scratch: Vec<(usize, usize, Vec<E>)> = (1..parts)
+        .map(|i| {
+            let (j0, cols) = block(n, parts, i);
+            (j0, cols, vec![E::zero(); m * cols])
+        })
+        .collect();
+    let (_, cols0) = block(n, parts, 0);
+    rayon::in_place_scope(|s| {
+        for (j0, cols, buf) in scratch.iter_mut() {
+            let (j0, cols) = (*j0, *cols);
+            s.spawn(move |_| serial(m, k, cols, a, b.cols_from(j0), buf, cols));
+        }
+        serial(m, k, cols0, a, b, c, n);
+    });
+    for (j0, cols, buf) in &scratch {
+        for (row, src) in c.chunks_exact_mut(n).zip(buf.chunks_exact(*cols)) {
+            row[*j0..*j0 + *cols].copy_from_slice(src);
+        }
+    }
+}
+
+/// Direct loops for products too small to pay for packing.
+fn direct<E: Element>(m: usize, k: usize, n: usize, a: MatRef<E>, b: MatRef<E>, c: &mut [E]) {
     if b.rs == 1 && a.cs == 1 {
         // rows of a and columns of b are contiguous: dot products
         for i in 0..m {
@@ -163,7 +247,9 @@ mod tests {
             (1, 1, 9),
             (9, 1, 1),
             (40, 33, 50),
-            (16, 128, 384), // the single-threaded column-block path
+            (16, 128, 384), // one matrixmultiply call
+            (40, 200, 300), // split by columns over the pool
+            (300, 200, 40), // split by rows
         ] {
             let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
             let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.11).cos()).collect();
@@ -191,14 +277,21 @@ mod tests {
                     rs: brs,
                     cs: bcs,
                 };
-                let mut c = vec![f64::NAN; m * n];
-                gemm(m, k, n, am, bm, &mut c);
                 let want = naive(m, k, n, am, bm);
-                for (x, y) in c.iter().zip(&want) {
-                    assert!(
-                        (x - y).abs() < 1e-9,
-                        "{m}x{k}x{n} layout {ars},{acs},{brs},{bcs}: {x} vs {y}"
-                    );
+                // one thread, two, and three (uneven blocks)
+                for threads in 1..=3 {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let mut c = vec![f64::NAN; m * n];
+                    pool.install(|| gemm(m, k, n, am, bm, &mut c));
+                    for (x, y) in c.iter().zip(&want) {
+                        assert!(
+                            (x - y).abs() < 1e-9,
+                            "{m}x{k}x{n} layout {ars},{acs},{brs},{bcs}, {threads} threads: {x} vs {y}"
+                        );
+                    }
                 }
             }
         }
