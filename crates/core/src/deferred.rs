@@ -7,6 +7,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::element::Element;
 use crate::error::Result;
+use crate::layout::Layout;
 use crate::tensor::{Tensor, TensorId};
 
 /// A factor pair `(a, g)` standing for the product `aᵀ g`.
@@ -31,8 +32,9 @@ impl<E: Element> DeferredProducts<E> {
     }
 
     /// The sum of the products recorded for `id`, if any: `Aᵀ G` with the `a`s and `g`s
-    /// stacked by rows, so many thin products become one GEMM.
-    pub(crate) fn take(&mut self, id: TensorId) -> Result<Option<Tensor<E>>> {
+    /// stacked by rows, so many thin products become one GEMM. It is laid out like `like`, the
+    /// tensor it is the gradient of (see [`matmul::at_g_like`](crate::ops::matmul::at_g_like)).
+    pub(crate) fn take(&mut self, id: TensorId, like: &Layout) -> Result<Option<Tensor<E>>> {
         let Some(pairs) = self.pairs.remove(&id) else {
             return Ok(None);
         };
@@ -43,6 +45,6 @@ impl<E: Element> DeferredProducts<E> {
             let g: Vec<&Tensor<E>> = pairs.iter().map(|(_, g)| g).collect();
             (Tensor::cat(&a, 0)?, Tensor::cat(&g, 0)?)
         };
-        Ok(Some(crate::ops::matmul::matmul_raw(&a.t()?, &g)?))
+        Ok(Some(crate::ops::matmul::at_g_like(&a, &g, like)?))
     }
 }

@@ -277,7 +277,7 @@ impl<E: Element> Tensor<E> {
         let mut store = GradStore::new();
         let mut deferred = crate::deferred::DeferredProducts::new();
         for t in &order {
-            let g = match (pending.remove(&t.id()), deferred.take(t.id())?) {
+            let g = match (pending.remove(&t.id()), deferred.take(t.id(), t.layout())?) {
                 (None, None) => continue,
                 (Some(g), None) | (None, Some(g)) => g,
                 (Some(g), Some(p)) => add_into(g, &p)?,

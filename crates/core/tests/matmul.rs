@@ -120,6 +120,14 @@ fn gradcheck_matmul_table() {
             vec![rnd(&[2, 3, 4], 36), rnd(&[2, 4], 37)],
         ),
         row(
+            "one transposed rhs used twice (deferred, gradient formed as (gᵀa)ᵀ)",
+            |x| {
+                let wt = x[1].t()?;
+                x[0].matmul(&wt)?.tanh().matmul(&wt)
+            },
+            vec![rnd(&[3, 4], 42), rnd(&[4, 4], 43)],
+        ),
+        row(
             "matmul of narrowed (offset) operands",
             |x| x[0].narrow(0, 1, 2)?.matmul(&x[1].narrow(1, 1, 2)?),
             vec![rnd(&[3, 4], 38), rnd(&[4, 3], 39)],

@@ -67,6 +67,25 @@ pub(crate) fn matmul_raw<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<Ten
     Ok(constant(c, &shape))
 }
 
+/// `aᵀ g` for 2-D `a: [m, k]`, `g: [m, n]`, laid out like `like` (a `[k, n]` layout).
+///
+/// When `like` is a transposed view (column-major, as the `w.t()` of `x.matmul(&w.t())` is), the
+/// product is formed as `(gᵀ a)ᵀ`: a contiguous `[n, k]` buffer seen through a transpose. The
+/// gradient then flows back through the transpose as a plain view instead of a strided copy
+/// of the whole weight gradient. The values are the same sums either way.
+pub(crate) fn at_g_like<E: Element>(
+    a: &Tensor<E>,
+    g: &Tensor<E>,
+    like: &crate::layout::Layout,
+) -> Result<Tensor<E>> {
+    let s = like.strides();
+    if s.len() == 2 && s[0] == 1 && s[1] > 1 {
+        matmul_raw(&g.t()?, a)?.t()
+    } else {
+        matmul_raw(&a.t()?, g)
+    }
+}
+
 /// Swaps the last two dims (a view).
 fn mt<E: Element>(t: &Tensor<E>) -> Result<Tensor<E>> {
     let r = t.rank();
@@ -125,7 +144,9 @@ impl<E: Element> Op<E> for Matmul {
             let (bs, m, k) = a.dims3()?;
             let a2 = a.reshape(&[bs * m, k])?;
             let g2 = g.reshape(&[bs * m, g.shape()[2]])?;
-            Some(matmul_raw(&a2.t()?, &g2)?)
+            Some(at_g_like(&a2, &g2, b.layout())?)
+        } else if a.rank() == 2 {
+            Some(at_g_like(a, g, b.layout())?)
         } else {
             Some(matmul_raw(&mt(a)?, g)?)
         };
