@@ -31,6 +31,7 @@ pub mod gradcheck;
 pub mod layout;
 pub mod ops;
 pub mod param;
+pub mod storage;
 pub mod tape;
 pub mod tensor;
 pub mod threads;

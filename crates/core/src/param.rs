@@ -1,5 +1,6 @@
 //! Trainable parameters: leaves with a stable id whose values an optimizer updates in place.
 
+use crate::storage::Storage;
 use std::sync::{Arc, RwLock};
 
 use crate::element::Element;
@@ -29,7 +30,7 @@ pub struct Parameter<E: Element = f32> {
 struct ParamInner<E: Element> {
     id: TensorId,
     shape: Dims,
-    data: RwLock<Arc<Vec<E>>>,
+    data: RwLock<Arc<Storage<E>>>,
 }
 
 impl<E: Element> Clone for Parameter<E> {
@@ -58,7 +59,7 @@ impl<E: Element> Parameter<E> {
             inner: Arc::new(ParamInner {
                 id: TensorId::fresh(),
                 shape: t.shape().into(),
-                data: RwLock::new(Arc::new(t.to_vec())),
+                data: RwLock::new(Arc::new(Storage::from(t.to_vec()))),
             }),
         }
     }
@@ -78,7 +79,7 @@ impl<E: Element> Parameter<E> {
         numel(&self.inner.shape)
     }
 
-    fn read(&self) -> Arc<Vec<E>> {
+    fn read(&self) -> Arc<Storage<E>> {
         // A poisoned lock only means another thread panicked mid-update; the Vec is still valid.
         self.inner
             .data
@@ -99,14 +100,14 @@ impl<E: Element> Parameter<E> {
 
     /// A copy of the current values.
     pub fn to_vec(&self) -> Vec<E> {
-        self.read().as_ref().clone()
+        self.read().to_vec()
     }
 
     /// Updates the values in place (copy-on-write if a graph still holds the old values).
     pub fn update<R>(&self, f: impl FnOnce(&mut [E]) -> R) -> Result<R> {
         let mut guard = self.inner.data.write().unwrap_or_else(|p| p.into_inner());
         let data = Arc::make_mut(&mut guard);
-        Ok(f(data.as_mut_slice()))
+        Ok(f(&mut data[..]))
     }
 
     /// Replaces the values; the shape must match.
@@ -119,7 +120,7 @@ impl<E: Element> Parameter<E> {
         }
         let v = t.to_vec();
         let mut guard = self.inner.data.write().unwrap_or_else(|p| p.into_inner());
-        *guard = Arc::new(v);
+        *guard = Arc::new(Storage::from(v));
         Ok(())
     }
 }

@@ -464,7 +464,7 @@ fn add_into_slice<E: Element>(
         add(&mut data);
         return Tensor::from_vec(data, shape);
     }
-    let mut data = vec![E::zero(); crate::layout::numel(shape)];
+    let mut data = crate::storage::zeros(crate::layout::numel(shape));
     add(&mut data);
     Tensor::from_vec(data, shape)
 }

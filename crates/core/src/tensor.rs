@@ -1,6 +1,7 @@
 //! The [`Tensor`] handle: shared storage plus a layout, and (when it tracks gradients) its place
 //! in the autodiff graph.
 
+use crate::storage::Storage;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -54,7 +55,7 @@ pub struct Tensor<E: Element = f32> {
 
 pub(crate) struct Inner<E: Element> {
     pub(crate) id: TensorId,
-    pub(crate) data: Arc<Vec<E>>,
+    pub(crate) data: Arc<Storage<E>>,
     pub(crate) layout: Layout,
     pub(crate) grad: GradSlot<E>,
 }
@@ -71,7 +72,7 @@ impl<E: Element> Tensor<E> {
     // ---------------------------------------------------------------- construction
 
     pub(crate) fn build(
-        data: Arc<Vec<E>>,
+        data: Arc<Storage<E>>,
         layout: Layout,
         grad: GradSlot<E>,
         id: TensorId,
@@ -94,7 +95,7 @@ impl<E: Element> Tensor<E> {
             "from_parts: data length must match shape"
         );
         Self::build(
-            Arc::new(data),
+            Arc::new(Storage::from(data)),
             Layout::contiguous(shape),
             GradSlot::None,
             TensorId::fresh(),
@@ -107,7 +108,7 @@ impl<E: Element> Tensor<E> {
     ///
     /// This is the one place where the tape records; custom ops call it too.
     pub fn from_op<O: Op<E>>(
-        data: Arc<Vec<E>>,
+        data: Arc<Storage<E>>,
         layout: Layout,
         inputs: &[&Tensor<E>],
         make_op: impl FnOnce() -> O,
@@ -280,7 +281,7 @@ impl<E: Element> Tensor<E> {
         &self.inner.data
     }
 
-    pub(crate) fn storage_arc(&self) -> &Arc<Vec<E>> {
+    pub(crate) fn storage_arc(&self) -> &Arc<Storage<E>> {
         &self.inner.data
     }
 
@@ -338,7 +339,7 @@ impl<E: Element> Tensor<E> {
             let d = &self.inner.data;
             let run = l.inner_run();
             if run > 1 {
-                let mut v = Vec::with_capacity(l.numel());
+                let mut v = crate::storage::take(l.numel());
                 l.for_each_run(run, |o| v.extend_from_slice(&d[o..o + run]));
                 Cow::Owned(v)
             } else if l.rank() >= 2 && l.strides()[l.rank() - 2] == 1 {
@@ -353,7 +354,14 @@ impl<E: Element> Tensor<E> {
 
     /// The elements in row-major order, copied into a `Vec`.
     pub fn to_vec(&self) -> Vec<E> {
-        self.contiguous_data().into_owned()
+        match self.contiguous_data() {
+            Cow::Borrowed(d) => {
+                let mut v = crate::storage::take(d.len());
+                v.extend_from_slice(d);
+                v
+            }
+            Cow::Owned(v) => v,
+        }
     }
 
     /// The elements converted to `f64`.
@@ -425,7 +433,7 @@ impl<E: Element> Tensor<E> {
     }
 
     /// A leaf with a given id (used by parameters so their id is stable across steps).
-    pub(crate) fn leaf_with_id(data: Arc<Vec<E>>, shape: &[usize], id: TensorId) -> Self {
+    pub(crate) fn leaf_with_id(data: Arc<Storage<E>>, shape: &[usize], id: TensorId) -> Self {
         Self::build(data, Layout::contiguous(shape), GradSlot::Leaf, id)
     }
 
@@ -456,7 +464,7 @@ fn gather_transposed<E: Element>(d: &[E], l: &Layout) -> Vec<E> {
     let r = l.rank();
     let (rows, cols) = (l.shape()[r - 2], l.shape()[r - 1]);
     let cs = l.strides()[r - 1];
-    let mut out = vec![E::zero(); l.numel()];
+    let mut out = crate::storage::zeros(l.numel());
     let outer = Layout::from_parts(
         l.shape()[..r - 2].into(),
         l.strides()[..r - 2].into(),

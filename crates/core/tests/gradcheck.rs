@@ -19,9 +19,12 @@ struct Square {
 
 fn square(x: &Tensor<f64>, wrong: bool) -> Tensor<f64> {
     let data: Vec<f64> = x.to_vec().iter().map(|v| v * v).collect();
-    Tensor::from_op(Arc::new(data), Layout::contiguous(x.shape()), &[x], || {
-        Square { wrong }
-    })
+    Tensor::from_op(
+        Arc::new(data.into()),
+        Layout::contiguous(x.shape()),
+        &[x],
+        || Square { wrong },
+    )
 }
 
 impl Op<f64> for Square {
@@ -53,7 +56,7 @@ fn mul2(a: &Tensor<f64>, b: &Tensor<f64>, wrong: bool) -> Tensor<f64> {
         .map(|(x, y)| x * y)
         .collect();
     Tensor::from_op(
-        Arc::new(data),
+        Arc::new(data.into()),
         Layout::contiguous(a.shape()),
         &[a, b],
         || Mul2 { wrong },
@@ -225,7 +228,7 @@ fn row_slice(x: &Tensor<f64>, rows: usize, reported: (usize, usize)) -> Result<T
     let cols = x.dims2()?.1;
     let data = x.to_vec()[cols..cols * (1 + rows)].to_vec();
     Ok(Tensor::from_op(
-        Arc::new(data),
+        Arc::new(data.into()),
         Layout::contiguous(&[rows, cols]),
         &[x],
         || RowSlice { reported },
@@ -272,9 +275,12 @@ fn a_custom_op_with_inconsistent_gradients_is_an_error_not_a_panic() {
             Ok(smallvec_of(vec![Some(Tensor::zeros(&[7]))]))
         }
     }
-    let y = Tensor::from_op(Arc::new(vec![0.0]), Layout::contiguous(&[]), &[&x], || {
-        BadShape
-    });
+    let y = Tensor::from_op(
+        Arc::new(vec![0.0].into()),
+        Layout::contiguous(&[]),
+        &[&x],
+        || BadShape,
+    );
     let e = y
         .backward()
         .expect_err("a wrong-shaped gradient is an error");

@@ -51,7 +51,7 @@ impl Op<f64> for Tag {
 
 fn tag(x: &Tensor<f64>, c: &Counter) -> Tensor<f64> {
     Tensor::from_op(
-        Arc::new(x.to_vec()),
+        Arc::new(x.to_vec().into()),
         Layout::contiguous(x.shape()),
         &[x],
         || {

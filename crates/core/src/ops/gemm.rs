@@ -149,7 +149,7 @@ fn split_cols<E: Element>(
     let mut scratch: Vec<(usize, usize, Vec<E>)> = (1..parts)
         .map(|i| {
             let (j0, cols) = block(n, parts, i);
-            (j0, cols, vec![E::zero(); m * cols])
+            (j0, cols, crate::storage::overwritable(m * cols))
         })
         .collect();
     let (_, cols0) = block(n, parts, 0);
@@ -160,10 +160,11 @@ fn split_cols<E: Element>(
         }
         serial(m, k, cols0, a, b, c, n);
     });
-    for (j0, cols, buf) in &scratch {
-        for (row, src) in c.chunks_exact_mut(n).zip(buf.chunks_exact(*cols)) {
-            row[*j0..*j0 + *cols].copy_from_slice(src);
+    for (j0, cols, buf) in scratch {
+        for (row, src) in c.chunks_exact_mut(n).zip(buf.chunks_exact(cols)) {
+            row[j0..j0 + cols].copy_from_slice(src);
         }
+        crate::storage::give(buf);
     }
 }
 

@@ -44,7 +44,7 @@ impl IndexSelect {
         let (outer, size, inner) = around(x.shape(), d);
         check_indices("index_select", idx, size)?;
         let src = x.contiguous_data();
-        let mut data = Vec::with_capacity(outer * idx.len() * inner);
+        let mut data = crate::storage::take(outer * idx.len() * inner);
         for o in 0..outer {
             for &i in idx {
                 let s = (o * size + i) * inner;
@@ -68,7 +68,7 @@ impl<E: Element> Op<E> for IndexSelect {
     }
     fn backward(&self, _: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
         let (outer, size, inner) = around(&self.in_shape, self.dim);
-        let mut dx = vec![E::zero(); outer * size * inner];
+        let mut dx = crate::storage::zeros(outer * size * inner);
         let gd = g.contiguous_data();
         let n = self.idx.len();
         for o in 0..outer {
@@ -144,7 +144,7 @@ impl<E: Element> Op<E> for Gather {
         "gather"
     }
     fn backward(&self, _: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
-        let mut dx = vec![E::zero(); self.in_shape.iter().product()];
+        let mut dx = crate::storage::zeros(self.in_shape.iter().product());
         for (gv, &s) in g.contiguous_data().iter().zip(self.src.iter()) {
             dx[s] += *gv;
         }

@@ -1,5 +1,6 @@
 //! Losses: fused cross-entropy (log-softmax + negative log-likelihood) and mean squared error.
 
+use crate::storage::Storage;
 use std::sync::Arc;
 
 use super::{constant, grads1, out};
@@ -43,7 +44,7 @@ impl Default for CrossEntropyOptions {
 /// (mean divides by the number of counted rows: NaN when there are none, as PyTorch).
 /// `dL/dx_i = w_i (softmax(x_i) - onehot(t_i))`, `w_i` the upstream weight of row `i`.
 pub struct CrossEntropy<E: Element> {
-    probs: Arc<Vec<E>>,
+    probs: Arc<Storage<E>>,
     targets: Arc<Vec<Option<usize>>>,
     classes: usize,
     reduction: Reduction,
@@ -117,7 +118,7 @@ impl<E: Element> Op<E> for CrossEntropy<E> {
     fn backward(&self, _: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
         let gd = g.contiguous_data();
         let c = self.classes;
-        let mut dx = vec![E::zero(); self.probs.len()];
+        let mut dx = crate::storage::zeros(self.probs.len());
         for (i, t) in self.targets.iter().enumerate() {
             let Some(t) = *t else { continue };
             let w = match self.reduction {

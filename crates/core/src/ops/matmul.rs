@@ -52,7 +52,7 @@ pub(crate) fn matmul_raw<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<Ten
         return Err(err());
     }
     let nb = batch.unwrap_or(1);
-    let mut c = vec![E::zero(); nb * m * n];
+    let mut c = crate::storage::overwritable(nb * m * n);
     if m * n > 0 {
         for i in 0..nb {
             let av = gemm_view(&a, batch.map(|_| i));

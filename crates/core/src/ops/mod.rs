@@ -14,6 +14,7 @@ pub mod shape;
 pub mod softmax;
 pub mod unary;
 
+use crate::storage::Storage;
 use std::sync::Arc;
 
 use crate::element::Element;
@@ -27,12 +28,14 @@ pub(crate) fn map<E: Element>(x: &Tensor<E>, f: impl Fn(E) -> E) -> Vec<E> {
     if !x.is_contiguous() && run > 1 {
         // a slice of a wider tensor (a gate block): map run by run, no gathered copy
         let d = x.storage();
-        let mut out = Vec::with_capacity(x.numel());
+        let mut out = crate::storage::take(x.numel());
         x.layout()
             .for_each_run(run, |o| out.extend(d[o..o + run].iter().map(|&v| f(v))));
         return out;
     }
-    x.contiguous_data().iter().map(|&v| f(v)).collect()
+    let mut out = crate::storage::take(x.numel());
+    out.extend(x.contiguous_data().iter().map(|&v| f(v)));
+    out
 }
 
 /// Applies `f` pairwise to two tensors of the same shape, returning a contiguous buffer.
@@ -47,7 +50,7 @@ pub(crate) fn zip_map<E: Element>(a: &Tensor<E>, b: &Tensor<E>, f: impl Fn(E, E)
             let mut b_runs = Vec::with_capacity(b.numel() / run);
             b.layout().for_each_run(run, |o| b_runs.push(o));
             let (sa, sb) = (a.storage(), b.storage());
-            let mut out = Vec::with_capacity(a.numel());
+            let mut out = crate::storage::take(a.numel());
             let mut k = 0;
             a.layout().for_each_run(run, |o| {
                 let ob = b_runs[k];
@@ -63,12 +66,14 @@ pub(crate) fn zip_map<E: Element>(a: &Tensor<E>, b: &Tensor<E>, f: impl Fn(E, E)
         }
     }
     let (da, db) = (a.contiguous_data(), b.contiguous_data());
-    da.iter().zip(db.iter()).map(|(&x, &y)| f(x, y)).collect()
+    let mut out = crate::storage::take(a.numel());
+    out.extend(da.iter().zip(db.iter()).map(|(&x, &y)| f(x, y)));
+    out
 }
 
 /// Storage and layout for a fresh contiguous op output.
-pub(crate) fn out<E: Element>(data: Vec<E>, shape: &[usize]) -> (Arc<Vec<E>>, Layout) {
-    (Arc::new(data), Layout::contiguous(shape))
+pub(crate) fn out<E: Element>(data: Vec<E>, shape: &[usize]) -> (Arc<Storage<E>>, Layout) {
+    (Arc::new(Storage::from(data)), Layout::contiguous(shape))
 }
 
 /// A constant contiguous tensor (used for gradients).

@@ -60,7 +60,7 @@ fn output_slots(shape: &[usize], mask: &[bool]) -> Layout {
 /// Sums over the masked dims; returns the keepdim-shaped contiguous buffer.
 pub(crate) fn sum_kernel<E: Element>(x: &Tensor<E>, mask: &[bool]) -> (Vec<E>, Dims) {
     let kept = kept_shape(x.shape(), mask);
-    let mut acc = vec![E::zero(); kept.iter().product()];
+    let mut acc = crate::storage::zeros(kept.iter().product());
     let data = x.contiguous_data();
     // fast paths: reduced dims all before kept ones (a bias gradient), or all after (row sums)
     let first_kept = mask.iter().position(|&r| !r).unwrap_or(mask.len());
@@ -170,7 +170,7 @@ impl<E: Element> Op<E> for Max {
         "max"
     }
     fn backward(&self, _: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
-        let mut dx = vec![E::zero(); self.in_shape.iter().product()];
+        let mut dx = crate::storage::zeros(self.in_shape.iter().product());
         for (gv, &a) in g.contiguous_data().iter().zip(self.argmax.iter()) {
             dx[a] += *gv;
         }

@@ -173,7 +173,7 @@ impl<E: Element> Op<E> for Narrow {
         Some((self.dim, self.start))
     }
     fn backward(&self, _: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
-        let mut dx = vec![E::zero(); numel(&self.in_shape)];
+        let mut dx = crate::storage::zeros(numel(&self.in_shape));
         let slots =
             Layout::contiguous(&self.in_shape).narrow(self.dim, self.start, g.shape()[self.dim]);
         let gd = g.contiguous_data();
@@ -218,7 +218,7 @@ impl Cat {
         shape[d] = sizes.iter().sum();
         let outer: usize = shape[..d].iter().product();
         let inner: usize = shape[d + 1..].iter().product();
-        let mut data = Vec::with_capacity(numel(&shape));
+        let mut data = crate::storage::take(numel(&shape));
         let parts: Vec<_> = xs.iter().map(|x| x.contiguous_data()).collect();
         for o in 0..outer {
             for (p, &s) in parts.iter().zip(&sizes) {

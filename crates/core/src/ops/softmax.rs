@@ -1,5 +1,6 @@
 //! Softmax and log-softmax over one dim, computed stably (the max is subtracted first).
 
+use crate::storage::Storage;
 use std::sync::Arc;
 
 use super::{constant, grads1, out};
@@ -45,7 +46,7 @@ fn softmax_row<E: Element>(x: &[E], y: &mut [E], log: bool) {
 
 /// Softmax (or log-softmax) of every lane along `dim` of a contiguous tensor.
 fn softmax_kernel<E: Element>(x: &[E], shape: &[usize], dim: usize, log: bool) -> Vec<E> {
-    let mut y = vec![E::zero(); x.len()];
+    let mut y = crate::storage::zeros(x.len());
     let n = shape[dim];
     if n == 0 {
         return y;
@@ -75,7 +76,7 @@ fn softmax_kernel<E: Element>(x: &[E], shape: &[usize], dim: usize, log: bool) -
 /// `dL/dx_i = y_i (g_i - Σ_j g_j y_j)`.
 pub struct Softmax<E: Element> {
     dim: usize,
-    y: Arc<Vec<E>>,
+    y: Arc<Storage<E>>,
 }
 
 impl<E: Element> Softmax<E> {
@@ -101,7 +102,7 @@ impl<E: Element> Op<E> for Softmax<E> {
     fn backward(&self, _: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
         let gd = g.contiguous_data();
         let y = &self.y;
-        let mut dx = vec![E::zero(); y.len()];
+        let mut dx = crate::storage::zeros(y.len());
         for_each_lane(g.shape(), self.dim, |b, s, n| {
             let dot = (0..n).map(|j| gd[b + j * s] * y[b + j * s]).sum::<E>();
             for j in 0..n {
@@ -116,7 +117,7 @@ impl<E: Element> Op<E> for Softmax<E> {
 /// `dL/dx_i = g_i - softmax(x)_i Σ_j g_j`.
 pub struct LogSoftmax<E: Element> {
     dim: usize,
-    y: Arc<Vec<E>>,
+    y: Arc<Storage<E>>,
 }
 
 impl<E: Element> LogSoftmax<E> {
@@ -142,7 +143,7 @@ impl<E: Element> Op<E> for LogSoftmax<E> {
     fn backward(&self, _: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
         let gd = g.contiguous_data();
         let y = &self.y;
-        let mut dx = vec![E::zero(); y.len()];
+        let mut dx = crate::storage::zeros(y.len());
         for_each_lane(g.shape(), self.dim, |b, s, n| {
             let total = (0..n).map(|j| gd[b + j * s]).sum::<E>();
             for j in 0..n {

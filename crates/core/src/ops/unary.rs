@@ -17,7 +17,10 @@ fn with_saved_output<E: Element, O: Op<E>>(
     let (data, layout) = out(data, x.shape());
     let saved = data.clone();
     Tensor::from_op(data, layout, &[x], || {
-        make(Tensor::from_parts(Arc::unwrap_or_clone(saved), x.shape()))
+        make(Tensor::from_parts(
+            Arc::unwrap_or_clone(saved).into_vec(),
+            x.shape(),
+        ))
     })
 }
 
