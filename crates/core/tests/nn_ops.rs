@@ -184,6 +184,49 @@ fn cross_entropy_equals_composite() {
 }
 
 #[test]
+fn large_cross_entropy_split_over_threads_equals_composite() {
+    // 300 x 400 logits (120k elements) take the row-block parallel path, forward and
+    // backward, with a 3-thread pool so the blocks are uneven; every 7th row is ignored.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let (n, c) = (300usize, 400usize);
+        let x = rnd(&[n, c], 11).mul_scalar(5.0).requires_grad();
+        let t: Vec<i64> = (0..n)
+            .map(|i| {
+                if i % 7 == 0 {
+                    -100
+                } else {
+                    ((i * 37) % c) as i64
+                }
+            })
+            .collect();
+        let fused = x.cross_entropy(&t).unwrap();
+        let kept: Vec<usize> = (0..n).filter(|i| i % 7 != 0).collect();
+        let idx: Vec<usize> = kept.iter().map(|&i| t[i] as usize).collect();
+        let composite = x
+            .index_select(0, &kept)
+            .unwrap()
+            .log_softmax(1)
+            .unwrap()
+            .gather(1, &idx, &[kept.len(), 1])
+            .unwrap()
+            .mean_all()
+            .neg();
+        assert_close(&fused.to_vec(), &composite.to_vec(), 1e-13);
+        let (gf, gc) = (fused.backward().unwrap(), composite.backward().unwrap());
+        let gfx = grad_of(&gf, &x);
+        assert_close(&gfx, &grad_of(&gc, &x), 1e-13);
+        assert!(
+            gfx[..c].iter().all(|&v| v == 0.0),
+            "ignored row 0 has zero gradient"
+        );
+    });
+}
+
+#[test]
 fn mse_values_and_gradient() {
     // diff [1,0,-2], squares [1,0,4]: mean 5/3, sum 5, none [1,0,4].
     let x = leaf(&[1., 2., 3.], &[3]);

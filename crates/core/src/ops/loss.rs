@@ -84,12 +84,20 @@ impl<E: Element> CrossEntropy<E> {
                 tg.push(Some(t as usize));
             }
         }
-        let logp = logits.detach().log_softmax(1)?;
-        let lp = logp.contiguous_data();
+        // one pass per row: the softmax (kept for backward) and log Σ exp, whose difference
+        // with the target logit is the row's loss
+        let x = logits.contiguous_data();
+        let mut probs = crate::storage::overwritable(n * c);
+        let mut lse = vec![E::zero(); n];
+        super::for_row_blocks(&x, &mut probs, &mut lse, c, |_, xb, pb, lb| {
+            for ((xr, pr), l) in xb.chunks_exact(c).zip(pb.chunks_exact_mut(c)).zip(lb) {
+                *l = super::softmax::softmax_row_lse(xr, pr);
+            }
+        });
         let per_row: Vec<E> = tg
             .iter()
             .enumerate()
-            .map(|(i, t)| t.map_or(E::zero(), |t| -lp[i * c + t]))
+            .map(|(i, t)| t.map_or(E::zero(), |t| lse[i] - x[i * c + t]))
             .collect();
         let count = tg.iter().filter(|t| t.is_some()).count();
         let (data, shape): (Vec<E>, Vec<usize>) = match opts.reduction {
@@ -102,7 +110,7 @@ impl<E: Element> CrossEntropy<E> {
         };
         let (d, l) = out(data, &shape);
         Ok(Tensor::from_op(d, l, &[logits], || CrossEntropy {
-            probs: Arc::new(lp.iter().map(|v| v.exp_k()).collect()),
+            probs: Arc::new(Storage::from(probs)),
             targets: Arc::new(tg),
             classes: c,
             reduction: opts.reduction,
@@ -118,19 +126,37 @@ impl<E: Element> Op<E> for CrossEntropy<E> {
     fn backward(&self, _: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
         let gd = g.contiguous_data();
         let c = self.classes;
-        let mut dx = crate::storage::zeros(self.probs.len());
-        for (i, t) in self.targets.iter().enumerate() {
-            let Some(t) = *t else { continue };
-            let w = match self.reduction {
-                Reduction::None => gd[i],
-                Reduction::Sum => gd[0],
-                Reduction::Mean => gd[0] / E::of_f64(self.count as f64),
-            };
-            for j in 0..c {
-                dx[i * c + j] = w * self.probs[i * c + j];
+        let mut dx = crate::storage::overwritable(self.probs.len());
+        // the upstream weight of each row (0 for ignored rows)
+        let mut w: Vec<E> = self
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match (t, self.reduction) {
+                (None, _) => E::zero(),
+                (_, Reduction::None) => gd[i],
+                (_, Reduction::Sum) => gd[0],
+                (_, Reduction::Mean) => gd[0] / E::of_f64(self.count as f64),
+            })
+            .collect();
+        let targets = &self.targets;
+        super::for_row_blocks(&self.probs, &mut dx, &mut w, c, |r0, pb, db, wb| {
+            for (i, ((pr, dr), &w)) in pb
+                .chunks_exact(c)
+                .zip(db.chunks_exact_mut(c))
+                .zip(wb.iter())
+                .enumerate()
+            {
+                let Some(t) = targets[r0 + i] else {
+                    dr.fill(E::zero()); // ignored rows get exactly zero
+                    continue;
+                };
+                for (d, &p) in dr.iter_mut().zip(pr) {
+                    *d = w * p;
+                }
+                dr[t] -= w;
             }
-            dx[i * c + t] -= w;
-        }
+        });
         Ok(grads1(constant(dx, &[self.targets.len(), c])))
     }
 }

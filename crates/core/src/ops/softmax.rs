@@ -44,6 +44,22 @@ fn softmax_row<E: Element>(x: &[E], y: &mut [E], log: bool) {
     }
 }
 
+/// Softmax of one dense row into `y`; returns `log Σ exp(x)` (computed as `m + ln z`).
+pub(super) fn softmax_row_lse<E: Element>(x: &[E], y: &mut [E]) -> E {
+    let m = x
+        .iter()
+        .fold(E::neg_infinity(), |a, &v| if v > a { v } else { a });
+    let m = if m.is_finite() { m } else { E::zero() };
+    for (yv, &xv) in y.iter_mut().zip(x) {
+        *yv = (xv - m).exp_k();
+    }
+    let z = super::sum_slice(y);
+    for yv in y.iter_mut() {
+        *yv /= z;
+    }
+    m + z.ln()
+}
+
 /// Softmax (or log-softmax) of every lane along `dim` of a contiguous tensor.
 fn softmax_kernel<E: Element>(x: &[E], shape: &[usize], dim: usize, log: bool) -> Vec<E> {
     let mut y = crate::storage::zeros(x.len());
