@@ -23,9 +23,9 @@ use crate::element::{DType, Element};
 /// Buffers smaller than this are left to the allocator (which is fast for them).
 pub const MIN_CACHED_BYTES: usize = 4096;
 
-/// Buffers larger than this are left to the allocator too: they are few per step, and holding
-/// them measured slower (B2's 16 MB logits).
-pub const MAX_BUFFER_BYTES: usize = 1 << 20;
+/// Buffers larger than this are left to the allocator too (B2's largest, its 16 MB logits and
+/// their gradient, are cached: that measured faster and with a lower peak RSS than not).
+pub const MAX_BUFFER_BYTES: usize = 64 << 20;
 
 /// The most a thread's cache holds; a buffer freed beyond it goes back to the allocator.
 pub const MAX_CACHED_BYTES: usize = 256 << 20;
@@ -254,7 +254,7 @@ mod tests {
         drop(Storage::from(vec![0f32; 16]));
         drop(Storage::from(vec![0f32; MAX_BUFFER_BYTES / 4 + 1]));
         assert_eq!(cached_bytes(), 0);
-        let n = MAX_BUFFER_BYTES / 4; // 1 MiB each
+        let n = MAX_BUFFER_BYTES / 4; // the largest cached size
         let fit = MAX_CACHED_BYTES / MAX_BUFFER_BYTES;
         let bufs: Vec<Storage<f32>> = (0..fit + 1).map(|_| Storage::from(vec![0f32; n])).collect();
         drop(bufs);
