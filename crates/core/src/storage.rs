@@ -4,9 +4,9 @@
 //! gate blocks, gradients. Freed at the end of the step, they go back to the allocator, which
 //! may return the pages to the OS; the next step faults them in again and the kernel zeroes
 //! every page (`clear_page` was 18% of a B4 profile in steady state). So when the last handle
-//! to a [`Storage`] of [`MIN_CACHED_BYTES`] to [`MAX_BUFFER_BYTES`] drops, its `Vec` goes into a cache on that
-//! thread, keyed by capacity, and the next op that needs a buffer of exactly that length takes
-//! it back. The cache holds at most [`MAX_CACHED_BYTES`] per thread;
+//! to a [`Storage`] of [`MIN_CACHED_BYTES`] to [`MAX_BUFFER_BYTES`] drops, its `Vec` goes into
+//! a cache on that thread, keyed by capacity, and the next op that needs a buffer of exactly
+//! that length takes it back. The cache holds at most [`MAX_CACHED_BYTES`] per thread;
 //! [`release_cached_buffers`] empties it (like `torch.cuda.empty_cache`).
 //!
 //! The cache never changes values: a recycled buffer is always fully overwritten or zeroed
