@@ -37,17 +37,35 @@ impl NormType {
     /// The norm of `values`, accumulated in `f64`.
     fn norm<I: Iterator<Item = f64>>(self, values: I) -> f64 {
         match self {
-            NormType::L2 => {
-                // eight interleaved partial sums: one dependent add chain per lane instead of
-                // one for the whole gradient (clipping was 9% of a B3 step)
-                let mut acc = [0.0f64; 8];
-                for (i, x) in values.enumerate() {
-                    acc[i & 7] += x * x;
-                }
-                acc.iter().sum::<f64>().sqrt()
-            }
+            NormType::L2 => values.map(|x| x * x).sum::<f64>().sqrt(),
             NormType::Inf => values.map(f64::abs).fold(0.0, nan_max),
             NormType::P(p) => values.map(|x| x.abs().powf(p)).sum::<f64>().powf(1.0 / p),
+        }
+    }
+
+    /// The norm of one gradient's elements. The L2 norm of a slice runs in eight f64 lanes
+    /// over chunks, which vectorizes (clipping was 9% of a B3 step with one dependent add
+    /// chain, and still 9% with lanes indexed by `i & 7`, which does not vectorize).
+    fn norm_of<E: Element>(self, v: &[E]) -> f64 {
+        match self {
+            NormType::L2 => {
+                const LANES: usize = 8;
+                let mut acc = [0.0f64; LANES];
+                let mut chunks = v.chunks_exact(LANES);
+                for c in &mut chunks {
+                    for (a, x) in acc.iter_mut().zip(c) {
+                        let x = x.as_f64();
+                        *a += x * x;
+                    }
+                }
+                let tail: f64 = chunks
+                    .remainder()
+                    .iter()
+                    .map(|x| x.as_f64() * x.as_f64())
+                    .sum();
+                (acc.iter().sum::<f64>() + tail).sqrt()
+            }
+            _ => self.norm(v.iter().map(|x| x.as_f64())),
         }
     }
 
@@ -137,7 +155,7 @@ pub fn clip_grad_norm<'a, E: Element>(
         let g = grads
             .get_id(p.id())
             .expect("present() only keeps parameters whose gradient is in the store");
-        norms.push(norm_type.norm(g.contiguous_data().iter().map(|x| x.as_f64())));
+        norms.push(norm_type.norm_of(&g.contiguous_data()));
     }
     let total = norm_type.norm(norms.iter().copied());
     if error_if_nonfinite && !total.is_finite() {
