@@ -1,20 +1,23 @@
-//! Tensor storage, and the per-thread cache that recycles it.
+//! Tensor storage, and the process-wide cache that recycles it.
 //!
 //! A training step allocates the same buffers every time: activations saved for backward,
 //! gate blocks, gradients. Freed at the end of the step, they go back to the allocator, which
 //! may return the pages to the OS; the next step faults them in again and the kernel zeroes
 //! every page (`clear_page` was 18% of a B4 profile in steady state). So when the last handle
 //! to a [`Storage`] of [`MIN_CACHED_BYTES`] to [`MAX_BUFFER_BYTES`] drops, its `Vec` goes into
-//! a cache on that thread, keyed by capacity, and the next op that needs a buffer of exactly
-//! that length takes it back. The cache holds at most [`MAX_CACHED_BYTES`] per thread;
-//! [`release_cached_buffers`] empties it (like `torch.cuda.empty_cache`).
+//! a cache keyed by capacity, and the next op (on any thread) that needs a buffer of exactly
+//! that length takes it back. The cache holds at most [`MAX_CACHED_BYTES`];
+//! [`release_cached_buffers`] empties it (like `torch.cuda.empty_cache`). It is one cache for
+//! the process, behind a mutex, because buffers often die on another thread than the one that
+//! made them: the two directions of a bidirectional layer are built on two threads and the
+//! graph is dropped on one.
 //!
 //! The cache never changes values: a recycled buffer is always fully overwritten or zeroed
 //! before an op returns it.
 
 use std::any::Any;
-use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
+use std::sync::{LazyLock, Mutex};
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -27,7 +30,7 @@ pub const MIN_CACHED_BYTES: usize = 4096;
 /// their gradient, are cached: that measured faster and with a lower peak RSS than not).
 pub const MAX_BUFFER_BYTES: usize = 64 << 20;
 
-/// The most a thread's cache holds; a buffer freed beyond it goes back to the allocator.
+/// The most the cache holds; a buffer freed beyond it goes back to the allocator.
 pub const MAX_CACHED_BYTES: usize = 256 << 20;
 
 /// The elements behind one or more tensors (shared through an `Arc`; views share it too).
@@ -105,30 +108,44 @@ impl<E> Default for Cache<E> {
     }
 }
 
+impl<E> Cache<E> {
+    /// A free buffer of capacity `len`, if there is one (its old length and values intact).
+    fn take(&mut self, len: usize) -> Option<Vec<E>> {
+        let v = self.free.get_mut(&len)?.pop()?;
+        self.bytes -= len * std::mem::size_of::<E>();
+        Some(v)
+    }
+
+    /// Keeps `v` if it is of a cached size and fits under [`MAX_CACHED_BYTES`].
+    fn give(&mut self, v: Vec<E>) {
+        let cap = v.capacity();
+        if cacheable::<E>(cap) {
+            let bytes = cap * std::mem::size_of::<E>();
+            if self.bytes + bytes <= MAX_CACHED_BYTES {
+                self.bytes += bytes;
+                self.free.entry(cap).or_default().push(v);
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Caches {
     f32: Cache<f32>,
     f64: Cache<f64>,
 }
 
-thread_local! {
-    static CACHES: RefCell<Caches> = RefCell::new(Caches::default());
-}
+static CACHES: LazyLock<Mutex<Caches>> = LazyLock::new(|| Mutex::new(Caches::default()));
 
-/// Runs `f` on this thread's cache for `E`; `None` while the thread is being torn down.
+/// Runs `f` on the cache for `E`.
 fn with_cache<E: Element, R>(f: impl FnOnce(&mut Cache<E>) -> R) -> Option<R> {
-    CACHES
-        .try_with(|c| {
-            let mut c = c.try_borrow_mut().ok()?;
-            let c = &mut *c;
-            let any: &mut dyn Any = match E::DTYPE {
-                DType::F32 => &mut c.f32,
-                DType::F64 => &mut c.f64,
-            };
-            any.downcast_mut::<Cache<E>>().map(f)
-        })
-        .ok()
-        .flatten()
+    let mut c = CACHES.lock().unwrap_or_else(|p| p.into_inner());
+    let c = &mut *c;
+    let any: &mut dyn Any = match E::DTYPE {
+        DType::F32 => &mut c.f32,
+        DType::F64 => &mut c.f64,
+    };
+    any.downcast_mut::<Cache<E>>().map(f)
 }
 
 fn cacheable<E>(len: usize) -> bool {
@@ -136,40 +153,34 @@ fn cacheable<E>(len: usize) -> bool {
     (MIN_CACHED_BYTES..=MAX_BUFFER_BYTES).contains(&bytes)
 }
 
-/// An empty `Vec` with room for `len` elements, recycled from this thread's cache when one of
-/// exactly that capacity is free. Callers fill it completely (`extend`, `resize`).
-pub(crate) fn take<E: Element>(len: usize) -> Vec<E> {
-    if cacheable::<E>(len) {
-        let hit = with_cache::<E, _>(|c| {
-            let v = c.free.get_mut(&len)?.pop()?;
-            c.bytes -= len * std::mem::size_of::<E>();
-            Some(v)
-        })
-        .flatten();
-        if let Some(mut v) = hit {
-            v.clear();
-            return v;
-        }
+/// A free cached buffer of capacity `len`, if `len` is a cached size and one is free.
+fn recycled<E: Element>(len: usize) -> Option<Vec<E>> {
+    if !cacheable::<E>(len) {
+        return None;
     }
-    Vec::with_capacity(len)
+    with_cache::<E, _>(|c| c.take(len)).flatten()
+}
+
+/// An empty `Vec` with room for `len` elements, recycled from the cache when one of exactly
+/// that capacity is free. Callers fill it completely (`extend`, `resize`).
+pub(crate) fn take<E: Element>(len: usize) -> Vec<E> {
+    match recycled(len) {
+        Some(mut v) => {
+            v.clear();
+            v
+        }
+        None => Vec::with_capacity(len),
+    }
 }
 
 /// A buffer of `len` elements with unspecified (but initialized) values, for callers that
 /// overwrite every element (a GEMM output with `beta = 0`): a recycled buffer is handed over
 /// as it is, with no zeroing.
 pub(crate) fn overwritable<E: Element>(len: usize) -> Vec<E> {
-    if cacheable::<E>(len) {
-        let hit = with_cache::<E, _>(|c| {
-            let v = c.free.get_mut(&len)?.pop()?;
-            c.bytes -= len * std::mem::size_of::<E>();
-            Some(v)
-        })
-        .flatten();
-        if let Some(v) = hit.filter(|v| v.len() == len) {
-            return v;
-        }
+    match recycled(len) {
+        Some(v) if v.len() == len => v,
+        _ => vec![E::zero(); len],
     }
-    vec![E::zero(); len]
 }
 
 /// `len` zeros, in a recycled buffer when one is free.
@@ -179,30 +190,21 @@ pub(crate) fn zeros<E: Element>(len: usize) -> Vec<E> {
     v
 }
 
-/// Hands a buffer back to this thread's cache (or to the allocator when it is small or the
-/// cache is full). [`Storage`] does this on drop; scratch buffers call it directly.
+/// Hands a buffer back to the cache (or to the allocator when it is small, huge, or the cache
+/// is full). [`Storage`] does this on drop; scratch buffers call it directly.
 pub(crate) fn give<E: Element>(v: Vec<E>) {
-    let cap = v.capacity();
-    if !cacheable::<E>(cap) {
-        return;
+    if cacheable::<E>(v.capacity()) {
+        with_cache::<E, _>(move |c| c.give(v));
     }
-    let bytes = cap * std::mem::size_of::<E>();
-    with_cache::<E, _>(move |c| {
-        if c.bytes + bytes <= MAX_CACHED_BYTES {
-            c.bytes += bytes;
-            c.free.entry(cap).or_default().push(v);
-        }
-    });
 }
 
-/// Returns every buffer in this thread's cache to the allocator; the result is how many
-/// bytes that was.
+/// Returns every buffer in the cache to the allocator; the result is how many bytes that was.
 ///
 /// ```
 /// let x = retrograd_core::Tensor::<f32>::zeros(&[64, 64]);
 /// drop(x); // 16 KiB: kept for the next buffer of that length
-/// assert!(retrograd_core::storage::release_cached_buffers() >= 16384);
-/// assert_eq!(retrograd_core::storage::release_cached_buffers(), 0);
+/// assert!(retrograd_core::storage::cached_bytes() >= 16384);
+/// retrograd_core::storage::release_cached_buffers();
 /// ```
 pub fn release_cached_buffers() -> usize {
     let f32 = with_cache::<f32, _>(|c| std::mem::take(c).bytes).unwrap_or(0);
@@ -210,11 +212,11 @@ pub fn release_cached_buffers() -> usize {
     f32 + f64
 }
 
-/// Bytes held by this thread's cache.
+/// Bytes held by the cache.
 ///
 /// ```
-/// retrograd_core::storage::release_cached_buffers();
-/// assert_eq!(retrograd_core::storage::cached_bytes(), 0);
+/// let n = retrograd_core::storage::cached_bytes();
+/// assert!(n <= retrograd_core::storage::MAX_CACHED_BYTES * 2); // an f32 and an f64 cache
 /// ```
 pub fn cached_bytes() -> usize {
     with_cache::<f32, _>(|c| c.bytes).unwrap_or(0) + with_cache::<f64, _>(|c| c.bytes).unwrap_or(0)
@@ -224,43 +226,51 @@ pub fn cached_bytes() -> usize {
 mod tests {
     use super::*;
 
+    // The process-wide cache is shared with tests running in parallel, so these use lengths
+    // no other test allocates, or a local `Cache`.
+
     #[test]
-    fn a_freed_buffer_is_reused_for_the_same_length_only() {
-        release_cached_buffers();
-        let v: Vec<f32> = zeros(2048);
+    fn a_freed_buffer_is_reused_for_its_length_only() {
+        let v: Vec<f32> = zeros(2053);
         let p = v.as_ptr();
         drop(Storage::from(v));
-        assert_eq!(cached_bytes(), 8192);
-        let other: Vec<f32> = take(1500); // another length: a fresh allocation
-        assert_ne!(other.as_ptr(), p);
-        let again: Vec<f32> = take(2048);
+        let again: Vec<f32> = take(2053);
         assert_eq!(again.as_ptr(), p);
-        assert!(again.is_empty() && again.capacity() >= 2048);
-        assert_eq!(cached_bytes(), 0);
+        assert!(again.is_empty() && again.capacity() >= 2053);
         // a recycled buffer handed out as zeros holds zeros
         let mut dirty = again;
-        dirty.resize(2048, 7.0);
+        dirty.resize(2053, 7.0);
+        let p = dirty.as_ptr();
         drop(Storage::from(dirty));
-        assert!(zeros::<f32>(2048).iter().all(|&v| v == 0.0));
-        // f64 buffers have their own cache
-        drop(Storage::from(vec![1.0f64; 1024]));
-        assert_eq!(cached_bytes(), 8192);
-        assert_eq!(release_cached_buffers(), 8192);
+        let z = zeros::<f32>(2053);
+        assert_eq!(z.as_ptr(), p);
+        assert!(z.iter().all(|&v| v == 0.0));
+        // overwritable hands over the old values (its callers overwrite them)
+        let q = z.as_ptr();
+        give(z);
+        let o = overwritable::<f32>(2053);
+        assert_eq!((o.as_ptr(), o.len()), (q, 2053));
     }
 
     #[test]
-    fn small_and_huge_buffers_are_not_cached_and_the_cache_is_bounded() {
-        release_cached_buffers();
-        drop(Storage::from(vec![0f32; 16]));
-        drop(Storage::from(vec![0f32; MAX_BUFFER_BYTES / 4 + 1]));
-        assert_eq!(cached_bytes(), 0);
+    fn cached_sizes_and_the_bound() {
+        assert!(!cacheable::<f32>(16));
+        assert!(cacheable::<f32>(MIN_CACHED_BYTES / 4));
+        assert!(cacheable::<f64>(MAX_BUFFER_BYTES / 8));
+        assert!(!cacheable::<f32>(MAX_BUFFER_BYTES / 4 + 1));
+        let mut c = Cache::<f32>::default();
+        c.give(vec![0.0; 16]);
+        assert_eq!(c.bytes, 0);
         let n = MAX_BUFFER_BYTES / 4; // the largest cached size
         let fit = MAX_CACHED_BYTES / MAX_BUFFER_BYTES;
-        let bufs: Vec<Storage<f32>> = (0..fit + 1).map(|_| Storage::from(vec![0f32; n])).collect();
-        drop(bufs);
+        for _ in 0..=fit {
+            c.give(vec![0.0; n]);
+        }
         // `fit` of them filled the cache, the last went back to the allocator
-        assert_eq!(cached_bytes(), MAX_CACHED_BYTES);
-        assert_eq!(release_cached_buffers(), MAX_CACHED_BYTES);
+        assert_eq!(c.bytes, MAX_CACHED_BYTES);
+        assert!(c.take(n).is_some());
+        assert_eq!(c.bytes, MAX_CACHED_BYTES - MAX_BUFFER_BYTES);
+        assert!(c.take(n + 1).is_none());
     }
 
     #[test]
