@@ -56,6 +56,14 @@ pub fn forward_anomaly() -> Option<String> {
     FIRST_FORWARD.with(|f| f.borrow_mut().take())
 }
 
+/// Keeps `report` as this thread's first forward anomaly unless one is already recorded
+/// (used by [`join`](crate::threads::join) to bring back what its other side saw).
+pub(crate) fn record_forward(report: String) {
+    FIRST_FORWARD.with(|f| {
+        f.borrow_mut().get_or_insert(report);
+    });
+}
+
 fn describe<E: Element>(inputs: &[Tensor<E>]) -> String {
     inputs
         .iter()

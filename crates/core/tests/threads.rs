@@ -108,3 +108,45 @@ fn no_grad_is_per_thread() {
         "a no_grad guard on one thread must not affect another"
     );
 }
+
+#[test]
+fn join_carries_grad_mode_and_anomaly_reports_to_the_other_thread() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let x = Tensor::<f64>::from_vec(vec![-1.0, 4.0], &[2])
+        .unwrap()
+        .requires_grad();
+    // `a` sleeps so that the pool's other thread takes `b` (a worker waiting on a join
+    // runs the other side itself when nobody has taken it)
+    let slow_tanh = || {
+        thread::sleep(std::time::Duration::from_millis(30));
+        x.tanh()
+    };
+    let other_thread = |t: thread::ThreadId| assert_ne!(t, thread::current().id());
+    pool.install(|| {
+        // grad mode on: both sides record
+        let (a, b) = retrograd_core::threads::join(slow_tanh, || x.exp());
+        assert!(a.tracks_grad() && b.tracks_grad());
+        // under no_grad on the caller, neither side records
+        let off = no_grad();
+        let me = thread::current().id();
+        let (a, (b, _)) = retrograd_core::threads::join(slow_tanh, || {
+            other_thread(me);
+            (x.exp(), ())
+        });
+        assert!(!a.tracks_grad() && !b.tracks_grad());
+        drop(off);
+        // a NaN made on the spawned side is reported on the caller's thread
+        let _on = retrograd_core::detect_anomaly(true);
+        let (_, b) = retrograd_core::threads::join(|| x.tanh(), || x.sqrt());
+        assert!(b.to_vec()[0].is_nan());
+        let report = retrograd_core::forward_anomaly().expect("the sqrt of -1 is reported");
+        assert!(report.contains("sqrt"), "{report}");
+        // nested joins run (serially inside) without deadlock, results in order
+        let ((p, q), r) =
+            retrograd_core::threads::join(|| retrograd_core::threads::join(|| 1, || 2), || 3);
+        assert_eq!((p, q, r), (1, 2, 3));
+    });
+}

@@ -482,3 +482,34 @@ fn bad_configs_are_errors_naming_the_value() {
         &["rnn_cell", "hidden_size"],
     );
 }
+
+#[test]
+fn bidirectional_stacks_give_the_same_bits_on_one_and_two_threads() -> Result<()> {
+    // The two directions are built on two threads when the pool has two; outputs, states and
+    // gradients must not depend on that.
+    let run = |threads: usize, kind: Kind| -> Result<Vec<Vec<f64>>> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool");
+        pool.install(|| {
+            let cfg = RnnConfig::new(IN, HID).num_layers(2).bidirectional(true);
+            let stack = AnyStack::new(kind, cfg, 21)?;
+            let x = randn(&[L, N, IN], 22).requires_grad();
+            let (o, h_n, c_n) = stack.run(&x, None, None, None)?;
+            let loss = o.tanh().sum_all().add(&h_n.sum_all())?;
+            let grads = loss.backward()?;
+            let mut out = vec![
+                o.to_vec(),
+                h_n.to_vec(),
+                grads.get(&x).expect("dx").to_vec(),
+            ];
+            out.extend(c_n.map(|c| c.to_vec()));
+            Ok(out)
+        })
+    };
+    for kind in [Kind::Rnn, Kind::Lstm, Kind::Gru] {
+        assert_eq!(run(1, kind)?, run(2, kind)?, "{kind:?}");
+    }
+    Ok(())
+}

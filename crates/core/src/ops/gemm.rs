@@ -61,7 +61,7 @@ pub(crate) fn gemm<E: Element>(
         return;
     }
     if m * k * n > SMALL_GEMM_FMAS && m > 1 {
-        let threads = rayon::current_num_threads();
+        let threads = crate::threads::product_threads();
         if threads > 1 && m * k * n >= THREADED_MIN_FMAS {
             if m >= n {
                 split_rows(m, k, n, a, b, c, threads);

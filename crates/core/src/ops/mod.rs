@@ -90,7 +90,7 @@ pub(crate) fn for_row_blocks<E: Element>(
     if row_len == 0 {
         return; // no elements (and chunks of zero length are not allowed)
     }
-    let threads = rayon::current_num_threads();
+    let threads = crate::threads::product_threads();
     if out.len() < PARALLEL_MIN || threads < 2 || rows < 2 {
         f(0, x, out, aux);
         return;

@@ -174,22 +174,46 @@ impl<E: Element> Stack<E> {
                 let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
                 input = input.dropout(cfg.dropout, true, &mut *rng)?;
             }
-            let mut outs = Vec::with_capacity(dirs);
+            let mut inits = Vec::with_capacity(dirs);
             for dir in 0..dirs {
                 let idx = layer * dirs + dir;
-                let init = Carry {
+                inits.push(Carry {
                     h: initial(h0.as_ref(), idx, h_out)?,
                     c: match self.kind {
                         CellKind::Lstm => Some(initial(c0.as_ref(), idx, cfg.hidden_size)?),
                         _ => None,
                     },
-                };
-                let (out, last) = self
-                    .run_direction(idx, dir == 1, &input, bf, init, masks.as_ref())
-                    .with_context(|| {
-                        let rev = if dir == 1 { " (reverse)" } else { "" };
-                        format!("{name} layer {layer}{rev}")
-                    })?;
+                });
+            }
+            let run = |dir: usize, init: Carry<E>| {
+                self.run_direction(
+                    layer * dirs + dir,
+                    dir == 1,
+                    &input,
+                    bf,
+                    init,
+                    masks.as_ref(),
+                )
+                .with_context(|| {
+                    let rev = if dir == 1 { " (reverse)" } else { "" };
+                    format!("{name} layer {layer}{rev}")
+                })
+            };
+            // The two directions are independent: they build their parts of the graph at once
+            // (core's join carries grad and anomaly modes over to the second thread).
+            let results = match <[Carry<E>; 2]>::try_from(inits) {
+                Ok([fwd, rev]) => {
+                    let (f, r) = retrograd_core::threads::join(|| run(0, fwd), || run(1, rev));
+                    vec![f?, r?]
+                }
+                Err(inits) => inits
+                    .into_iter()
+                    .enumerate()
+                    .map(|(dir, init)| run(dir, init))
+                    .collect::<Result<Vec<_>>>()?,
+            };
+            let mut outs = Vec::with_capacity(dirs);
+            for (out, last) in results {
                 outs.push(out);
                 h_n.push(last.h);
                 c_n.extend(last.c);
