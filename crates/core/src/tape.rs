@@ -272,7 +272,8 @@ impl<E: Element> Tensor<E> {
         }
         let _guard = no_grad();
         let order = reachable_in_reverse_order(self);
-        let mut pending: HashMap<TensorId, Tensor<E>> = HashMap::default();
+        let mut pending: HashMap<TensorId, Tensor<E>> =
+            HashMap::with_capacity_and_hasher(order.len(), Default::default());
         pending.insert(self.id(), grad.clone());
         let mut store = GradStore::new();
         let mut deferred = crate::deferred::DeferredProducts::new();
