@@ -93,10 +93,17 @@ impl<E: Element> Drop for Storage<E> {
     }
 }
 
-/// Free buffers by capacity, and their total size in bytes.
+/// The free buffers of one capacity, and when that capacity was last taken or given.
+struct Class<E> {
+    used: u64,
+    bufs: Vec<Vec<E>>,
+}
+
+/// Free buffers by capacity, their total size in bytes, and a use counter.
 struct Cache<E> {
-    free: HashMap<usize, Vec<Vec<E>>>,
+    free: HashMap<usize, Class<E>>,
     bytes: usize,
+    tick: u64,
 }
 
 impl<E> Default for Cache<E> {
@@ -104,6 +111,7 @@ impl<E> Default for Cache<E> {
         Cache {
             free: HashMap::default(),
             bytes: 0,
+            tick: 0,
         }
     }
 }
@@ -111,21 +119,45 @@ impl<E> Default for Cache<E> {
 impl<E> Cache<E> {
     /// A free buffer of capacity `len`, if there is one (its old length and values intact).
     fn take(&mut self, len: usize) -> Option<Vec<E>> {
-        let v = self.free.get_mut(&len)?.pop()?;
+        self.tick += 1;
+        let class = self.free.get_mut(&len)?;
+        class.used = self.tick;
+        let v = class.bufs.pop()?;
         self.bytes -= len * std::mem::size_of::<E>();
         Some(v)
     }
 
-    /// Keeps `v` if it is of a cached size and fits under [`MAX_CACHED_BYTES`].
+    /// Keeps `v` if it is of a cached size. When the cache is full, the capacities unused for
+    /// longest (other than `v`'s) are dropped to make room: a new workload's sizes replace an
+    /// old one's. If only `v`'s own capacity is left, `v` goes back to the allocator.
     fn give(&mut self, v: Vec<E>) {
         let cap = v.capacity();
-        if cacheable::<E>(cap) {
-            let bytes = cap * std::mem::size_of::<E>();
-            if self.bytes + bytes <= MAX_CACHED_BYTES {
-                self.bytes += bytes;
-                self.free.entry(cap).or_default().push(v);
+        if !cacheable::<E>(cap) {
+            return;
+        }
+        let bytes = cap * std::mem::size_of::<E>();
+        while self.bytes + bytes > MAX_CACHED_BYTES {
+            let oldest = self
+                .free
+                .iter()
+                .filter(|(&c, class)| c != cap && !class.bufs.is_empty())
+                .min_by_key(|(_, class)| class.used)
+                .map(|(&c, _)| c);
+            let Some(old) = oldest else {
+                return;
+            };
+            if let Some(class) = self.free.remove(&old) {
+                self.bytes -= class.bufs.len() * old * std::mem::size_of::<E>();
             }
         }
+        self.tick += 1;
+        let class = self.free.entry(cap).or_insert_with(|| Class {
+            used: 0,
+            bufs: Vec::new(),
+        });
+        class.used = self.tick;
+        class.bufs.push(v);
+        self.bytes += bytes;
     }
 }
 
@@ -266,11 +298,34 @@ mod tests {
         for _ in 0..=fit {
             c.give(vec![0.0; n]);
         }
-        // `fit` of them filled the cache, the last went back to the allocator
+        // `fit` of them filled the cache; the last, of the same size, went to the allocator
         assert_eq!(c.bytes, MAX_CACHED_BYTES);
         assert!(c.take(n).is_some());
         assert_eq!(c.bytes, MAX_CACHED_BYTES - MAX_BUFFER_BYTES);
         assert!(c.take(n + 1).is_none());
+    }
+
+    #[test]
+    fn a_full_cache_drops_the_sizes_unused_longest() {
+        let mut c = Cache::<f32>::default();
+        let n = MAX_BUFFER_BYTES / 4;
+        let fit = MAX_CACHED_BYTES / MAX_BUFFER_BYTES;
+        let small = MIN_CACHED_BYTES / 4;
+        c.give(vec![0.0; small]); // the oldest size
+        for _ in 0..fit - 1 {
+            c.give(vec![0.0; n]);
+        }
+        assert_eq!(c.bytes, MIN_CACHED_BYTES + (fit - 1) * MAX_BUFFER_BYTES);
+        // one more large buffer of another size overflows: the oldest size makes room
+        c.give(vec![0.0; n - 1]);
+        assert!(c.take(small).is_none(), "the oldest size was dropped");
+        assert_eq!(c.bytes, MAX_CACHED_BYTES - 4);
+        // the next new size drops the next oldest, the n-sized buffers, and keeps n - 1
+        c.give(vec![0.0; n - 2]);
+        assert!(c.take(n).is_none(), "the n-sized buffers were dropped");
+        assert!(c.take(n - 1).is_some(), "the more recent size stayed");
+        assert!(c.take(n - 2).is_some(), "the new size is cached");
+        assert_eq!(c.bytes, 0);
     }
 
     #[test]
