@@ -221,8 +221,8 @@ fn gemm_flops(w: &Workload) -> f64 {
     3.0 * fwd
 }
 
-/// GFLOP/s of one large f32 GEMM (1024^3) through the same matrixmultiply call retrograd
-/// uses: the machine's practical GEMM peak at the current thread setting.
+/// GFLOP/s of one large f32 GEMM (1024^3) through retrograd's matmul (split over the pool
+/// like every large product): the machine's practical GEMM peak at the current thread setting.
 fn gemm_peak() -> Result<()> {
     let n = 1024;
     let a = Tensor::<f32>::ones(&[n, n]);
