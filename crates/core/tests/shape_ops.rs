@@ -137,6 +137,18 @@ fn cat_values_and_gradient() {
 }
 
 #[test]
+fn cat_and_stack_of_one_tensor_keep_its_values_and_shape() {
+    let a = t64(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+    let c = Tensor::cat(&[&a], 1).unwrap();
+    assert_eq!((c.shape(), c.to_vec()), (a.shape(), a.to_vec()));
+    let s = Tensor::stack(&[&a], 1).unwrap();
+    assert_eq!(s.shape(), &[2, 1, 3]);
+    assert_eq!(s.to_vec(), a.to_vec());
+    // the dim is still checked
+    assert!(Tensor::cat(&[&a], 2).is_err());
+}
+
+#[test]
 fn stack_values_and_gradient() {
     let a = leaf(&[1., 2.], &[2]);
     let b = leaf(&[3., 4.], &[2]);
@@ -294,6 +306,11 @@ fn gradcheck_shape_table() {
             "cat dim 1",
             |x| Tensor::cat(&[&x[0], &x[1]], 1),
             vec![rnd(&[2, 1], 14), rnd(&[2, 3], 15)],
+        ),
+        row(
+            "cat and stack of a single tensor (no copy)",
+            |x| Ok(Tensor::stack(&[&Tensor::cat(&[&x[0].t()?], 0)?], 1)?.tanh()),
+            vec![rnd(&[2, 3], 18)],
         ),
         row(
             "cat of views, same input twice",

@@ -213,6 +213,11 @@ impl Cat {
                 ));
             }
         }
+        if xs.len() == 1 {
+            // joining one tensor gives that tensor (tensors are immutable, so sharing it is
+            // unobservable); a one-step sequence's stack of outputs costs no copy
+            return Ok((*first).clone());
+        }
         let sizes: Vec<usize> = xs.iter().map(|x| x.shape()[d]).collect();
         let mut shape: Dims = first.shape().into();
         shape[d] = sizes.iter().sum();
