@@ -22,8 +22,9 @@ fn for_each_lane(shape: &[usize], dim: usize, mut f: impl FnMut(usize, usize, us
     }
 }
 
-/// Softmax (or log-softmax) of one dense row into `y`.
-fn softmax_row<E: Element>(x: &[E], y: &mut [E], log: bool) {
+/// Writes `exp(x - m)` into `y` for the row maximum `m` (0 when it is not finite) and returns
+/// `(m, z)`, `z` the sum of `y`: the stable first half of every softmax.
+fn exp_shifted<E: Element>(x: &[E], y: &mut [E]) -> (E, E) {
     let m = x
         .iter()
         .fold(E::neg_infinity(), |a, &v| if v > a { v } else { a });
@@ -31,7 +32,12 @@ fn softmax_row<E: Element>(x: &[E], y: &mut [E], log: bool) {
     for (yv, &xv) in y.iter_mut().zip(x) {
         *yv = (xv - m).exp_k();
     }
-    let z = super::sum_slice(y);
+    (m, super::sum_slice(y))
+}
+
+/// Softmax (or log-softmax) of one dense row into `y`.
+fn softmax_row<E: Element>(x: &[E], y: &mut [E], log: bool) {
+    let (m, z) = exp_shifted(x, y);
     if log {
         let lz = z.ln();
         for (yv, &xv) in y.iter_mut().zip(x) {
@@ -46,14 +52,7 @@ fn softmax_row<E: Element>(x: &[E], y: &mut [E], log: bool) {
 
 /// Softmax of one dense row into `y`; returns `log Σ exp(x)` (computed as `m + ln z`).
 pub(super) fn softmax_row_lse<E: Element>(x: &[E], y: &mut [E]) -> E {
-    let m = x
-        .iter()
-        .fold(E::neg_infinity(), |a, &v| if v > a { v } else { a });
-    let m = if m.is_finite() { m } else { E::zero() };
-    for (yv, &xv) in y.iter_mut().zip(x) {
-        *yv = (xv - m).exp_k();
-    }
-    let z = super::sum_slice(y);
+    let (m, z) = exp_shifted(x, y);
     for yv in y.iter_mut() {
         *yv /= z;
     }
