@@ -76,8 +76,10 @@ impl<E: Element> Op<E> for Reshape {
     fn name(&self) -> &'static str {
         "reshape"
     }
+    /// The gradient is `g` reshaped: a view when `g` is contiguous (backward runs without
+    /// recording), a copy otherwise.
     fn backward(&self, _: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
-        Ok(grads1(constant(g.to_vec(), &self.in_shape)))
+        Ok(grads1(g.reshape(&self.in_shape)?))
     }
 }
 
