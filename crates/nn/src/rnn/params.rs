@@ -69,10 +69,21 @@ impl<E: Element> CellParams<E> {
             self.bias_hh.as_ref().map(Parameter::value),
         );
         // RNN and LSTM add both biases to the same pre-activation, so they are summed once and
-        // folded into the input projection. GRU needs b_hn inside r ⊙ (W_hn h + b_hn), so b_hh
-        // stays with the recurrent product.
+        // folded into the input projection. So are a GRU's r and z parts of b_hh; only b_hn
+        // stays with the recurrent product, inside r ⊙ (W_hn h + b_hn).
         let (b_x, b_h) = match (kind, b_ih, b_hh) {
-            (CellKind::Gru, b_ih, b_hh) => (b_ih, b_hh),
+            (CellKind::Gru, b_ih, Some(b)) => {
+                let h = b.shape()[0] / 3;
+                let rz = b.narrow(0, 0, 2 * h)?;
+                let (rz, n) = match b_ih {
+                    Some(a) => (a.narrow(0, 0, 2 * h)?.add(&rz)?, a.narrow(0, 2 * h, h)?),
+                    None => (rz, Tensor::zeros(&[h])),
+                };
+                (
+                    Some(Tensor::cat(&[&rz, &n], 0)?),
+                    Some(b.narrow(0, 2 * h, h)?),
+                )
+            }
             (_, Some(a), Some(b)) => (Some(a.add(&b)?), None),
             (_, a, b) => (a.or(b), None),
         };
@@ -97,7 +108,7 @@ pub(crate) struct Prepared<E: Element> {
     pub(crate) w_hr_t: Option<Tensor<E>>,
     /// Bias added to the input projection.
     pub(crate) b_x: Option<Tensor<E>>,
-    /// Bias added to `h @ weight_hhᵀ` at every step (GRU only).
+    /// `b_hn`, added to the n block of `h @ weight_hhᵀ` at every step (GRU only).
     pub(crate) b_h: Option<Tensor<E>>,
 }
 

@@ -19,8 +19,8 @@ pub(crate) struct Carry<E: Element> {
 /// * RNN: `h' = act(gx + h Whhᵀ)`
 /// * LSTM: `i,f,g,o = σ,σ,tanh,σ(gx + h Whhᵀ)` by row block; `c' = f⊙c + i⊙g`;
 ///   `h' = o⊙tanh(c')`, then `h' Whrᵀ` with a projection.
-/// * GRU: `r,z = σ(gx_{r,z} + (h Whhᵀ + b_hh)_{r,z})`, `n = tanh(gx_n + r⊙(h Whhᵀ + b_hh)_n)`,
-///   `h' = (1-z)⊙n + z⊙h`, computed as `n + z⊙(h - n)`.
+/// * GRU: `r,z = σ(gx_{r,z} + (h Whhᵀ)_{r,z})` (`b_hr`, `b_hz` are in `gx`),
+///   `n = tanh(gx_n + r⊙((h Whhᵀ)_n + b_hn))`, `h' = (1-z)⊙n + z⊙h`, computed as `n + z⊙(h - n)`.
 pub(crate) fn step<E: Element>(
     kind: CellKind,
     p: &Prepared<E>,
@@ -57,10 +57,6 @@ pub(crate) fn step<E: Element>(
             Ok(Carry { h, c: Some(c) })
         }
         CellKind::Gru => {
-            let hw = match &p.b_h {
-                Some(b) => hw.add(b)?,
-                None => hw,
-            };
             let hs = h.shape()[1];
             let rz = gx
                 .narrow(1, 0, 2 * hs)?
@@ -68,10 +64,12 @@ pub(crate) fn step<E: Element>(
                 .sigmoid();
             let r = rz.narrow(1, 0, hs)?;
             let z = rz.narrow(1, hs, hs)?;
-            let n = gx
-                .narrow(1, 2 * hs, hs)?
-                .add(&r.mul(&hw.narrow(1, 2 * hs, hs)?)?)?
-                .tanh();
+            let hw_n = hw.narrow(1, 2 * hs, hs)?;
+            let hw_n = match &p.b_h {
+                Some(b) => hw_n.add(b)?,
+                None => hw_n,
+            };
+            let n = gx.narrow(1, 2 * hs, hs)?.add(&r.mul(&hw_n)?)?.tanh();
             let h = n.add(&z.mul(&h.sub(&n)?)?)?;
             Ok(Carry { h, c: None })
         }
