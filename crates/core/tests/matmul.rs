@@ -25,6 +25,33 @@ fn matmul_2d_values_and_gradients() {
 }
 
 #[test]
+fn addmm_values_gradients_and_errors() {
+    // C + A B with A B = [[19,22],[43,50]] (as above) and C = [[1,-1],[2,0]]:
+    // [[20,21],[45,50]]. d(sum)/dC = 1 everywhere; dA and dB as for the plain product.
+    let a = leaf(&[1., 2., 3., 4.], &[2, 2]);
+    let b = leaf(&[5., 6., 7., 8.], &[2, 2]);
+    let c = leaf(&[1., -1., 2., 0.], &[2, 2]);
+    let y = c.addmm(&a, &b).unwrap();
+    assert_tensor(&y, &[2, 2], &[20., 21., 45., 50.], 0.0);
+    let g = y.sum_all().backward().unwrap();
+    assert_close(&grad_of(&g, &c), &[1., 1., 1., 1.], 0.0);
+    assert_close(&grad_of(&g, &a), &[11., 15., 11., 15.], 0.0);
+    assert_close(&grad_of(&g, &b), &[4., 4., 6., 6.], 0.0);
+    // A bias row broadcast over the rows gets the column sums of G (here 2 each).
+    let bias = leaf(&[10., 20.], &[2]);
+    let y = bias.broadcast_to(&[2, 2]).unwrap().addmm(&a, &b).unwrap();
+    assert_tensor(&y, &[2, 2], &[29., 42., 53., 70.], 0.0);
+    let g = y.sum_all().backward().unwrap();
+    assert_close(&grad_of(&g, &bias), &[2., 2.], 0.0);
+    // The added term must have the product's shape; factors must be 2-D.
+    let err = |r: retrograd_core::Result<retrograd_core::Tensor<f64>>| r.unwrap_err().to_string();
+    let msg = err(bias.addmm(&a, &b));
+    assert!(msg.contains("addmm") && msg.contains("[2]"), "{msg}");
+    let msg = err(c.addmm(&t64(&[1., 2.], &[2]), &b));
+    assert!(msg.contains("addmm") && msg.contains("2-D"), "{msg}");
+}
+
+#[test]
 fn matmul_with_transposed_operands() {
     // bt = [[5,7],[6,8]] so bt.t() = [[5,6],[7,8]]; at = [[1,3],[2,4]] so at.t() = [[1,2],[3,4]].
     // All products equal [[19,22],[43,50]]; the gradients are the 2-D ones transposed back:
@@ -126,6 +153,30 @@ fn gradcheck_matmul_table() {
                 x[0].matmul(&wt)?.tanh().matmul(&wt)
             },
             vec![rnd(&[3, 4], 42), rnd(&[4, 4], 43)],
+        ),
+        row(
+            "addmm, full added term",
+            |x| x[0].addmm(&x[1], &x[2]),
+            vec![rnd(&[3, 2], 44), rnd(&[3, 4], 45), rnd(&[4, 2], 46)],
+        ),
+        row(
+            "addmm, broadcast bias row and transposed rhs (Linear)",
+            |x| x[0].broadcast_to(&[3, 2])?.addmm(&x[1], &x[2].t()?),
+            vec![rnd(&[2], 47), rnd(&[3, 4], 48), rnd(&[2, 4], 49)],
+        ),
+        row(
+            "addmm, added term a slice of a wider tensor, rhs used twice (recurrent step)",
+            |x| {
+                let wt = x[2].t()?;
+                let h = x[0].narrow(1, 0, 3)?.addmm(&x[1], &wt)?.tanh();
+                x[0].narrow(1, 3, 3)?.addmm(&h, &wt)
+            },
+            vec![rnd(&[2, 6], 50), rnd(&[2, 3], 51), rnd(&[3, 3], 52)],
+        ),
+        row(
+            "addmm with a constant rhs (no deferred product)",
+            |x| x[0].addmm(&x[1], &rnd(&[4, 2], 53).detach()),
+            vec![rnd(&[3, 2], 54), rnd(&[3, 4], 55)],
         ),
         row(
             "matmul of narrowed (offset) operands",

@@ -173,10 +173,14 @@ impl<E: Element> Linear<E> {
         } else {
             x.reshape(&[rows, self.in_features])?
         };
-        let mut y = x2.matmul(&self.weight.value().t()?)?;
-        if let Some(b) = &self.bias {
-            y = y.add(&b.value())?;
-        }
+        let wt = self.weight.value().t()?;
+        let y = match &self.bias {
+            Some(b) => b
+                .value()
+                .broadcast_to(&[rows, self.out_features])?
+                .addmm(&x2, &wt)?,
+            None => x2.matmul(&wt)?,
+        };
         if shape.len() == 2 {
             return Ok(y);
         }

@@ -31,6 +31,12 @@ fn gemm_ready<E: Element>(t: &Tensor<E>) -> Tensor<E> {
 
 /// `a @ b` without recording: `[m,k]@[k,n]`, `[B,m,k]@[B,k,n]` or `[B,m,k]@[k,n]`.
 pub(crate) fn matmul_raw<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {
+    let (c, shape) = matmul_vec(a, b)?;
+    Ok(constant(c, &shape))
+}
+
+/// The elements and shape of `a @ b` (see [`matmul_raw`]).
+fn matmul_vec<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<(Vec<E>, Vec<usize>)> {
     let err = || {
         Error::shape(
             "matmul",
@@ -64,7 +70,7 @@ pub(crate) fn matmul_raw<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<Ten
         Some(bs) => vec![bs, m, n],
         None => vec![m, n],
     };
-    Ok(constant(c, &shape))
+    Ok((c, shape))
 }
 
 /// `aᵀ g` for 2-D `a: [m, k]`, `g: [m, n]`, laid out like `like` (a `[k, n]` layout).
@@ -154,7 +160,103 @@ impl<E: Element> Op<E> for Matmul {
     }
 }
 
+/// `Y = C + A B` (PyTorch's `addmm`) for 2-D `A: [m,k]`, `B: [k,n]` and `C: [m,n]`, which may
+/// be any view of that shape: a slice of a wider tensor, or a bias row broadcast over the rows
+/// (`b.broadcast_to(&[m, n])`, whose backward sums the rows). One node and one pass instead of
+/// a product followed by an add; the values are the same (the product is rounded, then `C`
+/// added).
+/// `dC = G`, `dA = G Bᵀ`, `dB = Aᵀ G` (deferred like [`Matmul`]'s, so a weight used at every
+/// time step gets one stacked product).
+pub struct Addmm;
+
+impl Addmm {
+    /// Applies the op.
+    pub fn forward<E: Element>(c: &Tensor<E>, a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {
+        if a.rank() != 2 || b.rank() != 2 {
+            return Err(Error::shape(
+                "addmm",
+                format!("needs 2-D factors, got {:?} and {:?}", a.shape(), b.shape()),
+            ));
+        }
+        let (mut y, shape) = matmul_vec(a, b)?;
+        if c.shape() != shape.as_slice() {
+            return Err(Error::shape(
+                "addmm",
+                format!(
+                    "added term {:?} vs product {:?} ({:?} @ {:?})",
+                    c.shape(),
+                    shape,
+                    a.shape(),
+                    b.shape()
+                ),
+            ));
+        }
+        add_assign(&mut y, c);
+        let (d, l) = super::out(y, &shape);
+        Ok(Tensor::from_op(d, l, &[c, a, b], || Addmm))
+    }
+}
+
+/// `y += c` elementwise, `y` dense row-major in `c`'s logical order, `c` any layout (walked run
+/// by run, never gathered).
+fn add_assign<E: Element>(y: &mut [E], c: &Tensor<E>) {
+    let run = c.layout().inner_run().max(1);
+    let d = c.storage();
+    let mut i = 0;
+    c.layout().for_each_run(run, |o| {
+        for (yv, &cv) in y[i..i + run].iter_mut().zip(&d[o..o + run]) {
+            *yv += cv;
+        }
+        i += run;
+    });
+}
+
+impl<E: Element> Op<E> for Addmm {
+    fn name(&self) -> &'static str {
+        "addmm"
+    }
+    fn deferred_input(&self, _: &[Tensor<E>]) -> Option<usize> {
+        Some(2)
+    }
+    fn backward_deferring(
+        &self,
+        x: &[Tensor<E>],
+        g: &Tensor<E>,
+    ) -> Result<(InputGrads<E>, Tensor<E>, Tensor<E>)> {
+        let gc = x[0].tracks_grad().then(|| g.clone());
+        let ga = if x[1].tracks_grad() {
+            Some(matmul_raw(g, &mt(&x[2])?)?)
+        } else {
+            None
+        };
+        Ok((smallvec::smallvec![gc, ga, None], x[1].detach(), g.clone()))
+    }
+    fn backward(&self, x: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
+        let (mut grads, a, ga) = self.backward_deferring(x, g)?;
+        grads[2] = x[2]
+            .tracks_grad()
+            .then(|| at_g_like(&a, &ga, x[2].layout()))
+            .transpose()?;
+        Ok(grads)
+    }
+}
+
 impl<E: Element> Tensor<E> {
+    /// `self + a @ b` in one op (PyTorch's `addmm`), see [`Addmm`]. `self` must have the
+    /// product's shape; broadcast a bias row first.
+    ///
+    /// ```
+    /// use retrograd_core::Tensor;
+    /// let a = Tensor::<f32>::from_vec(vec![1., 2., 3., 4.], &[2, 2])?;
+    /// let i = Tensor::<f32>::from_vec(vec![1., 0., 0., 1.], &[2, 2])?;
+    /// let bias = Tensor::<f32>::from_vec(vec![10., 20.], &[2])?.broadcast_to(&[2, 2])?;
+    /// assert_eq!(bias.addmm(&a, &i)?.to_vec(), vec![11., 22., 13., 24.]);
+    /// # Ok::<(), retrograd_core::Error>(())
+    /// ```
+    pub fn addmm(&self, a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {
+        Addmm::forward(self, a, b)
+    }
+
     /// Matrix product, see [`Matmul`].
     ///
     /// ```

@@ -115,10 +115,11 @@ pub(crate) struct Prepared<E: Element> {
 impl<E: Element> Prepared<E> {
     /// `x @ weight_ihᵀ + b_x` for a [rows, in] input: the input half of every gate at once.
     pub(crate) fn project_input(&self, x: &Tensor<E>) -> Result<Tensor<E>> {
-        let gx = x.matmul(&self.w_ih_t)?;
         match &self.b_x {
-            Some(b) => gx.add(b),
-            None => Ok(gx),
+            Some(b) => b
+                .broadcast_to(&[x.shape()[0], self.w_ih_t.shape()[1]])?
+                .addmm(x, &self.w_ih_t),
+            None => x.matmul(&self.w_ih_t),
         }
     }
 }

@@ -16,7 +16,7 @@ pub(crate) struct Carry<E: Element> {
 /// Computes the next state from `gx` = the input projection of this step ([N, G·H], biases
 /// already added as [`Prepared`] arranges them) and the previous state.
 ///
-/// * RNN: `h' = act(gx + h Whhᵀ)`
+/// * RNN: `h' = act(gx + h Whhᵀ)` (one `addmm`)
 /// * LSTM: `i,f,g,o = σ,σ,tanh,σ(gx + h Whhᵀ)` by row block; `c' = f⊙c + i⊙g`;
 ///   `h' = o⊙tanh(c')`, then `h' Whrᵀ` with a projection.
 /// * GRU: `r,z = σ(gx_{r,z} + (h Whhᵀ)_{r,z})` (`b_hr`, `b_hz` are in `gx`),
@@ -28,10 +28,9 @@ pub(crate) fn step<E: Element>(
     state: &Carry<E>,
 ) -> Result<Carry<E>> {
     let h = &state.h;
-    let hw = h.matmul(&p.w_hh_t)?;
     match kind {
         CellKind::Rnn(act) => {
-            let pre = gx.add(&hw)?;
+            let pre = gx.addmm(h, &p.w_hh_t)?;
             let h = match act {
                 Nonlinearity::Tanh => pre.tanh(),
                 Nonlinearity::Relu => pre.relu(),
@@ -42,7 +41,7 @@ pub(crate) fn step<E: Element>(
             let c = state.c.as_ref().ok_or_else(|| {
                 Error::invalid("lstm", "internal: an lstm step needs a cell state")
             })?;
-            let gates = gx.add(&hw)?;
+            let gates = gx.addmm(h, &p.w_hh_t)?;
             let hs = c.shape()[1];
             let i = gates.narrow(1, 0, hs)?.sigmoid();
             let f = gates.narrow(1, hs, hs)?.sigmoid();
@@ -57,6 +56,7 @@ pub(crate) fn step<E: Element>(
             Ok(Carry { h, c: Some(c) })
         }
         CellKind::Gru => {
+            let hw = h.matmul(&p.w_hh_t)?;
             let hs = h.shape()[1];
             let rz = gx
                 .narrow(1, 0, 2 * hs)?
