@@ -173,20 +173,30 @@ impl<E: Element> Linear<E> {
         } else {
             x.reshape(&[rows, self.in_features])?
         };
-        let wt = self.weight.value().t()?;
-        let y = match &self.bias {
-            Some(b) => b
-                .value()
-                .broadcast_to(&[rows, self.out_features])?
-                .addmm(&x2, &wt)?,
-            None => x2.matmul(&wt)?,
-        };
+        let bias = self.bias.as_ref().map(Parameter::value);
+        let y = affine(&x2, &self.weight.value().t()?, bias.as_ref())?;
         if shape.len() == 2 {
             return Ok(y);
         }
         let mut out_shape = lead.to_vec();
         out_shape.push(self.out_features);
         y.reshape(&out_shape)
+    }
+}
+
+/// `x @ w_t + b` for a 2-D `x [rows, in]` and `w_t [in, out]`, with the bias row broadcast over
+/// the rows: one `addmm` node (or a plain product without a bias). Used by [`Linear`] and the
+/// recurrent layers' input projections.
+pub(crate) fn affine<E: Element>(
+    x: &Tensor<E>,
+    w_t: &Tensor<E>,
+    bias: Option<&Tensor<E>>,
+) -> Result<Tensor<E>> {
+    match bias {
+        Some(b) => b
+            .broadcast_to(&[x.shape()[0], w_t.shape()[1]])?
+            .addmm(x, w_t),
+        None => x.matmul(w_t),
     }
 }
 

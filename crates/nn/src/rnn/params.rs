@@ -71,21 +71,16 @@ impl<E: Element> CellParams<E> {
         // RNN and LSTM add both biases to the same pre-activation, so they are summed once and
         // folded into the input projection. So are a GRU's r and z parts of b_hh; only b_hn
         // stays with the recurrent product, inside r ⊙ (W_hn h + b_hn).
-        let (b_x, b_h) = match (kind, b_ih, b_hh) {
-            (CellKind::Gru, b_ih, Some(b)) => {
+        // (The two biases exist together or not at all.)
+        let (b_x, b_h) = match (b_ih, b_hh) {
+            (Some(a), Some(b)) if matches!(kind, CellKind::Gru) => {
                 let h = b.shape()[0] / 3;
-                let rz = b.narrow(0, 0, 2 * h)?;
-                let (rz, n) = match b_ih {
-                    Some(a) => (a.narrow(0, 0, 2 * h)?.add(&rz)?, a.narrow(0, 2 * h, h)?),
-                    None => (rz, Tensor::zeros(&[h])),
-                };
-                (
-                    Some(Tensor::cat(&[&rz, &n], 0)?),
-                    Some(b.narrow(0, 2 * h, h)?),
-                )
+                let rz = a.narrow(0, 0, 2 * h)?.add(&b.narrow(0, 0, 2 * h)?)?;
+                let bx = Tensor::cat(&[&rz, &a.narrow(0, 2 * h, h)?], 0)?;
+                (Some(bx), Some(b.narrow(0, 2 * h, h)?))
             }
-            (_, Some(a), Some(b)) => (Some(a.add(&b)?), None),
-            (_, a, b) => (a.or(b), None),
+            (Some(a), Some(b)) => (Some(a.add(&b)?), None),
+            _ => (None, None),
         };
         Ok(Prepared {
             w_ih_t: self.weight_ih.value().t()?,
@@ -115,11 +110,6 @@ pub(crate) struct Prepared<E: Element> {
 impl<E: Element> Prepared<E> {
     /// `x @ weight_ihᵀ + b_x` for a [rows, in] input: the input half of every gate at once.
     pub(crate) fn project_input(&self, x: &Tensor<E>) -> Result<Tensor<E>> {
-        match &self.b_x {
-            Some(b) => b
-                .broadcast_to(&[x.shape()[0], self.w_ih_t.shape()[1]])?
-                .addmm(x, &self.w_ih_t),
-            None => x.matmul(&self.w_ih_t),
-        }
+        crate::linear::affine(x, &self.w_ih_t, self.b_x.as_ref())
     }
 }
