@@ -464,7 +464,8 @@ fn gather_transposed<E: Element>(d: &[E], l: &Layout) -> Vec<E> {
     let r = l.rank();
     let (rows, cols) = (l.shape()[r - 2], l.shape()[r - 1]);
     let cs = l.strides()[r - 1];
-    let mut out = crate::storage::zeros(l.numel());
+    // every element is written below, so a recycled buffer needs no zeroing
+    let mut out = crate::storage::overwritable(l.numel());
     let outer = Layout::from_parts(
         l.shape()[..r - 2].into(),
         l.strides()[..r - 2].into(),

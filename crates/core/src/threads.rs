@@ -1,7 +1,8 @@
 //! The thread pool that large matrix products run on.
 //!
 //! retrograd splits a big GEMM into one block per thread of the global [rayon] pool (products
-//! under about two million multiply-adds stay on the calling thread). By default the pool has
+//! under about two million multiply-adds stay on the calling thread). Large row-wise ops
+//! (cross-entropy from 64k elements) are split by rows the same way. By default the pool has
 //! one thread per logical CPU; `RAYON_NUM_THREADS` or [`set_num_threads`] change that, like
 //! `torch.set_num_threads`.
 //!
