@@ -233,10 +233,11 @@ pub(crate) fn give<E: Element>(v: Vec<E>) {
 /// Returns every buffer in the cache to the allocator; the result is how many bytes that was.
 ///
 /// ```
-/// let x = retrograd_core::Tensor::<f32>::zeros(&[64, 64]);
-/// drop(x); // 16 KiB: kept for the next buffer of that length
-/// assert!(retrograd_core::storage::cached_bytes() >= 16384);
-/// retrograd_core::storage::release_cached_buffers();
+/// use retrograd_core::storage::{cached_bytes, release_cached_buffers};
+/// drop(retrograd_core::Tensor::<f32>::zeros(&[64, 64])); // 16 KiB: kept for reuse
+/// assert_eq!(cached_bytes(), 16384);
+/// assert_eq!(release_cached_buffers(), 16384);
+/// assert_eq!(cached_bytes(), 0);
 /// ```
 pub fn release_cached_buffers() -> usize {
     let f32 = with_cache::<f32, _>(|c| std::mem::take(c).bytes).unwrap_or(0);
@@ -247,8 +248,10 @@ pub fn release_cached_buffers() -> usize {
 /// Bytes held by the cache.
 ///
 /// ```
-/// let n = retrograd_core::storage::cached_bytes();
-/// assert!(n <= retrograd_core::storage::MAX_CACHED_BYTES * 2); // an f32 and an f64 cache
+/// use retrograd_core::storage::cached_bytes;
+/// assert_eq!(cached_bytes(), 0); // nothing freed yet in this program
+/// drop(retrograd_core::Tensor::<f64>::zeros(&[1024])); // 8 KiB
+/// assert_eq!(cached_bytes(), 8192);
 /// ```
 pub fn cached_bytes() -> usize {
     with_cache::<f32, _>(|c| c.bytes).unwrap_or(0) + with_cache::<f64, _>(|c| c.bytes).unwrap_or(0)
