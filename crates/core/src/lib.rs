@@ -35,6 +35,7 @@ pub mod storage;
 pub mod tape;
 pub mod tensor;
 pub mod threads;
+mod twin;
 
 pub use anomaly::{detect_anomaly, forward_anomaly, is_anomaly_enabled};
 pub use element::{DType, Element};

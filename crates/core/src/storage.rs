@@ -22,6 +22,7 @@ use std::sync::{LazyLock, Mutex};
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::element::{DType, Element};
+use crate::twin::Twin;
 
 /// Buffers smaller than this are left to the allocator (which is fast for them).
 pub const MIN_CACHED_BYTES: usize = 4096;
@@ -45,51 +46,71 @@ pub const MAX_CACHED_BYTES: usize = 256 << 20;
 /// assert_eq!(s.into_vec(), vec![1.0, 2.0]);
 /// ```
 #[derive(Debug)]
-pub struct Storage<E: Element>(Vec<E>);
+pub struct Storage<E: Element> {
+    data: Vec<E>,
+    /// A transposed copy for products that read this storage as `w.t()` again and again;
+    /// dropped whenever the elements are borrowed mutably.
+    twin: Twin<E>,
+}
 
 impl<E: Element> Storage<E> {
     /// The elements as a `Vec` (moved out, not copied).
     pub fn into_vec(mut self) -> Vec<E> {
-        std::mem::take(&mut self.0)
+        std::mem::take(&mut self.data)
+    }
+
+    /// The `[cols, rows]` row-major transpose of these elements read as a row-major
+    /// `[rows, cols]` matrix, from the second request on (see [`crate::twin`]).
+    pub(crate) fn transposed(&self, rows: usize, cols: usize) -> Option<&[E]> {
+        self.twin.transposed(&self.data, rows, cols)
     }
 }
 
 impl<E: Element> From<Vec<E>> for Storage<E> {
-    fn from(v: Vec<E>) -> Self {
-        Storage(v)
+    fn from(data: Vec<E>) -> Self {
+        Storage {
+            data,
+            twin: Twin::default(),
+        }
     }
 }
 
 impl<E: Element> FromIterator<E> for Storage<E> {
     fn from_iter<I: IntoIterator<Item = E>>(iter: I) -> Self {
-        Storage(iter.into_iter().collect())
+        Storage::from(iter.into_iter().collect::<Vec<E>>())
     }
 }
 
 impl<E: Element> Deref for Storage<E> {
     type Target = [E];
     fn deref(&self) -> &[E] {
-        &self.0
+        &self.data
     }
 }
 
 impl<E: Element> DerefMut for Storage<E> {
     fn deref_mut(&mut self) -> &mut [E] {
-        &mut self.0
+        if let Some(old) = self.twin.clear() {
+            give(old);
+        }
+        &mut self.data
     }
 }
 
 impl<E: Element> Clone for Storage<E> {
     fn clone(&self) -> Self {
-        let mut v = take(self.0.len());
-        v.extend_from_slice(&self.0);
-        Storage(v)
+        let mut v = take(self.data.len());
+        v.extend_from_slice(&self.data);
+        Storage::from(v)
     }
 }
 
 impl<E: Element> Drop for Storage<E> {
     fn drop(&mut self) {
-        give(std::mem::take(&mut self.0));
+        give(std::mem::take(&mut self.data));
+        if let Some(old) = self.twin.clear() {
+            give(old);
+        }
     }
 }
 

@@ -266,3 +266,46 @@ fn matmul_large_operands_match_naive_products() {
     let want_db: Vec<f64> = db0.iter().zip(&db1).map(|(x, y)| x + y).collect();
     assert_close(&grad_of(&g, &bl), &want_db, 1e-12);
 }
+
+#[test]
+fn a_weight_read_transposed_again_gives_the_same_bits_and_follows_updates() {
+    // From its second read as `w.t()`, a weight's product reads a cached row-major transpose.
+    // Every read must give the bits of the first (which used the strided view), for f64 and
+    // f32, and an update of the weight must drop the copy (else the third product below would
+    // use the old values).
+    use retrograd_core::Parameter;
+    let (m, k, n) = (24, 40, 60); // 57,600 multiply-adds: the packing path
+    let x = rnd(&[m, k], 60);
+    let w = Parameter::new(rnd(&[n, k], 61));
+    let first = x.matmul(&w.value().t().unwrap()).unwrap().to_vec();
+    assert_close(
+        &first,
+        &naive(&x.to_vec(), &transposed(&w.to_vec(), n, k), m, k, n),
+        1e-12,
+    );
+    for _ in 0..3 {
+        assert_eq!(x.matmul(&w.value().t().unwrap()).unwrap().to_vec(), first);
+    }
+    let xf = x.cast::<f32>();
+    let wf = Parameter::new(w.value().cast::<f32>());
+    let firstf = xf.matmul(&wf.value().t().unwrap()).unwrap().to_vec();
+    for _ in 0..3 {
+        assert_eq!(
+            xf.matmul(&wf.value().t().unwrap()).unwrap().to_vec(),
+            firstf
+        );
+    }
+    // the same through addmm, with a bias row broadcast over the rows
+    let bias = rnd(&[n], 62).broadcast_to(&[m, n]).unwrap();
+    let y1 = bias.addmm(&x, &w.value().t().unwrap()).unwrap().to_vec();
+    let y2 = bias.addmm(&x, &w.value().t().unwrap()).unwrap().to_vec();
+    assert_eq!(y1, y2);
+    // an optimizer-style in-place update: the next product sees the new values
+    w.update(|d| d.iter_mut().for_each(|v| *v *= 2.0)).unwrap();
+    let doubled: Vec<f64> = first.iter().map(|v| 2.0 * v).collect();
+    assert_close(
+        &x.matmul(&w.value().t().unwrap()).unwrap().to_vec(),
+        &doubled,
+        1e-12,
+    );
+}

@@ -37,6 +37,12 @@ impl<E> MatRef<'_, E> {
     }
 }
 
+/// Whether [`gemm`] hands an `m x k x n` product to `matrixmultiply` (which packs its operands)
+/// rather than to the direct loops.
+pub(crate) fn packs(m: usize, k: usize, n: usize) -> bool {
+    m * k * n > SMALL_GEMM_FMAS && m > 1
+}
+
 /// `c = a @ b` for `a: m x k`, `b: k x n` and a dense row-major `c: m x n` (overwritten).
 ///
 /// Large products are split into one block per thread of the rayon pool, each a
@@ -60,7 +66,7 @@ pub(crate) fn gemm<E: Element>(
         c.fill(E::zero());
         return;
     }
-    if m * k * n > SMALL_GEMM_FMAS && m > 1 {
+    if packs(m, k, n) {
         let threads = crate::threads::product_threads();
         if threads > 1 && m * k * n >= THREADED_MIN_FMAS {
             if m >= n {

@@ -1,0 +1,110 @@
+//! A row-major copy of a storage read as a transposed matrix, kept for the products that read
+//! it again.
+//!
+//! `x.matmul(&w.t())` (every `Linear` and recurrent product, with PyTorch's `[out, in]` weight
+//! layout) hands `matrixmultiply` a column-major right-hand side. It packs that one element
+//! at a time, where it packs a row-major one a row of sixteen at a time: a 32x256x1024 product
+//! took 180 µs with the transposed operand against 131 µs with a row-major copy, and a
+//! 16x128x384 one 19.8 against 10.4 µs (one thread, on this project's machine). A recurrent
+//! weight is read that way at every time step, so from the second such read of a storage the
+//! product reads a transposed copy instead, made once and dropped when the storage is
+//! mutated (an optimizer step) or freed. The copy holds the same values, and packing
+//! puts them in the same order as before, so products give the same bits either way.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use crate::element::Element;
+
+/// The transposed copy of one storage, and how often a product has asked for it.
+#[derive(Debug, Default)]
+pub(crate) struct Twin<E> {
+    copy: OnceLock<Transposed<E>>,
+    reads: AtomicU32,
+}
+
+/// `data` is the `[cols, rows]` row-major transpose of the storage read as `[rows, cols]`.
+#[derive(Debug)]
+struct Transposed<E> {
+    rows: usize,
+    cols: usize,
+    data: Vec<E>,
+}
+
+impl<E: Element> Twin<E> {
+    /// The `[cols, rows]` row-major transpose of `src` (read as a row-major `[rows, cols]`),
+    /// from the second request on; `None` on the first, or when a copy of other dimensions
+    /// was made first.
+    pub(crate) fn transposed(&self, src: &[E], rows: usize, cols: usize) -> Option<&[E]> {
+        debug_assert_eq!(src.len(), rows * cols);
+        if self.copy.get().is_none() && self.reads.fetch_add(1, Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let t = self.copy.get_or_init(|| Transposed {
+            rows,
+            cols,
+            data: transpose(src, rows, cols),
+        });
+        (t.rows == rows && t.cols == cols).then_some(&t.data[..])
+    }
+
+    /// Forgets the copy (the storage is about to change), returning its buffer.
+    pub(crate) fn clear(&mut self) -> Option<Vec<E>> {
+        *self.reads.get_mut() = 0;
+        self.copy.take().map(|t| t.data)
+    }
+}
+
+/// The row-major `[cols, rows]` transpose of a row-major `[rows, cols]` matrix, in 16x16 tiles.
+fn transpose<E: Element>(src: &[E], rows: usize, cols: usize) -> Vec<E> {
+    const TILE: usize = 16;
+    // every element is written below
+    let mut out = crate::storage::overwritable(rows * cols);
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                let row = &src[r * cols..(r + 1) * cols];
+                for c in c0..(c0 + TILE).min(cols) {
+                    out[c * rows + r] = row[c];
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_copy_comes_on_the_second_read_and_goes_on_clear() {
+        let src: Vec<f64> = (0..6).map(f64::from).collect(); // [[0,1,2],[3,4,5]]
+        let mut twin = Twin::default();
+        assert_eq!(twin.transposed(&src, 2, 3), None);
+        assert_eq!(
+            twin.transposed(&src, 2, 3),
+            Some(&[0.0, 3.0, 1.0, 4.0, 2.0, 5.0][..])
+        );
+        // a copy of other dimensions is never handed out
+        assert_eq!(twin.transposed(&src, 3, 2), None);
+        assert_eq!(twin.clear().map(|v| v.len()), Some(6));
+        assert_eq!(twin.transposed(&src, 3, 2), None);
+        assert_eq!(
+            twin.transposed(&src, 3, 2),
+            Some(&[0.0, 2.0, 4.0, 1.0, 3.0, 5.0][..])
+        );
+    }
+
+    #[test]
+    fn tiles_cover_ragged_edges() {
+        let (rows, cols) = (37, 21);
+        let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+        let t = transpose(&src, rows, cols);
+        for r in 0..rows {
+            for c in 0..cols {
+                assert_eq!(t[c * rows + r], src[r * cols + c]);
+            }
+        }
+    }
+}
