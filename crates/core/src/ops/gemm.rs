@@ -249,6 +249,9 @@ mod tests {
     fn every_path_matches_the_naive_product() {
         for &(m, k, n) in &[
             (1, 100, 100),
+            (1, 37, 6),   // ragged lanes
+            (1, 200, 10), // several 16-lane chunks and a tail
+            (2, 130, 7),
             (3, 5, 7),
             (64, 64, 64),
             (1, 1, 9),
