@@ -7,6 +7,7 @@ pub mod broadcast;
 pub mod dropout;
 mod gemm;
 pub mod index;
+pub mod join;
 pub mod loss;
 pub mod matmul;
 pub mod reduce;

@@ -188,74 +188,6 @@ impl<E: Element> Op<E> for Narrow {
     }
 }
 
-/// `y` = the inputs joined along `dim`; `dL/dx_i` = the matching slice of `dL/dy`.
-pub struct Cat {
-    dim: usize,
-    sizes: Vec<usize>,
-}
-
-impl Cat {
-    /// Applies the op. All inputs must agree on every dim except `dim`.
-    pub fn forward<E: Element>(xs: &[&Tensor<E>], dim: isize) -> Result<Tensor<E>> {
-        let first = xs
-            .first()
-            .ok_or_else(|| Error::invalid("cat", "needs at least one tensor"))?;
-        let d = resolve_dim("cat", dim, first.rank())?;
-        for x in xs {
-            let ok = x.rank() == first.rank()
-                && x.shape()
-                    .iter()
-                    .zip(first.shape())
-                    .enumerate()
-                    .all(|(i, (a, b))| i == d || a == b);
-            if !ok {
-                return Err(Error::shape(
-                    "cat",
-                    format!("along dim {d}: {:?} vs {:?}", first.shape(), x.shape()),
-                ));
-            }
-        }
-        if xs.len() == 1 {
-            // joining one tensor gives that tensor (tensors are immutable, so sharing it is
-            // unobservable); a one-step sequence's stack of outputs costs no copy
-            return Ok((*first).clone());
-        }
-        let sizes: Vec<usize> = xs.iter().map(|x| x.shape()[d]).collect();
-        let mut shape: Dims = first.shape().into();
-        shape[d] = sizes.iter().sum();
-        let outer: usize = shape[..d].iter().product();
-        let inner: usize = shape[d + 1..].iter().product();
-        let mut data = crate::storage::take(numel(&shape));
-        let parts: Vec<_> = xs.iter().map(|x| x.contiguous_data()).collect();
-        for o in 0..outer {
-            for (p, &s) in parts.iter().zip(&sizes) {
-                data.extend_from_slice(&p[o * s * inner..(o + 1) * s * inner]);
-            }
-        }
-        let (dt, l) = out(data, &shape);
-        Ok(Tensor::from_op(dt, l, xs, || Cat { dim: d, sizes }))
-    }
-}
-
-impl<E: Element> Op<E> for Cat {
-    fn name(&self) -> &'static str {
-        "cat"
-    }
-    fn backward(&self, x: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
-        let mut start = 0;
-        let mut grads = InputGrads::new();
-        for (xi, &s) in x.iter().zip(&self.sizes) {
-            grads.push(if xi.tracks_grad() {
-                Some(g.narrow(self.dim as isize, start, s)?.contiguous())
-            } else {
-                None
-            });
-            start += s;
-        }
-        Ok(grads)
-    }
-}
-
 impl<E: Element> Tensor<E> {
     /// Same elements, new shape, see [`Reshape`].
     ///
@@ -355,44 +287,6 @@ impl<E: Element> Tensor<E> {
         }
         // non-contiguous: go through permute-free path by copying
         self.contiguous().reshape(shape)
-    }
-
-    /// Joins tensors along an existing dim, see [`Cat`].
-    ///
-    /// ```
-    /// use retrograd_core::Tensor;
-    /// let a = Tensor::<f32>::ones(&[1, 2]);
-    /// let b = Tensor::<f32>::zeros(&[1, 2]);
-    /// assert_eq!(Tensor::cat(&[&a, &b], 0)?.shape(), &[2, 2]);
-    /// # Ok::<(), retrograd_core::Error>(())
-    /// ```
-    pub fn cat(xs: &[&Tensor<E>], dim: isize) -> Result<Tensor<E>> {
-        Cat::forward(xs, dim)
-    }
-
-    /// Joins same-shaped tensors along a new dim `dim` (`0..=rank`).
-    pub fn stack(xs: &[&Tensor<E>], dim: usize) -> Result<Tensor<E>> {
-        let first = xs
-            .first()
-            .ok_or_else(|| Error::invalid("stack", "needs at least one tensor"))?;
-        if dim > first.rank() {
-            return Err(Error::Dim {
-                op: "stack",
-                dim: dim as isize,
-                rank: first.rank(),
-            });
-        }
-        if let Some(x) = xs.iter().find(|x| x.shape() != first.shape()) {
-            return Err(Error::shape(
-                "stack",
-                format!("{:?} vs {:?}", first.shape(), x.shape()),
-            ));
-        }
-        let parts = xs
-            .iter()
-            .map(|x| x.unsqueeze(dim))
-            .collect::<Result<Vec<_>>>()?;
-        Tensor::cat(&parts.iter().collect::<Vec<_>>(), dim as isize)
     }
 
     /// Splits `dim` into pieces of `size` (the last may be smaller), as views. An empty `dim`
