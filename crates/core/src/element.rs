@@ -157,15 +157,20 @@ macro_rules! impl_gemm {
 /// `e^x` for `f32` without a libm call, so loops over it vectorize.
 ///
 /// Range reduction `x = n ln2 + r` with `|r| <= ln2 / 2` (ln2 split in a high part exact in
-/// f32 and a low correction), a degree-6 Taylor polynomial for `e^r` (truncation error below
-/// 2e-8 relative on that interval), and `2^n` assembled from exponent bits. Overflow gives
-/// `+inf`, results below the normal range flush to 0, NaN stays NaN.
+/// f32 and a low correction; `n` rounded half to even), a degree-6 Taylor polynomial for `e^r`
+/// (truncation error below 2e-8 relative on that interval), and `2^n` assembled from exponent
+/// bits. Overflow gives `+inf`, results below the normal range flush to 0, NaN stays NaN.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
+    // Adding 1.5 * 2^23 rounds to the nearest integer and leaves it in the low mantissa bits,
+    // so `n` needs no float-to-int cast (Rust's saturating `as i32` does not vectorize: LLVM
+    // converted each lane on its own, a third of the time of a 10k-class softmax).
+    const ROUNDER: f32 = 12_582_912.0;
     let xc = x.clamp(-87.0, 88.0);
-    let n = (xc * std::f32::consts::LOG2_E).round();
+    let t = xc * std::f32::consts::LOG2_E + ROUNDER;
+    let n = t - ROUNDER;
     let r = xc - n * LN2_HI - n * LN2_LO;
     // 1 + r + r^2/2! + ... + r^6/6!, Horner form
     let p = 1.0 / 720.0;
@@ -175,7 +180,8 @@ pub fn exp_f32(x: f32) -> f32 {
     let p = p * r + 0.5;
     let p = p * r + 1.0;
     let p = p * r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // t's bits are ROUNDER's plus n (|n| <= 127), so this is the biased exponent n + 127
+    let scale = f32::from_bits(t.to_bits().wrapping_sub(ROUNDER.to_bits() - 127) << 23);
     let y = p * scale;
     let y = if x > 88.722_83 { f32::INFINITY } else { y };
     let y = if x < -87.336_54 { 0.0 } else { y };
