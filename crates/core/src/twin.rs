@@ -55,19 +55,27 @@ impl<E: Element> Twin<E> {
     }
 }
 
-/// The row-major `[cols, rows]` transpose of a row-major `[rows, cols]` matrix, in 16x16 tiles.
+/// The row-major `[cols, rows]` transpose of a row-major `[rows, cols]` matrix, eight source
+/// columns at a time: each source row gives one element to each of eight output rows, so
+/// reads stay sequential and eight write streams advance together (a 1024x256 matrix took
+/// 64 µs this way and 675 µs in 16x16 tiles, whose column-wise writes were 4 KiB apart).
 fn transpose<E: Element>(src: &[E], rows: usize, cols: usize) -> Vec<E> {
-    const TILE: usize = 16;
+    const W: usize = 8;
     // every element is written below
     let mut out = crate::storage::overwritable(rows * cols);
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                let row = &src[r * cols..(r + 1) * cols];
-                for c in c0..(c0 + TILE).min(cols) {
-                    out[c * rows + r] = row[c];
-                }
+    let full = cols / W * W;
+    for c0 in (0..full).step_by(W) {
+        let dst = &mut out[c0 * rows..(c0 + W) * rows];
+        for (r, row) in src.chunks_exact(cols).enumerate() {
+            let s: &[E; W] = row[c0..c0 + W].try_into().expect("eight columns");
+            for (j, &v) in s.iter().enumerate() {
+                dst[j * rows + r] = v;
             }
+        }
+    }
+    for c in full..cols {
+        for (r, row) in src.chunks_exact(cols).enumerate() {
+            out[c * rows + r] = row[c];
         }
     }
     out
@@ -97,7 +105,7 @@ mod tests {
     }
 
     #[test]
-    fn tiles_cover_ragged_edges() {
+    fn the_transpose_covers_ragged_edges() {
         let (rows, cols) = (37, 21);
         let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
         let t = transpose(&src, rows, cols);
