@@ -145,12 +145,30 @@ impl<E: Element> SlotState<E> for AdamSlot<E> {
 }
 
 /// PyTorch's `lerp(a, b, w)`: `a + w (b - a)` for |w| < 0.5, else `b - (b - a)(1 - w)`.
-#[inline]
+#[inline(always)]
 pub(crate) fn lerp<E: Element>(a: E, b: E, w: E) -> E {
     if w.abs() < E::of_f64(0.5) {
         a + w * (b - a)
     } else {
         b - (b - a) * (E::one() - w)
+    }
+}
+
+/// The moment coefficients of one Adam step.
+struct Moments<E> {
+    one_minus_b1: E,
+    b2: E,
+    one_minus_b2: E,
+}
+
+impl<E: Element> Moments<E> {
+    /// Updates the moments with gradient `d` (weight decay included) and returns them:
+    /// `m = lerp(m, d, 1 - beta1)`, `v = beta2 v + (1 - beta2) d²`.
+    #[inline(always)]
+    fn update(&self, m: &mut E, v: &mut E, d: E) -> (E, E) {
+        *m = lerp(*m, d, self.one_minus_b1);
+        *v = *v * self.b2 + self.one_minus_b2 * d * d;
+        (*m, *v)
     }
 }
 
@@ -186,28 +204,40 @@ pub(crate) fn adam_update<E: Element>(
         let bias_correction2 = 1.0 - beta2.powf(t);
         let neg_step_size = E::of_f64(-(c.lr / bias_correction1));
         let bc2_sqrt = E::of_f64(bias_correction2.sqrt());
-        for j in 0..w.len() {
-            let mut d = g[j];
-            if c.weight_decay != 0.0 {
-                if decoupled {
-                    w[j] *= shrink;
-                } else {
-                    d += wd * w[j];
-                }
-            }
-            let m = lerp(s.exp_avg[j], d, one_minus_b1);
-            s.exp_avg[j] = m;
-            let v = s.exp_avg_sq[j] * b2 + one_minus_b2 * d * d;
-            s.exp_avg_sq[j] = v;
-            let v_hat = match s.max_exp_avg_sq.as_mut() {
-                Some(mx) => {
-                    mx[j] = mx[j].max(v);
-                    mx[j]
-                }
-                None => v,
-            };
+        if decoupled && c.weight_decay != 0.0 {
+            w.iter_mut().for_each(|x| *x *= shrink);
+        }
+        let k = Moments {
+            one_minus_b1,
+            b2,
+            one_minus_b2,
+        };
+        let finish = |w: &mut E, m: E, v_hat: E| {
             let denom = v_hat.sqrt() / bc2_sqrt + eps;
-            w[j] += neg_step_size * m / denom;
+            *w += neg_step_size * m / denom;
+        };
+        // The branches are hoisted out of the loops (weight decay as a closure picked once),
+        // so the common case vectorizes.
+        let coupled = c.weight_decay != 0.0 && !decoupled;
+        let rows = w
+            .iter_mut()
+            .zip(g)
+            .zip(s.exp_avg.iter_mut().zip(s.exp_avg_sq.iter_mut()));
+        match (s.max_exp_avg_sq.as_mut(), coupled) {
+            (None, false) => rows.for_each(|((w, &g), (m, v))| {
+                let (m, v) = k.update(m, v, g);
+                finish(w, m, v);
+            }),
+            (None, true) => rows.for_each(|((w, &g), (m, v))| {
+                let (m, v) = k.update(m, v, g + wd * *w);
+                finish(w, m, v);
+            }),
+            (Some(mx), _) => rows.zip(mx.iter_mut()).for_each(|(((w, &g), (m, v)), mx)| {
+                let d = if coupled { g + wd * *w } else { g };
+                let (m, v) = k.update(m, v, d);
+                *mx = mx.max(v);
+                finish(w, m, *mx);
+            }),
         }
     })
 }

@@ -192,16 +192,25 @@ impl<E: Element> Sgd<E> {
             } else {
                 None
             };
-            for j in 0..w.len() {
-                let mut d = g[j];
-                if c.weight_decay != 0.0 {
-                    d += wd * w[j];
+            let decay = |w: E, g: E| if c.weight_decay != 0.0 { g + wd * w } else { g };
+            match buf.as_deref_mut() {
+                // plain SGD (no momentum, no decay) as its own loop, so it vectorizes
+                None if c.weight_decay == 0.0 => {
+                    w.iter_mut().zip(g).for_each(|(w, &g)| *w += neg_lr * g);
                 }
-                if let Some(b) = buf.as_deref_mut() {
-                    b[j] = if first { d } else { b[j] * mu + keep * d };
-                    d = if c.nesterov { d + mu * b[j] } else { b[j] };
-                }
-                w[j] += neg_lr * d;
+                None => w
+                    .iter_mut()
+                    .zip(g)
+                    .for_each(|(w, &g)| *w += neg_lr * decay(*w, g)),
+                Some(b) => w
+                    .iter_mut()
+                    .zip(g)
+                    .zip(b.iter_mut())
+                    .for_each(|((w, &g), b)| {
+                        let d = decay(*w, g);
+                        *b = if first { d } else { *b * mu + keep * d };
+                        *w += neg_lr * if c.nesterov { d + mu * *b } else { *b };
+                    }),
             }
         })
     }
