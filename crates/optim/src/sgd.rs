@@ -184,7 +184,7 @@ impl<E: Element> Sgd<E> {
         let neg_lr = E::of_f64(-c.lr);
         self.core.step(grads, |w, g, slot| {
             let first = slot.is_none();
-            let mut buf = if c.momentum != 0.0 {
+            let buf = if c.momentum != 0.0 {
                 let s = slot.get_or_insert_with(|| SgdSlot {
                     momentum_buffer: vec![E::zero(); g.len()],
                 });
@@ -193,7 +193,7 @@ impl<E: Element> Sgd<E> {
                 None
             };
             let decay = |w: E, g: E| if c.weight_decay != 0.0 { g + wd * w } else { g };
-            match buf.as_deref_mut() {
+            match buf {
                 // plain SGD (no momentum, no decay) as its own loop, so it vectorizes
                 None if c.weight_decay == 0.0 => {
                     w.iter_mut().zip(g).for_each(|(w, &g)| *w += neg_lr * g);
