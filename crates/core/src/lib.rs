@@ -28,6 +28,7 @@ mod display;
 pub mod element;
 pub mod error;
 pub mod gradcheck;
+mod helper;
 pub mod layout;
 pub mod ops;
 pub mod param;

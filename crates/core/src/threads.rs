@@ -6,6 +6,10 @@
 //! one thread per logical CPU; `RAYON_NUM_THREADS` or [`set_num_threads`] change that, like
 //! `torch.set_num_threads`.
 //!
+//! One-row products of at least 64k multiply-adds (batch-1 sampling) are split instead with a
+//! helper thread that stays awake between tokens (`helper.rs`); with one thread in the pool
+//! they stay on the caller too.
+//!
 //! [`join`] runs two independent pieces of graph building at once (the two directions of a
 //! bidirectional recurrent layer): the second on the pool, with the caller's grad and anomaly
 //! modes, and products inside either piece stay on their own thread.

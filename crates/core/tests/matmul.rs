@@ -309,3 +309,44 @@ fn a_weight_read_transposed_again_gives_the_same_bits_and_follows_updates() {
         1e-12,
     );
 }
+
+#[test]
+fn one_row_products_split_with_the_helper_thread_give_the_same_bits() {
+    // A 1x256x1024 product (and its transposed-weight form) is split between the caller and
+    // the helper thread when the pool has two threads. Each column is the same dot product
+    // either way, so one and two threads must agree bit for bit, also when several threads
+    // compete for the helper (the losers compute alone). Checked against the triple loop too.
+    let (k, n) = (256, 1024);
+    let x = rnd(&[1, k], 70).cast::<f32>();
+    let w = rnd(&[n, k], 71).cast::<f32>();
+    let pool = |t| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build()
+            .unwrap()
+    };
+    let product = |t| {
+        pool(t).install(|| {
+            (
+                x.matmul(&w.t().unwrap()).unwrap().to_vec(),
+                x.matmul(&w.t().unwrap().contiguous()).unwrap().to_vec(),
+            )
+        })
+    };
+    let one = product(1);
+    let want = naive(&x.to_f64_vec(), &transposed(&w.to_f64_vec(), n, k), 1, k, n);
+    assert_close(
+        &one.0.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        &want,
+        1e-3,
+    );
+    for _ in 0..20 {
+        assert_eq!(product(2), one);
+    }
+    std::thread::scope(|s| {
+        let racers: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| (0..20).all(|_| product(2) == one)))
+            .collect();
+        assert!(racers.into_iter().all(|r| r.join().unwrap()));
+    });
+}

@@ -29,7 +29,7 @@ impl<E> MatRef<'_, E> {
     }
 
     /// The operand from column `j` on.
-    fn cols_from(self, j: usize) -> Self {
+    pub(crate) fn cols_from(self, j: usize) -> Self {
         MatRef {
             data: &self.data[(j * self.cs).min(self.data.len())..],
             ..self

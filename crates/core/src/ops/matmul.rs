@@ -37,6 +37,53 @@ fn gemm_rhs<E: Element>(b: &Tensor<E>, m: usize) -> MatRef<'_, E> {
     gemm_view(b, None)
 }
 
+/// From this many multiply-adds, a one-row product is split with the helper thread.
+const SPLIT_ROW_MIN_FMAS: usize = 1 << 16;
+
+/// `c = a @ b` for one row `a` and a large 2-D `b`, with the second half of the columns
+/// computed on the helper thread (see [`crate::helper`]): returns false, computing nothing,
+/// when the product is small, the pool has one thread, or the helper is busy. Each column is
+/// the same dot product either way, so the bits do not depend on the split.
+fn split_row_product<E: Element>(
+    a: MatRef<'_, E>,
+    b: &Tensor<E>,
+    k: usize,
+    n: usize,
+    c: &mut [E],
+) -> bool {
+    if k * n < SPLIT_ROW_MIN_FMAS || n < 2 || crate::threads::product_threads() < 2 {
+        return false;
+    }
+    let h = n / 2;
+    let row: Vec<E> = (0..k).map(|p| a.data[p * a.cs]).collect();
+    let storage = b.storage_arc().clone();
+    let l = b.layout();
+    let (offset, rs, cs) = (l.offset(), l.strides()[0], l.strides()[1]);
+    let job = move || {
+        let bv = MatRef {
+            data: &storage[offset..],
+            rs,
+            cs,
+        };
+        let av = MatRef {
+            data: &row[..],
+            rs: k,
+            cs: 1,
+        };
+        let mut out = crate::storage::overwritable(n - h);
+        gemm(1, k, n - h, av, bv.cols_from(h), &mut out);
+        out
+    };
+    let Ok(pending) = crate::helper::spawn(job) else {
+        return false;
+    };
+    gemm(1, k, h, a, gemm_view(b, None), &mut c[..h]);
+    let rest = pending.wait();
+    c[h..].copy_from_slice(&rest);
+    crate::storage::give(rest);
+    true
+}
+
 /// Broadcast (stride-0) operands are materialized; other strided views go straight to GEMM.
 fn gemm_ready<E: Element>(t: &Tensor<E>) -> Tensor<E> {
     if t.layout().strides().contains(&0) && t.numel() > 1 {
@@ -79,12 +126,16 @@ fn matmul_vec<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<(Vec<E>, Vec<u
     if m * n > 0 {
         for i in 0..nb {
             let av = gemm_view(&a, batch.map(|_| i));
+            let ci = &mut c[i * m * n..(i + 1) * m * n];
+            if nb == 1 && m == 1 && !b_batched && split_row_product(av, &b, k, n, ci) {
+                continue;
+            }
             let bv = if b_batched {
                 gemm_view(&b, Some(i))
             } else {
                 gemm_rhs(&b, m)
             };
-            gemm(m, k, n, av, bv, &mut c[i * m * n..(i + 1) * m * n]);
+            gemm(m, k, n, av, bv, ci);
         }
     }
     let shape: Vec<usize> = match batch {
