@@ -1,17 +1,18 @@
-//! A second thread for batch-1 products, woken without a system call.
+//! A second thread for split products, woken without a system call.
 //!
-//! Sampling from a model runs one token at a time: each step is a few products of one row by
-//! a weight matrix, each reading a megabyte of weights, with microseconds of other work in
-//! between. Splitting such a product over two cores halves the bytes each core reads and lets
-//! each core keep its half of the weights in its own L2 cache. rayon cannot do it cheaply:
-//! its idle workers fall asleep within microseconds, and waking one (a futex call, then the
-//! scheduler) took longer than the product (measured: 19 µs per token on one thread, 25-35 µs
-//! split through rayon). So this module keeps one helper thread that spins for
-//! [`SPIN_AFTER_JOB`] after each job before it parks: during sampling it is always awake, and
-//! after sampling it sleeps again within a fraction of a millisecond.
+//! A training step on a two-core machine splits each large product in two, and the products
+//! come every few tens of microseconds with single-threaded elementwise work in between.
+//! rayon's idle workers fall asleep within microseconds, and waking one (a futex call, then
+//! the scheduler) is slow on this project's VM: B1's callers waited 52 µs on average for the
+//! second block of a product whose own block took about as long. Sampling one token at a time
+//! is the extreme case: each token is a few one-row products reading a megabyte of weights
+//! (19 µs per token on one thread, 25-35 µs split through rayon). So this module keeps one
+//! helper thread that spins for [`SPIN_AFTER_JOB`] after each job before it parks: while a
+//! model trains or samples it is always awake, and afterwards it sleeps again within a
+//! fraction of a millisecond.
 //!
-//! Only jobs that own their data (`'static`) are sent, so no `unsafe` is needed: the caller
-//! shares the weight storage through its `Arc` and copies the input row.
+//! Only jobs that own their data (`'static`) are sent, so no `unsafe` is needed: callers share
+//! operand storage through its `Arc` and get the helper's block back as a buffer.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};

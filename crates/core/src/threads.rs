@@ -6,9 +6,10 @@
 //! one thread per logical CPU; `RAYON_NUM_THREADS` or [`set_num_threads`] change that, like
 //! `torch.set_num_threads`.
 //!
-//! One-row products of at least 64k multiply-adds (batch-1 sampling) are split instead with a
-//! helper thread that stays awake between tokens (`helper.rs`); with one thread in the pool
-//! they stay on the caller too.
+//! With a two-thread pool (the default on a two-core machine), the second block goes to a
+//! helper thread that stays awake between products (`helper.rs`) rather than to a rayon worker,
+//! which sleeps between them; one-row products from 64k multiply-adds (batch-1 sampling) are
+//! split with that helper too. With one thread in the pool everything stays on the caller.
 //!
 //! [`join`] runs two independent pieces of graph building at once (the two directions of a
 //! bidirectional recurrent layer): the second on the pool, with the caller's grad and anomaly

@@ -350,3 +350,34 @@ fn one_row_products_split_with_the_helper_thread_give_the_same_bits() {
         assert!(racers.into_iter().all(|r| r.join().unwrap()));
     });
 }
+
+#[test]
+fn products_split_in_two_give_the_same_bits_whoever_computes_the_second_block() {
+    // Products from 2M multiply-adds are cut in two on a two-thread pool, by columns when
+    // n > m and by rows otherwise; the second block goes to the helper thread, or to a rayon
+    // worker while the helper is busy (four threads race for it below). Both compute the same
+    // block with the same call, so every run must give the first run's bits, and the values
+    // must match the triple loop. The w.t() operands also cover the transposed-copy path.
+    for (m, k, n) in [(64, 256, 256), (300, 200, 100)] {
+        let x = rnd(&[m, k], 80).cast::<f32>();
+        let w = rnd(&[n, k], 81).cast::<f32>();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let product = || pool.install(|| x.matmul(&w.t().unwrap()).unwrap().to_vec());
+        let first = product();
+        let want = naive(&x.to_f64_vec(), &transposed(&w.to_f64_vec(), n, k), m, k, n);
+        assert_close(
+            &first.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            &want,
+            1e-3,
+        );
+        std::thread::scope(|s| {
+            let racers: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| (0..5).all(|_| product() == first)))
+                .collect();
+            assert!(racers.into_iter().all(|r| r.join().unwrap()));
+        });
+    }
+}

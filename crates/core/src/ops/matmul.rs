@@ -20,21 +20,92 @@ fn gemm_view<E: Element>(t: &Tensor<E>, batch: Option<usize>) -> MatRef<'_, E> {
     }
 }
 
-/// The right-hand operand of an `m x k x n` product. A plain transpose of a whole `[n, k]`
-/// storage (`w.t()`) that `matrixmultiply` is to pack is read from the storage's row-major
-/// transposed copy once it has one (see [`crate::twin`]): packing a row-major operand is
-/// faster, and gives the same packed values.
-fn gemm_rhs<E: Element>(b: &Tensor<E>, m: usize) -> MatRef<'_, E> {
-    let l = b.layout();
-    if let ([k, n], [1, cs]) = (l.shape(), l.strides()) {
-        let (k, n) = (*k, *n);
-        if *cs == k && l.offset() == 0 && b.storage().len() == k * n && k > 1 && packs(m, k, n) {
-            if let Some(data) = b.storage_arc().transposed(n, k) {
-                return MatRef { data, rs: n, cs: 1 };
-            }
+/// Where GEMM reads an operand: a strided view of a storage, or (for a right-hand `w.t()`)
+/// that storage's row-major transposed copy. It owns its storage handle, so a block of the
+/// product can be computed on the helper thread.
+struct Operand<E: Element> {
+    storage: std::sync::Arc<crate::storage::Storage<E>>,
+    offset: usize,
+    rs: usize,
+    cs: usize,
+    /// `Some((rows, cols))`: read `storage.transposed(rows, cols)`, row stride `rows`.
+    twin: Option<(usize, usize)>,
+}
+
+impl<E: Element> Operand<E> {
+    /// The 2-D view of `t` (batch `batch` of a 3-D tensor).
+    fn of(t: &Tensor<E>, batch: Option<usize>) -> Self {
+        let l = t.layout();
+        let r = l.rank();
+        Operand {
+            storage: t.storage_arc().clone(),
+            offset: l.offset() + batch.map_or(0, |b| b * l.strides()[0]),
+            rs: l.strides()[r - 2],
+            cs: l.strides()[r - 1],
+            twin: None,
         }
     }
-    gemm_view(b, None)
+
+    /// The right-hand operand of an `m x k x n` product. A plain transpose of a whole `[n, k]`
+    /// storage (`w.t()`) that `matrixmultiply` is to pack is read from the storage's row-major
+    /// transposed copy once it has one (see [`crate::twin`]): packing a row-major operand is
+    /// faster, and gives the same packed values.
+    fn rhs(b: &Tensor<E>, m: usize) -> Self {
+        let mut op = Self::of(b, None);
+        if let [k, n] = *b.shape() {
+            let whole = op.offset == 0 && b.storage().len() == k * n;
+            if whole && (op.rs, op.cs) == (1, k) && k > 1 && packs(m, k, n) {
+                // asked for here, so that the copy is made (on the second read) by the caller
+                if b.storage_arc().transposed(n, k).is_some() {
+                    op.twin = Some((n, k));
+                }
+            }
+        }
+        op
+    }
+
+    fn view(&self) -> MatRef<'_, E> {
+        if let Some((rows, cols)) = self.twin {
+            if let Some(data) = self.storage.transposed(rows, cols) {
+                return MatRef {
+                    data,
+                    rs: rows,
+                    cs: 1,
+                };
+            }
+        }
+        // the plain view holds the same values (a copy dropped meanwhile lands here)
+        MatRef {
+            data: &self.storage[self.offset..],
+            rs: self.rs,
+            cs: self.cs,
+        }
+    }
+}
+
+/// `c = a @ b` for one 2-D product, its second half on the helper thread when `gemm` would
+/// split it over a two-thread pool and the helper is free; else through [`gemm`].
+fn gemm_operands<E: Element>(
+    (m, k, n): (usize, usize, usize),
+    a: Operand<E>,
+    b: Operand<E>,
+    c: &mut [E],
+) {
+    if let Some(half) = super::gemm::two_way_split(m, k, n) {
+        let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+        let (ha, hb) = (a.clone(), b.clone());
+        let job = move || half.second((m, k, n), ha.view(), hb.view());
+        if let Ok(pending) = crate::helper::spawn(job) {
+            half.first((m, k, n), a.view(), b.view(), c);
+            let block = pending.wait();
+            half.place((m, n), &block, c);
+            crate::storage::give(block);
+            return;
+        }
+        gemm(m, k, n, a.view(), b.view(), c);
+        return;
+    }
+    gemm(m, k, n, a.view(), b.view(), c);
 }
 
 /// From this many multiply-adds, a one-row product is split with the helper thread.
@@ -45,7 +116,7 @@ const SPLIT_ROW_MIN_FMAS: usize = 1 << 16;
 /// when the product is small, the pool has one thread, or the helper is busy. Each column is
 /// the same dot product either way, so the bits do not depend on the split.
 fn split_row_product<E: Element>(
-    a: MatRef<'_, E>,
+    a: &Tensor<E>,
     b: &Tensor<E>,
     k: usize,
     n: usize,
@@ -55,6 +126,7 @@ fn split_row_product<E: Element>(
         return false;
     }
     let h = n / 2;
+    let a = gemm_view(a, None);
     let row: Vec<E> = (0..k).map(|p| a.data[p * a.cs]).collect();
     let storage = b.storage_arc().clone();
     let l = b.layout();
@@ -125,17 +197,17 @@ fn matmul_vec<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<(Vec<E>, Vec<u
     let mut c = crate::storage::overwritable(nb * m * n);
     if m * n > 0 {
         for i in 0..nb {
-            let av = gemm_view(&a, batch.map(|_| i));
             let ci = &mut c[i * m * n..(i + 1) * m * n];
-            if nb == 1 && m == 1 && !b_batched && split_row_product(av, &b, k, n, ci) {
+            if nb == 1 && m == 1 && !b_batched && split_row_product(&a, &b, k, n, ci) {
                 continue;
             }
+            let av = Operand::of(&a, batch.map(|_| i));
             let bv = if b_batched {
-                gemm_view(&b, Some(i))
+                Operand::of(&b, Some(i))
             } else {
-                gemm_rhs(&b, m)
+                Operand::rhs(&b, m)
             };
-            gemm(m, k, n, av, bv, ci);
+            gemm_operands((m, k, n), av, bv, ci);
         }
     }
     let shape: Vec<usize> = match batch {
