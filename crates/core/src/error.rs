@@ -59,7 +59,7 @@ pub enum Error {
     /// A non-finite value was found (anomaly detection, NaN loss, ...).
     #[error("non-finite value: {0}")]
     NonFinite(String),
-    /// Analytic and numeric gradients disagree (from [`gradcheck`](crate::gradcheck)).
+    /// Analytic and numeric gradients disagree (from [`gradcheck`](fn@crate::gradcheck)).
     #[error("gradcheck: {0}")]
     Gradcheck(String),
     /// Reading or writing a file failed.
@@ -110,7 +110,7 @@ impl From<std::io::Error> for Error {
     }
 }
 
-/// `Result` with retrograd's [`Error`].
+/// `Result` with retrograd's [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Adds context to the error of a `Result`.

@@ -8,7 +8,7 @@
 //! * The tape ([`tape`]) records op applications in creation order; [`Tensor::backward`] replays
 //!   the reachable part in reverse, in a loop, and returns a [`GradStore`].
 //! * [`Parameter`]s are leaves with stable ids that optimizers update in place.
-//! * [`gradcheck`] compares analytic gradients with finite differences.
+//! * [`gradcheck()`] compares analytic gradients with finite differences.
 //!
 //! ```
 //! use retrograd_core::Tensor;

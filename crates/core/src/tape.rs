@@ -1,6 +1,6 @@
 //! The tape: how ops are recorded and how [`Tensor::backward`] replays them.
 //!
-//! Every recorded op output holds a [`Node`]: the op (which knows its own derivative) and the
+//! Every recorded op output holds a `Node`: the op (which knows its own derivative) and the
 //! input tensors. Ids are handed out in creation order, so visiting the reachable nodes in
 //! decreasing id order is a valid reverse topological order: `backward` is one loop over a
 //! sorted list, never a recursion. Graph memory belongs to the tensors that reach it and is
