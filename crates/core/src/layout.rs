@@ -10,6 +10,7 @@ pub type Dims = SmallVec<[usize; 4]>;
 /// Number of elements of a shape (1 for a 0-d scalar).
 /// Saturates at `usize::MAX` instead of overflowing (such a shape can never match real data,
 /// so constructors reject it with an error rather than panicking).
+#[inline]
 pub fn numel(shape: &[usize]) -> usize {
     shape.iter().fold(1usize, |a, &d| a.saturating_mul(d))
 }
@@ -54,31 +55,37 @@ impl Layout {
     }
 
     /// The shape.
+    #[inline]
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
     /// The strides (in elements).
+    #[inline]
     pub fn strides(&self) -> &[usize] {
         &self.strides
     }
 
     /// Offset of element zero in storage.
+    #[inline]
     pub fn offset(&self) -> usize {
         self.offset
     }
 
     /// Rank.
+    #[inline]
     pub fn rank(&self) -> usize {
         self.shape.len()
     }
 
     /// Number of elements.
+    #[inline]
     pub fn numel(&self) -> usize {
         numel(&self.shape)
     }
 
     /// True if elements are row-major and dense (any offset).
+    #[inline]
     pub fn is_contiguous(&self) -> bool {
         let mut acc = 1;
         for i in (0..self.shape.len()).rev() {
@@ -107,6 +114,7 @@ impl Layout {
 
     /// Length of the longest dense row-major run at the end of the dims: the product of the
     /// trailing dims whose strides are those of a contiguous block (size-1 dims don't break it).
+    #[inline]
     pub fn inner_run(&self) -> usize {
         let mut run = 1;
         for i in (0..self.rank()).rev() {

@@ -252,35 +252,42 @@ impl<E: Element> Tensor<E> {
     // ---------------------------------------------------------------- accessors
 
     /// This tensor's id in the autodiff graph.
+    #[inline]
     pub fn id(&self) -> TensorId {
         self.inner.id
     }
 
     /// The shape.
+    #[inline]
     pub fn shape(&self) -> &[usize] {
         self.inner.layout.shape()
     }
 
     /// The rank (number of dims).
+    #[inline]
     pub fn rank(&self) -> usize {
         self.inner.layout.rank()
     }
 
     /// The number of elements.
+    #[inline]
     pub fn numel(&self) -> usize {
         self.inner.layout.numel()
     }
 
     /// The layout (shape, strides, offset).
+    #[inline]
     pub fn layout(&self) -> &Layout {
         &self.inner.layout
     }
 
     /// The whole underlying storage (use [`Tensor::layout`] to index it).
+    #[inline]
     pub fn storage(&self) -> &[E] {
         &self.inner.data
     }
 
+    #[inline]
     pub(crate) fn storage_arc(&self) -> &Arc<Storage<E>> {
         &self.inner.data
     }
@@ -326,6 +333,7 @@ impl<E: Element> Tensor<E> {
     }
 
     /// True if the elements are dense and row-major.
+    #[inline]
     pub fn is_contiguous(&self) -> bool {
         self.inner.layout.is_contiguous()
     }
@@ -413,11 +421,13 @@ impl<E: Element> Tensor<E> {
     // ---------------------------------------------------------------- autodiff state
 
     /// True if gradients flow to or through this tensor.
+    #[inline]
     pub fn tracks_grad(&self) -> bool {
         !matches!(self.inner.grad, GradSlot::None)
     }
 
     /// True if this tensor is a leaf of the graph that collects gradients.
+    #[inline]
     pub fn is_leaf(&self) -> bool {
         matches!(self.inner.grad, GradSlot::Leaf)
     }
