@@ -13,6 +13,13 @@
 
 mod common;
 
+/// mimalloc keeps freed pages for reuse. With the system allocator, the packing buffers that
+/// `matrixmultiply` allocates for every large product go back to the OS and are faulted in
+/// again: char_rnn trained at 65-79k characters/s that way against 85-87k with mimalloc.
+/// Binaries built on retrograd can do the same.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
