@@ -43,6 +43,7 @@ pub use element::{DType, Element};
 pub use error::{Error, Result, ResultExt};
 pub use gradcheck::{gradcheck, gradcheck_params, GradcheckOptions};
 pub use layout::Layout;
+pub use ops::addmm_act::Activation;
 pub use ops::loss::{CrossEntropyOptions, Reduction};
 pub use param::Parameter;
 pub use tape::{is_grad_enabled, no_grad, GradStore, InputGrads, NoGradGuard, Op};

@@ -87,6 +87,17 @@ impl<E: Element> Tensor<E> {
         }
     }
 
+    /// A constant (non-tracking) contiguous view of an existing storage: what an op saves of
+    /// its own output for its backward, without a copy.
+    pub(crate) fn constant_over(data: Arc<Storage<E>>, shape: &[usize]) -> Self {
+        Self::build(
+            data,
+            Layout::contiguous(shape),
+            GradSlot::None,
+            TensorId::fresh(),
+        )
+    }
+
     /// A constant (non-tracking) contiguous tensor from a buffer whose length is known to match.
     pub(crate) fn from_parts(data: Vec<E>, shape: &[usize]) -> Self {
         debug_assert_eq!(

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use retrograd_core::{Activation, Tensor};
 
 #[test]
 fn matmul_2d_values_and_gradients() {
@@ -49,6 +50,82 @@ fn addmm_values_gradients_and_errors() {
     assert!(msg.contains("addmm") && msg.contains("[2]"), "{msg}");
     let msg = err(c.addmm(&t64(&[1., 2.], &[2]), &b));
     assert!(msg.contains("addmm") && msg.contains("2-D"), "{msg}");
+}
+
+#[test]
+fn addmm_act_values_gradients_and_errors() {
+    // c + a b = [[0.5 + 1, -1 + 2]] = [[1.5, 1]] (b is the identity); relu keeps both, and
+    // with c = [[-3, -3]] gives [[0, 0]]; tanh and sigmoid match the f64 formulas.
+    let a = leaf(&[1., 2.], &[1, 2]);
+    let b = leaf(&[1., 0., 0., 1.], &[2, 2]);
+    let c = leaf(&[0.5, -1.], &[1, 2]);
+    let relu = c.addmm_act(&a, &b, Activation::Relu).unwrap();
+    assert_tensor(&relu, &[1, 2], &[1.5, 1.], 0.0);
+    let neg = t64(&[-3., -3.], &[1, 2]);
+    assert_tensor(
+        &neg.addmm_act(&a, &b, Activation::Relu).unwrap(),
+        &[1, 2],
+        &[0., 0.],
+        0.0,
+    );
+    let tanh = c.addmm_act(&a, &b, Activation::Tanh).unwrap();
+    assert_tensor(&tanh, &[1, 2], &[1.5f64.tanh(), 1f64.tanh()], 1e-15);
+    let sig = c.addmm_act(&a, &b, Activation::Sigmoid).unwrap();
+    let s = |x: f64| 1.0 / (1.0 + (-x).exp());
+    assert_tensor(&sig, &[1, 2], &[s(1.5), s(1.0)], 1e-15);
+    // d(sum tanh)/dc = 1 - y², dA = G' Bᵀ = G', dB = Aᵀ G'
+    let g = tanh.sum_all().backward().unwrap();
+    let gp = [1. - 1.5f64.tanh().powi(2), 1. - 1f64.tanh().powi(2)];
+    assert_close(&grad_of(&g, &c), &gp, 1e-15);
+    assert_close(&grad_of(&g, &a), &gp, 1e-15);
+    assert_close(
+        &grad_of(&g, &b),
+        &[gp[0], gp[1], 2. * gp[0], 2. * gp[1]],
+        1e-15,
+    );
+    let err = t64(&[1., 2., 3.], &[1, 3])
+        .addmm_act(&a, &b, Activation::Tanh)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("addmm_act"), "{err}");
+}
+
+#[test]
+fn addmm_act_is_addmm_then_the_activation_bit_for_bit() {
+    // The fused op computes the same values and gradients as the two ops it replaces, in f64
+    // and f32, for every activation, with a bias row and a transposed, twice-used weight.
+    fn run<E: retrograd_core::Element>(fused: bool, act: Activation) -> Vec<Vec<f64>> {
+        let x = rnd(&[3, 4], 90).cast::<E>().requires_grad();
+        let w = rnd(&[5, 4], 91).cast::<E>().requires_grad();
+        let bias = rnd(&[5], 92).cast::<E>().requires_grad();
+        let wt = w.t().unwrap();
+        let c = bias.broadcast_to(&[3, 5]).unwrap();
+        let step = |c: &Tensor<E>, a: &Tensor<E>| {
+            if fused {
+                c.addmm_act(a, &wt, act).unwrap()
+            } else {
+                let p = c.addmm(a, &wt).unwrap();
+                match act {
+                    Activation::Tanh => p.tanh(),
+                    Activation::Sigmoid => p.sigmoid(),
+                    Activation::Relu => p.relu(),
+                }
+            }
+        };
+        let h = step(&c, &x);
+        let y = step(&c, &h.narrow(1, 1, 4).unwrap());
+        let g = y.sum_all().backward().unwrap();
+        vec![
+            y.to_f64_vec(),
+            g.get(&x).unwrap().to_f64_vec(),
+            g.get(&w).unwrap().to_f64_vec(),
+            g.get(&bias).unwrap().to_f64_vec(),
+        ]
+    }
+    for act in [Activation::Tanh, Activation::Sigmoid, Activation::Relu] {
+        assert_eq!(run::<f64>(true, act), run::<f64>(false, act), "{act:?} f64");
+        assert_eq!(run::<f32>(true, act), run::<f32>(false, act), "{act:?} f32");
+    }
 }
 
 #[test]
@@ -177,6 +254,34 @@ fn gradcheck_matmul_table() {
             "addmm with a constant rhs (no deferred product)",
             |x| x[0].addmm(&x[1], &rnd(&[4, 2], 53).detach()),
             vec![rnd(&[3, 2], 54), rnd(&[3, 4], 55)],
+        ),
+        row(
+            "addmm_act tanh, added term a slice, rhs used twice (an RNN step)",
+            |x| {
+                let wt = x[2].t()?;
+                let h = x[0]
+                    .narrow(1, 0, 3)?
+                    .addmm_act(&x[1], &wt, Activation::Tanh)?;
+                x[0].narrow(1, 3, 3)?.addmm_act(&h, &wt, Activation::Tanh)
+            },
+            vec![rnd(&[2, 6], 56), rnd(&[2, 3], 57), rnd(&[3, 3], 58)],
+        ),
+        row(
+            "addmm_act sigmoid, broadcast bias row and transposed rhs",
+            |x| {
+                x[0].broadcast_to(&[3, 2])?
+                    .addmm_act(&x[1], &x[2].t()?, Activation::Sigmoid)
+            },
+            vec![rnd(&[2], 59), rnd(&[3, 4], 60), rnd(&[2, 4], 61)],
+        ),
+        row(
+            "addmm_act relu (pre-activations kept 0.04 away from the kink)",
+            |x| x[0].addmm_act(&x[1].mul_scalar(0.04), &x[2], Activation::Relu),
+            vec![
+                away_from_zero(&[3, 2], 62),
+                rnd(&[3, 4], 63),
+                rnd(&[4, 2], 64),
+            ],
         ),
         row(
             "matmul of narrowed (offset) operands",

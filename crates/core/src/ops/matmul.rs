@@ -316,29 +316,41 @@ pub struct Addmm;
 impl Addmm {
     /// Applies the op.
     pub fn forward<E: Element>(c: &Tensor<E>, a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {
-        if a.rank() != 2 || b.rank() != 2 {
-            return Err(Error::shape(
-                "addmm",
-                format!("needs 2-D factors, got {:?} and {:?}", a.shape(), b.shape()),
-            ));
-        }
-        let (mut y, shape) = matmul_vec(a, b)?;
-        if c.shape() != shape.as_slice() {
-            return Err(Error::shape(
-                "addmm",
-                format!(
-                    "added term {:?} vs product {:?} ({:?} @ {:?})",
-                    c.shape(),
-                    shape,
-                    a.shape(),
-                    b.shape()
-                ),
-            ));
-        }
-        add_assign(&mut y, c);
+        let (y, shape) = addmm_values("addmm", c, a, b)?;
         let (d, l) = super::out(y, &shape);
         Ok(Tensor::from_op(d, l, &[c, a, b], || Addmm))
     }
+}
+
+/// The elements and shape of `c + a @ b` (2-D factors, `c` of the product's shape), with
+/// errors naming `op`.
+pub(super) fn addmm_values<E: Element>(
+    op: &'static str,
+    c: &Tensor<E>,
+    a: &Tensor<E>,
+    b: &Tensor<E>,
+) -> Result<(Vec<E>, Vec<usize>)> {
+    if a.rank() != 2 || b.rank() != 2 {
+        return Err(Error::shape(
+            op,
+            format!("needs 2-D factors, got {:?} and {:?}", a.shape(), b.shape()),
+        ));
+    }
+    let (mut y, shape) = matmul_vec(a, b)?;
+    if c.shape() != shape.as_slice() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "added term {:?} vs product {:?} ({:?} @ {:?})",
+                c.shape(),
+                shape,
+                a.shape(),
+                b.shape()
+            ),
+        ));
+    }
+    add_assign(&mut y, c);
+    Ok((y, shape))
 }
 
 /// `y += c` elementwise, `y` dense row-major in `c`'s logical order, `c` any layout (walked run

@@ -2,6 +2,7 @@
 //! and derivative, has a public `forward`, and implements [`Op`](crate::Op) for the backward half.
 //! Tensor methods (`x.tanh()`, `a.matmul(&b)`, ...) are thin wrappers over these types.
 
+pub mod addmm_act;
 pub mod binary;
 pub mod broadcast;
 pub mod dropout;

@@ -1,7 +1,7 @@
 //! One time step of each recurrence, written with differentiable core ops only (so the tape
 //! provides backpropagation through time). Shared by the cells and the stack driver.
 
-use retrograd_core::{Element, Error, Result, Tensor};
+use retrograd_core::{Activation, Element, Error, Result, Tensor};
 
 use super::config::{CellKind, Nonlinearity};
 use super::params::Prepared;
@@ -16,7 +16,7 @@ pub(crate) struct Carry<E: Element> {
 /// Computes the next state from `gx` = the input projection of this step ([N, G·H], biases
 /// already added as [`Prepared`] arranges them) and the previous state.
 ///
-/// * RNN: `h' = act(gx + h Whhᵀ)` (one `addmm`)
+/// * RNN: `h' = act(gx + h Whhᵀ)` (one `addmm_act`)
 /// * LSTM: `i,f,g,o = σ,σ,tanh,σ(gx + h Whhᵀ)` by row block; `c' = f⊙c + i⊙g`;
 ///   `h' = o⊙tanh(c')`, then `h' Whrᵀ` with a projection.
 /// * GRU: `r,z = σ(gx_{r,z} + (h Whhᵀ)_{r,z})` (`b_hr`, `b_hz` are in `gx`),
@@ -30,11 +30,11 @@ pub(crate) fn step<E: Element>(
     let h = &state.h;
     match kind {
         CellKind::Rnn(act) => {
-            let pre = gx.addmm(h, &p.w_hh_t)?;
-            let h = match act {
-                Nonlinearity::Tanh => pre.tanh(),
-                Nonlinearity::Relu => pre.relu(),
+            let act = match act {
+                Nonlinearity::Tanh => Activation::Tanh,
+                Nonlinearity::Relu => Activation::Relu,
             };
+            let h = gx.addmm_act(h, &p.w_hh_t, act)?;
             Ok(Carry { h, c: None })
         }
         CellKind::Lstm => {
