@@ -1,7 +1,5 @@
 //! Elementwise functions of one tensor.
 
-use std::sync::Arc;
-
 use super::{constant, grads1, map, out, zip_map};
 use crate::element::Element;
 use crate::error::Result;
@@ -16,11 +14,9 @@ fn with_saved_output<E: Element, O: Op<E>>(
 ) -> Tensor<E> {
     let (data, layout) = out(data, x.shape());
     let saved = data.clone();
+    // the saved output shares the output's storage (tensors are immutable): no copy
     Tensor::from_op(data, layout, &[x], || {
-        make(Tensor::from_parts(
-            Arc::unwrap_or_clone(saved).into_vec(),
-            x.shape(),
-        ))
+        make(Tensor::constant_over(saved, x.shape()))
     })
 }
 
