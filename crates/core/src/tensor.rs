@@ -98,6 +98,18 @@ impl<E: Element> Tensor<E> {
         )
     }
 
+    /// A constant (non-tracking) view of this tensor's storage through `layout` (which must
+    /// stay inside the storage): a gradient slice handed to an input without a copy.
+    pub(crate) fn constant_view(&self, layout: Layout) -> Self {
+        debug_assert!(layout.extent() <= self.inner.data.len());
+        Self::build(
+            self.inner.data.clone(),
+            layout,
+            GradSlot::None,
+            TensorId::fresh(),
+        )
+    }
+
     /// A constant (non-tracking) contiguous tensor from a buffer whose length is known to match.
     pub(crate) fn from_parts(data: Vec<E>, shape: &[usize]) -> Self {
         debug_assert_eq!(

@@ -3,7 +3,7 @@
 use super::out;
 use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::layout::{numel, resolve_dim, Dims};
+use crate::layout::{numel, resolve_dim, Dims, Layout};
 use crate::tape::{InputGrads, Op};
 use crate::tensor::Tensor;
 
@@ -128,14 +128,22 @@ impl<E: Element> Op<E> for Stack {
         "stack"
     }
     fn backward(&self, x: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
-        x.iter()
+        let (d, l) = (self.dim, g.layout());
+        let mut shape: Dims = l.shape().into();
+        let mut strides: Dims = l.strides().into();
+        shape.remove(d);
+        let step = strides.remove(d);
+        Ok(x.iter()
             .enumerate()
             .map(|(i, xi)| {
-                xi.tracks_grad()
-                    .then(|| Ok(g.select(self.dim as isize, i)?.contiguous()))
-                    .transpose()
+                // g.select(d, i) as one view (a select is a narrow and a reshape)
+                xi.tracks_grad().then(|| {
+                    let offset = l.offset() + i * step;
+                    let layout = Layout::from_parts(shape.clone(), strides.clone(), offset);
+                    g.constant_view(layout).contiguous()
+                })
             })
-            .collect()
+            .collect())
     }
 }
 

@@ -201,6 +201,12 @@ fn matmul_vec<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<(Vec<E>, Vec<u
             if nb == 1 && m == 1 && !b_batched && split_row_product(&a, &b, k, n, ci) {
                 continue;
             }
+            if !packs(m, k, n) {
+                // direct loops: no transposed copy or split applies, so no owned operands
+                let bv = gemm_view(&b, b_batched.then_some(i));
+                gemm(m, k, n, gemm_view(&a, batch.map(|_| i)), bv, ci);
+                continue;
+            }
             let av = Operand::of(&a, batch.map(|_| i));
             let bv = if b_batched {
                 Operand::of(&b, Some(i))
