@@ -29,7 +29,7 @@ impl<E> MatRef<'_, E> {
     }
 
     /// The operand from column `j` on.
-    pub(crate) fn cols_from(self, j: usize) -> Self {
+    fn cols_from(self, j: usize) -> Self {
         MatRef {
             data: &self.data[(j * self.cs).min(self.data.len())..],
             ..self
@@ -91,19 +91,49 @@ pub(crate) enum Half {
     Cols(usize),
 }
 
-/// The cut [`gemm`] would make for a two-thread pool, for products that are split at all.
-/// With a two-thread pool, `matmul` hands the second block to the helper thread (which is
-/// awake between products) instead of a rayon worker (which sleeps between them, so that
-/// the caller waited 52 µs on average for B1's 32x256x1024 products).
+/// From this many multiply-adds, a one-row product (batch-1 sampling) is split in two.
+const SPLIT_ROW_MIN_FMAS: usize = 1 << 16;
+
+/// How `matmul` cuts a product in two, the second block for the helper thread (`helper.rs`),
+/// or `None` to leave it to [`gemm`]:
+/// * with a two-thread pool, the cut [`gemm`] itself would make for products it splits. The
+///   helper is awake between products, where a rayon worker sleeps (the caller waited 52 µs
+///   on average for the worker's block of B1's 32x256x1024 products);
+/// * with two threads or more, one-row products from [`SPLIT_ROW_MIN_FMAS`] by columns
+///   (too small for rayon: sampling got slower through it).
 pub(crate) fn two_way_split(m: usize, k: usize, n: usize) -> Option<Half> {
-    if !packs(m, k, n) || m * k * n < THREADED_MIN_FMAS || crate::threads::product_threads() != 2 {
-        return None;
-    }
-    Some(if m >= n {
-        Half::Rows(block(m, 2, 1).0)
+    let threads = crate::threads::product_threads();
+    if packs(m, k, n) && m * k * n >= THREADED_MIN_FMAS && threads == 2 {
+        Some(if m >= n {
+            Half::Rows(block(m, 2, 1).0)
+        } else {
+            Half::Cols(block(n, 2, 1).0)
+        })
+    } else if m == 1 && n > 1 && k * n >= SPLIT_ROW_MIN_FMAS && threads >= 2 {
+        Some(Half::Cols(n / 2))
     } else {
-        Half::Cols(block(n, 2, 1).0)
-    })
+        None
+    }
+}
+
+/// One block of a split product into `c` (row stride `ldc`): `matrixmultiply` when it packs,
+/// else the direct loops (only one-row products are split below that size).
+fn block_product<E: Element>(
+    (m, k, n): (usize, usize, usize),
+    a: MatRef<E>,
+    b: MatRef<E>,
+    c: &mut [E],
+    ldc: usize,
+) {
+    if packs(m, k, n) {
+        serial(m, k, n, a, b, c, ldc);
+    } else {
+        debug_assert_eq!(
+            m, 1,
+            "only one-row products are split below the packing size"
+        );
+        direct(m, k, n, a, b, &mut c[..m * n]);
+    }
 }
 
 impl Half {
@@ -116,8 +146,8 @@ impl Half {
         c: &mut [E],
     ) {
         match self {
-            Half::Rows(r0) => serial(r0, k, n, a, b, &mut c[..r0 * n], n),
-            Half::Cols(j0) => serial(m, k, j0, a, b, c, n),
+            Half::Rows(r0) => block_product((r0, k, n), a, b, &mut c[..r0 * n], n),
+            Half::Cols(j0) => block_product((m, k, j0), a, b, c, n),
         }
     }
 
@@ -131,12 +161,12 @@ impl Half {
         match self {
             Half::Rows(r0) => {
                 let mut out = crate::storage::overwritable((m - r0) * n);
-                serial(m - r0, k, n, a.rows_from(r0), b, &mut out, n);
+                block_product((m - r0, k, n), a.rows_from(r0), b, &mut out, n);
                 out
             }
             Half::Cols(j0) => {
                 let mut out = crate::storage::overwritable(m * (n - j0));
-                serial(m, k, n - j0, a, b.cols_from(j0), &mut out, n - j0);
+                block_product((m, k, n - j0), a, b.cols_from(j0), &mut out, n - j0);
                 out
             }
         }

@@ -1,12 +1,13 @@
 //! Matrix products through `matrixmultiply`. Operands are passed by stride, so a transposed view
 //! (`b.t()`) costs no copy.
 
-use super::gemm::{gemm, packs, MatRef};
+use super::gemm::{gemm, packs, two_way_split, Half, MatRef};
 use super::{constant, grads2};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::tape::{InputGrads, Op};
 use crate::tensor::Tensor;
+use std::sync::Arc;
 
 /// The strided view of a rank-2 slice of a tensor for GEMM.
 fn gemm_view<E: Element>(t: &Tensor<E>, batch: Option<usize>) -> MatRef<'_, E> {
@@ -24,7 +25,7 @@ fn gemm_view<E: Element>(t: &Tensor<E>, batch: Option<usize>) -> MatRef<'_, E> {
 /// that storage's row-major transposed copy. It owns its storage handle, so a block of the
 /// product can be computed on the helper thread.
 struct Operand<E: Element> {
-    storage: std::sync::Arc<crate::storage::Storage<E>>,
+    storage: Arc<crate::storage::Storage<E>>,
     offset: usize,
     rs: usize,
     cs: usize,
@@ -83,77 +84,29 @@ impl<E: Element> Operand<E> {
     }
 }
 
-/// `c = a @ b` for one 2-D product, its second half on the helper thread when `gemm` would
-/// split it over a two-thread pool and the helper is free; else through [`gemm`].
+/// `c = a @ b` for one 2-D product, its second block on the helper thread when `half` says how
+/// to cut it (see [`two_way_split`]) and the helper is free; else through [`gemm`].
 fn gemm_operands<E: Element>(
     (m, k, n): (usize, usize, usize),
+    half: Option<Half>,
     a: Operand<E>,
     b: Operand<E>,
     c: &mut [E],
 ) {
-    if let Some(half) = super::gemm::two_way_split(m, k, n) {
-        let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    if let Some(half) = half {
         let (ha, hb) = (a.clone(), b.clone());
-        let job = move || half.second((m, k, n), ha.view(), hb.view());
-        if let Ok(pending) = crate::helper::spawn(job) {
+        if let Ok(pending) =
+            crate::helper::spawn(move || half.second((m, k, n), ha.view(), hb.view()))
+        {
             half.first((m, k, n), a.view(), b.view(), c);
             let block = pending.wait();
             half.place((m, n), &block, c);
             crate::storage::give(block);
             return;
         }
-        gemm(m, k, n, a.view(), b.view(), c);
-        return;
     }
     gemm(m, k, n, a.view(), b.view(), c);
-}
-
-/// From this many multiply-adds, a one-row product is split with the helper thread.
-const SPLIT_ROW_MIN_FMAS: usize = 1 << 16;
-
-/// `c = a @ b` for one row `a` and a large 2-D `b`, with the second half of the columns
-/// computed on the helper thread (see [`crate::helper`]): returns false, computing nothing,
-/// when the product is small, the pool has one thread, or the helper is busy. Each column is
-/// the same dot product either way, so the bits do not depend on the split.
-fn split_row_product<E: Element>(
-    a: &Tensor<E>,
-    b: &Tensor<E>,
-    k: usize,
-    n: usize,
-    c: &mut [E],
-) -> bool {
-    if k * n < SPLIT_ROW_MIN_FMAS || n < 2 || crate::threads::product_threads() < 2 {
-        return false;
-    }
-    let h = n / 2;
-    let a = gemm_view(a, None);
-    let row: Vec<E> = (0..k).map(|p| a.data[p * a.cs]).collect();
-    let storage = b.storage_arc().clone();
-    let l = b.layout();
-    let (offset, rs, cs) = (l.offset(), l.strides()[0], l.strides()[1]);
-    let job = move || {
-        let bv = MatRef {
-            data: &storage[offset..],
-            rs,
-            cs,
-        };
-        let av = MatRef {
-            data: &row[..],
-            rs: k,
-            cs: 1,
-        };
-        let mut out = crate::storage::overwritable(n - h);
-        gemm(1, k, n - h, av, bv.cols_from(h), &mut out);
-        out
-    };
-    let Ok(pending) = crate::helper::spawn(job) else {
-        return false;
-    };
-    gemm(1, k, h, a, gemm_view(b, None), &mut c[..h]);
-    let rest = pending.wait();
-    c[h..].copy_from_slice(&rest);
-    crate::storage::give(rest);
-    true
 }
 
 /// Broadcast (stride-0) operands are materialized; other strided views go straight to GEMM.
@@ -198,10 +151,8 @@ fn matmul_vec<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<(Vec<E>, Vec<u
     if m * n > 0 {
         for i in 0..nb {
             let ci = &mut c[i * m * n..(i + 1) * m * n];
-            if nb == 1 && m == 1 && !b_batched && split_row_product(&a, &b, k, n, ci) {
-                continue;
-            }
-            if !packs(m, k, n) {
+            let half = two_way_split(m, k, n);
+            if half.is_none() && !packs(m, k, n) {
                 // direct loops: no transposed copy or split applies, so no owned operands
                 let bv = gemm_view(&b, b_batched.then_some(i));
                 gemm(m, k, n, gemm_view(&a, batch.map(|_| i)), bv, ci);
@@ -213,7 +164,7 @@ fn matmul_vec<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<(Vec<E>, Vec<u
             } else {
                 Operand::rhs(&b, m)
             };
-            gemm_operands((m, k, n), av, bv, ci);
+            gemm_operands((m, k, n), half, av, bv, ci);
         }
     }
     let shape: Vec<usize> = match batch {
