@@ -78,8 +78,13 @@ impl Helper {
                 }
                 std::hint::spin_loop();
                 polls = polls.wrapping_add(1);
-                if polls % 64 == 0 && idle_since.elapsed() > SPIN_AFTER_JOB {
-                    break;
+                if polls % 64 == 0 {
+                    if idle_since.elapsed() > SPIN_AFTER_JOB {
+                        break;
+                    }
+                    // let a thread that shares this core run (the scheduler may put the
+                    // caller here)
+                    std::thread::yield_now();
                 }
             }
             // asleep until a job arrives
@@ -165,8 +170,11 @@ impl<T> Pending<T> {
         while !d.ready.load(Ordering::Acquire) {
             std::hint::spin_loop();
             polls = polls.wrapping_add(1);
-            if polls % 64 == 0 && start.elapsed() > SPIN_FOR_RESULT {
-                break;
+            if polls % 64 == 0 {
+                if start.elapsed() > SPIN_FOR_RESULT {
+                    break;
+                }
+                std::thread::yield_now();
             }
         }
         let mut v = d.value.lock().unwrap_or_else(|p| p.into_inner());
