@@ -185,14 +185,17 @@ impl<E: Element> Adagrad<E> {
             s.step = s.step.saturating_add(1);
             let clr = c.lr / (1.0 + (s.step - 1) as f64 * c.lr_decay);
             let neg_clr = E::of_f64(-clr);
-            for j in 0..w.len() {
-                let mut d = g[j];
-                if c.weight_decay != 0.0 {
-                    d += wd * w[j];
-                }
-                s.sum[j] += d * d;
-                let std = s.sum[j].sqrt() + eps;
-                w[j] += neg_clr * d / std;
+            let update = |w: &mut E, d: E, sum: &mut E| {
+                *sum += d * d;
+                let std = sum.sqrt() + eps;
+                *w += neg_clr * d / std;
+            };
+            // weight decay picked once, so the loop vectorizes
+            let rows = w.iter_mut().zip(g).zip(s.sum.iter_mut());
+            if c.weight_decay != 0.0 {
+                rows.for_each(|((w, &g), sum)| update(w, g + wd * *w, sum));
+            } else {
+                rows.for_each(|((w, &g), sum)| update(w, g, sum));
             }
         })
     }

@@ -216,6 +216,15 @@ impl<E: Element> RmsProp<E> {
             });
             // Saturating: a restored step count may be u64::MAX.
             s.step = s.step.saturating_add(1);
+            if c.weight_decay == 0.0 && s.grad_avg.is_none() && s.momentum_buffer.is_none() {
+                // the plain rule (PyTorch's defaults) as its own loop, so it vectorizes
+                let rows = w.iter_mut().zip(g).zip(s.square_avg.iter_mut());
+                rows.for_each(|((w, &d), sq)| {
+                    *sq = *sq * alpha + one_minus_alpha * d * d;
+                    *w += neg_lr * d / (sq.sqrt() + eps);
+                });
+                return;
+            }
             for j in 0..n {
                 let mut d = g[j];
                 if c.weight_decay != 0.0 {
