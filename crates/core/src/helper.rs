@@ -26,6 +26,29 @@ const SPIN_FOR_RESULT: Duration = Duration::from_micros(200);
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
+/// One poll of a spin-wait: every 64th checks the clock (false once `limit` has passed since
+/// `since`) and yields the CPU, since the scheduler may put the helper and the caller on the
+/// same core, where neither could run while the other spins.
+#[derive(Default)]
+struct Spin {
+    polls: u32,
+}
+
+impl Spin {
+    fn keep_going(&mut self, since: Instant, limit: Duration) -> bool {
+        std::hint::spin_loop();
+        self.polls = self.polls.wrapping_add(1);
+        if self.polls % 64 != 0 {
+            return true;
+        }
+        if since.elapsed() > limit {
+            return false;
+        }
+        std::thread::yield_now();
+        true
+    }
+}
+
 /// The helper's mailbox: at most one job waiting.
 struct Helper {
     slot: Mutex<Option<Job>>,
@@ -67,7 +90,7 @@ impl Helper {
         loop {
             // awake: poll the mailbox until SPIN_AFTER_JOB passes without a job
             let mut idle_since = Instant::now();
-            let mut polls = 0u32;
+            let mut spin = Spin::default();
             loop {
                 if self.has_job.load(Ordering::Acquire) {
                     if let Some(job) = self.take() {
@@ -76,15 +99,8 @@ impl Helper {
                     }
                     continue;
                 }
-                std::hint::spin_loop();
-                polls = polls.wrapping_add(1);
-                if polls % 64 == 0 {
-                    if idle_since.elapsed() > SPIN_AFTER_JOB {
-                        break;
-                    }
-                    // let a thread that shares this core run (the scheduler may put the
-                    // caller here)
-                    std::thread::yield_now();
+                if !spin.keep_going(idle_since, SPIN_AFTER_JOB) {
+                    break;
                 }
             }
             // asleep until a job arrives
@@ -165,16 +181,10 @@ impl<T> Pending<T> {
     /// panic in the job resumes here.
     pub(crate) fn wait(self) -> T {
         let d = &*self.state;
-        let start = Instant::now();
-        let mut polls = 0u32;
+        let (start, mut spin) = (Instant::now(), Spin::default());
         while !d.ready.load(Ordering::Acquire) {
-            std::hint::spin_loop();
-            polls = polls.wrapping_add(1);
-            if polls % 64 == 0 {
-                if start.elapsed() > SPIN_FOR_RESULT {
-                    break;
-                }
-                std::thread::yield_now();
+            if !spin.keep_going(start, SPIN_FOR_RESULT) {
+                break;
             }
         }
         let mut v = d.value.lock().unwrap_or_else(|p| p.into_inner());
