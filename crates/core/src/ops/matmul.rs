@@ -23,7 +23,8 @@ fn gemm_view<E: Element>(t: &Tensor<E>, batch: Option<usize>) -> MatRef<'_, E> {
 
 /// Where GEMM reads an operand: a strided view of a storage, or (for a right-hand `w.t()`)
 /// that storage's row-major transposed copy. It owns its storage handle, so a block of the
-/// product can be computed on the helper thread.
+/// product can be computed on the helper thread; cloning it only bumps that handle.
+#[derive(Clone)]
 struct Operand<E: Element> {
     storage: Arc<crate::storage::Storage<E>>,
     offset: usize,
@@ -93,7 +94,6 @@ fn gemm_operands<E: Element>(
     b: Operand<E>,
     c: &mut [E],
 ) {
-    let (a, b) = (Arc::new(a), Arc::new(b));
     if let Some(half) = half {
         let (ha, hb) = (a.clone(), b.clone());
         if let Ok(pending) =
