@@ -87,27 +87,12 @@ impl<E: Element> Tensor<E> {
         }
     }
 
-    /// A constant (non-tracking) contiguous view of an existing storage: what an op saves of
-    /// its own output for its backward, without a copy.
-    pub(crate) fn constant_over(data: Arc<Storage<E>>, shape: &[usize]) -> Self {
-        Self::build(
-            data,
-            Layout::contiguous(shape),
-            GradSlot::None,
-            TensorId::fresh(),
-        )
-    }
-
-    /// A constant (non-tracking) view of this tensor's storage through `layout` (which must
-    /// stay inside the storage): a gradient slice handed to an input without a copy.
-    pub(crate) fn constant_view(&self, layout: Layout) -> Self {
-        debug_assert!(layout.extent() <= self.inner.data.len());
-        Self::build(
-            self.inner.data.clone(),
-            layout,
-            GradSlot::None,
-            TensorId::fresh(),
-        )
+    /// A constant (non-tracking) view of an existing storage through `layout` (which must stay
+    /// inside it), without a copy: an op's own output saved for its backward, or a slice of a
+    /// gradient handed to an input.
+    pub(crate) fn constant_over(data: Arc<Storage<E>>, layout: Layout) -> Self {
+        debug_assert!(layout.extent() <= data.len());
+        Self::build(data, layout, GradSlot::None, TensorId::fresh())
     }
 
     /// A constant (non-tracking) contiguous tensor from a buffer whose length is known to match.

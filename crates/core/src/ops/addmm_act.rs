@@ -66,10 +66,10 @@ impl<E: Element> AddmmAct<E> {
                 .for_each(|v| *v = if *v > E::zero() { *v } else { E::zero() }),
         }
         let (d, l) = out(y, &shape);
-        let saved = d.clone();
+        let saved = (d.clone(), l.clone());
         Ok(Tensor::from_op(d, l, &[c, a, b], || AddmmAct {
             act,
-            y: Tensor::constant_over(saved, &shape),
+            y: Tensor::constant_over(saved.0, saved.1),
         }))
     }
 

@@ -140,7 +140,7 @@ impl<E: Element> Op<E> for Stack {
                 xi.tracks_grad().then(|| {
                     let offset = l.offset() + i * step;
                     let layout = Layout::from_parts(shape.clone(), strides.clone(), offset);
-                    g.constant_view(layout).contiguous()
+                    Tensor::constant_over(g.storage_arc().clone(), layout).contiguous()
                 })
             })
             .collect())

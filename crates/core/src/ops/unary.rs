@@ -13,10 +13,10 @@ fn with_saved_output<E: Element, O: Op<E>>(
     make: impl FnOnce(Tensor<E>) -> O,
 ) -> Tensor<E> {
     let (data, layout) = out(data, x.shape());
-    let saved = data.clone();
+    let saved = (data.clone(), layout.clone());
     // the saved output shares the output's storage (tensors are immutable): no copy
     Tensor::from_op(data, layout, &[x], || {
-        make(Tensor::constant_over(saved, x.shape()))
+        make(Tensor::constant_over(saved.0, saved.1))
     })
 }
 
