@@ -38,7 +38,7 @@ impl Spin {
     fn keep_going(&mut self, since: Instant, limit: Duration) -> bool {
         std::hint::spin_loop();
         self.polls = self.polls.wrapping_add(1);
-        if self.polls % 64 != 0 {
+        if !self.polls.is_multiple_of(64) {
             return true;
         }
         if since.elapsed() > limit {

@@ -133,7 +133,7 @@ impl Layout {
         if n == 0 {
             return;
         }
-        debug_assert!(run >= 1 && n % run == 0 && run <= self.inner_run().max(1));
+        debug_assert!(run >= 1 && n.is_multiple_of(run) && run <= self.inner_run().max(1));
         // collapse the dims covered by the run, then walk the rest as an odometer
         let mut covered = 1;
         let mut split = self.rank();

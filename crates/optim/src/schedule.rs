@@ -152,7 +152,7 @@ impl LrScheduler for StepLr {
     epoch_scheduler_common!("StepLR");
     fn step(&mut self) -> f64 {
         self.epoch = self.epoch.saturating_add(1);
-        if self.epoch % self.step_size == 0 {
+        if self.epoch.is_multiple_of(self.step_size) {
             self.lr *= self.gamma;
         }
         self.lr
