@@ -56,6 +56,13 @@ pub trait Element:
         self.tanh()
     }
 
+    /// The tile kernel of retrograd's packed-panel products on this CPU, if this type has one
+    /// (`f32` on x86-64 with AVX-512); internal to the GEMM dispatch.
+    #[doc(hidden)]
+    fn panel_tile() -> Option<TileFn<Self>> {
+        None
+    }
+
     /// `1 / (1 + e^-x)` as the elementwise kernels compute it (see [`Element::exp_k`]).
     fn sigmoid_k(self) -> Self {
         if self >= Self::zero() {
@@ -89,6 +96,11 @@ pub trait Element:
         csc: isize,
     );
 }
+
+/// A `4 x 64` tile of a packed-panel product: `(k, a, b, out)` with `a` packed `[k][4]`, `b` one
+/// panel `[k][64]`, and `out` the row-major tile, overwritten (see the crate's `panel` module).
+#[doc(hidden)]
+pub type TileFn<E> = fn(usize, &[E], &[E], &mut [E; 256]);
 
 /// True if every element `i * rs + j * cs` (`i < rows`, `j < cols`) lies inside `len`, with
 /// non-negative strides.
@@ -245,6 +257,9 @@ impl Element for f32 {
     }
     fn as_f64(self) -> f64 {
         self as f64
+    }
+    fn panel_tile() -> Option<TileFn<Self>> {
+        crate::panel::f32_tile()
     }
     impl_gemm!(sgemm);
 }

@@ -31,6 +31,7 @@ pub mod gradcheck;
 mod helper;
 pub mod layout;
 pub mod ops;
+mod panel;
 pub mod param;
 pub mod storage;
 pub mod tape;

@@ -22,6 +22,7 @@ use std::sync::{LazyLock, Mutex};
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::element::{DType, Element};
+use crate::panel::{PanelCache, Read};
 use crate::twin::Twin;
 
 /// Buffers smaller than this are left to the allocator (which is fast for them).
@@ -51,6 +52,9 @@ pub struct Storage<E: Element> {
     /// A transposed copy for products that read this storage as `w.t()` again and again;
     /// dropped whenever the elements are borrowed mutably.
     twin: Twin<E>,
+    /// Packed copies for products that read this storage as their right-hand side again and
+    /// again (see [`crate::panel`]); dropped with the transposed copy.
+    panels: PanelCache<E>,
 }
 
 impl<E: Element> Storage<E> {
@@ -64,6 +68,25 @@ impl<E: Element> Storage<E> {
     pub(crate) fn transposed(&self, rows: usize, cols: usize) -> Option<&[E]> {
         self.twin.transposed(&self.data, rows, cols)
     }
+
+    /// These elements packed in panels for a `k x n` right-hand side read the way `read` says,
+    /// from the second request on (see [`crate::panel`]).
+    pub(crate) fn panels(&self, read: Read, k: usize, n: usize) -> Option<&[E]> {
+        self.panels.panels(&self.data, read, k, n)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn panel_cache(&self) -> &PanelCache<E> {
+        &self.panels
+    }
+
+    /// Drops the derived copies (transposed, packed), their buffers going back to the cache.
+    fn forget_copies(&mut self) {
+        if let Some(old) = self.twin.clear() {
+            give(old);
+        }
+        self.panels.clear(give);
+    }
 }
 
 impl<E: Element> From<Vec<E>> for Storage<E> {
@@ -71,6 +94,7 @@ impl<E: Element> From<Vec<E>> for Storage<E> {
         Storage {
             data,
             twin: Twin::default(),
+            panels: PanelCache::default(),
         }
     }
 }
@@ -90,9 +114,7 @@ impl<E: Element> Deref for Storage<E> {
 
 impl<E: Element> DerefMut for Storage<E> {
     fn deref_mut(&mut self) -> &mut [E] {
-        if let Some(old) = self.twin.clear() {
-            give(old);
-        }
+        self.forget_copies();
         &mut self.data
     }
 }
@@ -108,9 +130,7 @@ impl<E: Element> Clone for Storage<E> {
 impl<E: Element> Drop for Storage<E> {
     fn drop(&mut self) {
         give(std::mem::take(&mut self.data));
-        if let Some(old) = self.twin.clear() {
-            give(old);
-        }
+        self.forget_copies();
     }
 }
 

@@ -3,8 +3,9 @@
 
 use super::gemm::{gemm, packs, two_way_split, Half, MatRef};
 use super::{constant, grads2};
-use crate::element::Element;
+use crate::element::{Element, TileFn};
 use crate::error::{Error, Result};
+use crate::panel::{self, Read};
 use crate::tape::{InputGrads, Op};
 use crate::tensor::Tensor;
 use std::sync::Arc;
@@ -32,6 +33,9 @@ struct Operand<E: Element> {
     cs: usize,
     /// `Some((rows, cols))`: read `storage.transposed(rows, cols)`, row stride `rows`.
     twin: Option<(usize, usize)>,
+    /// `Some((read, k, n))`: a right-hand side read through `storage.panels(read, k, n)` by the
+    /// panel kernel (see [`crate::panel`]).
+    panels: Option<(Read, usize, usize)>,
 }
 
 impl<E: Element> Operand<E> {
@@ -45,25 +49,47 @@ impl<E: Element> Operand<E> {
             rs: l.strides()[r - 2],
             cs: l.strides()[r - 1],
             twin: None,
+            panels: None,
         }
     }
 
-    /// The right-hand operand of an `m x k x n` product. A plain transpose of a whole `[n, k]`
-    /// storage (`w.t()`) that `matrixmultiply` is to pack is read from the storage's row-major
-    /// transposed copy once it has one (see [`crate::twin`]): packing a row-major operand is
-    /// faster, and gives the same packed values.
+    /// The right-hand operand of an `m x k x n` product that packs. A whole `[k, n]` storage,
+    /// read as stored or as the transpose of `[n, k]` (`w.t()`), is read from the storage's
+    /// packed panels once it has them, where this CPU has a panel kernel for `E` (see
+    /// [`crate::panel`]). Elsewhere a plain `w.t()` is read from the storage's row-major
+    /// transposed copy once it has one (see [`crate::twin`]): `matrixmultiply` packs a
+    /// row-major operand faster, and to the same packed values.
     fn rhs(b: &Tensor<E>, m: usize) -> Self {
         let mut op = Self::of(b, None);
-        if let [k, n] = *b.shape() {
-            let whole = op.offset == 0 && b.storage().len() == k * n;
-            if whole && (op.rs, op.cs) == (1, k) && k > 1 && packs(m, k, n) {
-                // asked for here, so that the copy is made (on the second read) by the caller
-                if b.storage_arc().transposed(n, k).is_some() {
-                    op.twin = Some((n, k));
-                }
+        let [k, n] = *b.shape() else {
+            return op;
+        };
+        let whole = op.offset == 0 && b.storage().len() == k * n && k > 1 && n > 1;
+        if !whole || !packs(m, k, n) {
+            return op;
+        }
+        let read = match (op.rs, op.cs) {
+            (rs, 1) if rs == n => Some(Read::AsStored),
+            (1, cs) if cs == k => Some(Read::Transposed),
+            _ => None,
+        };
+        match read {
+            // asked for here, so that the copy is made (on the second read) by the caller
+            Some(read) if k <= panel::MAX_K && E::panel_tile().is_some() => {
+                op.panels = b.storage_arc().panels(read, k, n).map(|_| (read, k, n));
             }
+            Some(Read::Transposed) if b.storage_arc().transposed(n, k).is_some() => {
+                op.twin = Some((n, k));
+            }
+            _ => {}
         }
         op
+    }
+
+    /// The packed panels this operand is read through, if any.
+    fn panel_data(&self) -> Option<&[E]> {
+        let (read, k, n) = self.panels?;
+        self.storage.panels(read, k, n)
     }
 
     fn view(&self) -> MatRef<'_, E> {
@@ -94,6 +120,10 @@ fn gemm_operands<E: Element>(
     b: Operand<E>,
     c: &mut [E],
 ) {
+    if let (Some(tile), Some(panels)) = (E::panel_tile(), b.panel_data()) {
+        panel_operands(tile, (m, k, n), half, &a, &b, panels, c);
+        return;
+    }
     if let Some(half) = half {
         let (ha, hb) = (a.clone(), b.clone());
         if let Ok(pending) =
@@ -107,6 +137,58 @@ fn gemm_operands<E: Element>(
         }
     }
     gemm(m, k, n, a.view(), b.view(), c);
+}
+
+/// `c = a @ b` over `b`'s packed panels, cut like [`gemm_operands`] cuts (a column cut moved
+/// to a panel boundary), the second block on the helper thread when it is free.
+fn panel_operands<E: Element>(
+    tile: TileFn<E>,
+    (m, k, n): (usize, usize, usize),
+    half: Option<Half>,
+    a: &Operand<E>,
+    b: &Operand<E>,
+    panels: &[E],
+    c: &mut [E],
+) {
+    let half = half.and_then(|h| match h {
+        Half::Rows(r0) => Some(h).filter(|_| r0 > 0 && r0 < m),
+        Half::Cols(j0) => Some(j0.div_ceil(panel::NR) * panel::NR)
+            .filter(|&j| j < n)
+            .map(Half::Cols),
+    });
+    if let Some(half) = half {
+        let (ha, hb) = (a.clone(), b.clone());
+        let second = move || match hb.panel_data() {
+            Some(panels) => {
+                let (rows, j0) = match half {
+                    Half::Rows(r0) => (m - r0, 0),
+                    Half::Cols(j0) => (m, j0),
+                };
+                let mut out = crate::storage::overwritable(rows * (n - j0));
+                let av = match half {
+                    Half::Rows(r0) => ha.view().rows_from(r0),
+                    Half::Cols(_) => ha.view(),
+                };
+                panel::product(tile, (rows, k, n), j0, av, panels, &mut out, n - j0);
+                out
+            }
+            // the panels live as long as `hb` holds the storage; this is never taken
+            None => half.second((m, k, n), ha.view(), hb.view()),
+        };
+        if let Ok(pending) = crate::helper::spawn(second) {
+            match half {
+                Half::Rows(r0) => {
+                    panel::product(tile, (r0, k, n), 0, a.view(), panels, &mut c[..r0 * n], n)
+                }
+                Half::Cols(j0) => panel::product(tile, (m, k, j0), 0, a.view(), panels, c, n),
+            }
+            let block = pending.wait();
+            half.place((m, n), &block, c);
+            crate::storage::give(block);
+            return;
+        }
+    }
+    panel::product(tile, (m, k, n), 0, a.view(), panels, c, n);
 }
 
 /// Broadcast (stride-0) operands are materialized; other strided views go straight to GEMM.

@@ -6,7 +6,7 @@ pub mod addmm_act;
 pub mod binary;
 pub mod broadcast;
 pub mod dropout;
-mod gemm;
+pub(crate) mod gemm;
 pub mod index;
 pub mod join;
 pub mod loss;
