@@ -97,10 +97,11 @@ pub trait Element:
     );
 }
 
-/// A `4 x 64` tile of a packed-panel product: `(k, a, b, out)` with `a` packed `[k][4]`, `b` one
-/// panel `[k][64]`, and `out` the row-major tile, overwritten (see the crate's `panel` module).
+/// A `4 x 64` tile of a packed-panel product: `(k, a, b, out)` with `a` four rows of `k`
+/// elements, `b` one panel `[k][64]`, and `out` the row-major tile, overwritten (see the
+/// crate's `panel` module).
 #[doc(hidden)]
-pub type TileFn<E> = fn(usize, &[E], &[E], &mut [E; 256]);
+pub type TileFn<E> = for<'a> fn(usize, [&'a [E]; 4], &[E], &mut [E; 256]);
 
 /// True if every element `i * rs + j * cs` (`i < rows`, `j < cols`) lies inside `len`, with
 /// non-negative strides.

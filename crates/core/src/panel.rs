@@ -127,6 +127,9 @@ pub(crate) fn pack<E: Element>(k: usize, n: usize, b: MatRef<E>) -> Vec<E> {
 /// `c = a @ b` for `a: m x k` and `b` given as the panels of a `k x n` matrix (see [`pack`]),
 /// writing the `m x n` result into `c` with row stride `ldc`. Only columns `j0..n` are
 /// computed when `j0 > 0` (a multiple of [`NR`]); they land in `c` from its column 0.
+///
+/// The tile kernel reads [`MR`] rows of `a` in place when they are contiguous (a row-major
+/// `a`, the usual case); other layouts are copied to row-major first.
 pub(crate) fn product<E: Element>(
     tile: TileFn<E>,
     (m, k, n): (usize, usize, usize),
@@ -138,44 +141,59 @@ pub(crate) fn product<E: Element>(
 ) {
     debug_assert_eq!(j0 % NR, 0);
     debug_assert!(panels.len() >= n.div_ceil(NR) * k * NR);
-    let blocks = m.div_ceil(MR);
-    // a in blocks of MR rows, [block][p][MR], rows past m zero
-    let mut ap = crate::storage::zeros(blocks * k * MR);
-    for (ib, block) in ap.chunks_exact_mut(k * MR).enumerate() {
-        for i in 0..MR.min(m - ib * MR) {
-            let row = (ib * MR + i) * a.rs;
-            for (p, dst) in block.iter_mut().skip(i).step_by(MR).enumerate() {
-                *dst = a.data[row + p * a.cs];
+    let copy = (a.cs != 1).then(|| {
+        let mut rows = crate::storage::overwritable(m * k);
+        for (i, row) in rows.chunks_exact_mut(k).enumerate() {
+            for (p, v) in row.iter_mut().enumerate() {
+                *v = a.data[i * a.rs + p * a.cs];
             }
         }
-    }
+        rows
+    });
+    let (data, rs) = match &copy {
+        Some(rows) => (&rows[..], k),
+        None => (a.data, a.rs),
+    };
+    // rows past m read zeros (and are not written back)
+    let zero = if m % MR == 0 {
+        Vec::new()
+    } else {
+        crate::storage::zeros(k)
+    };
+    let row = |i: usize| {
+        if i < m {
+            &data[i * rs..i * rs + k]
+        } else {
+            &zero[..]
+        }
+    };
     let mut out = [E::zero(); MR * NR];
     for q in j0 / NR..n.div_ceil(NR) {
         let panel = &panels[q * k * NR..(q + 1) * k * NR];
         let (c0, cols) = (q * NR - j0, NR.min(n - q * NR));
-        for (ib, block) in ap.chunks_exact(k * MR).enumerate() {
-            tile(k, block, panel, &mut out);
-            for i in 0..MR.min(m - ib * MR) {
-                let dst = (ib * MR + i) * ldc + c0;
+        for i0 in (0..m).step_by(MR) {
+            tile(k, std::array::from_fn(|i| row(i0 + i)), panel, &mut out);
+            for i in 0..MR.min(m - i0) {
+                let dst = (i0 + i) * ldc + c0;
                 c[dst..dst + cols].copy_from_slice(&out[i * NR..i * NR + cols]);
             }
         }
     }
-    crate::storage::give(ap);
+    if let Some(rows) = copy {
+        crate::storage::give(rows);
+    }
+    crate::storage::give(zero);
 }
 
 #[cfg(test)]
-/// The reference tile: `out[i][j] = Σ_p a[p][i] b[p][j]` as one `mul_add` per term, in `p`
-/// order, for `a` packed `[p][MR]` and `b` one panel `[p][NR]`.
-pub(crate) fn scalar_tile<E: Element>(k: usize, a: &[E], b: &[E], out: &mut [E; MR * NR]) {
+/// The reference tile: `out[i][j] = Σ_p a[i][p] b[p][j]` as one `mul_add` per term, in `p`
+/// order, for `MR` rows of `a` and `b` one panel `[p][NR]`.
+pub(crate) fn scalar_tile<E: Element>(k: usize, a: [&[E]; MR], b: &[E], out: &mut [E; MR * NR]) {
     out.fill(E::zero());
-    for (ap, bp) in a[..k * MR]
-        .chunks_exact(MR)
-        .zip(b[..k * NR].chunks_exact(NR))
-    {
-        for (i, &av) in ap.iter().enumerate() {
+    for (p, bp) in b[..k * NR].chunks_exact(NR).enumerate() {
+        for (i, row) in a.iter().enumerate() {
             for (o, &bv) in out[i * NR..(i + 1) * NR].iter_mut().zip(bp) {
-                *o = av.mul_add(bv, *o);
+                *o = row[p].mul_add(bv, *o);
             }
         }
     }
@@ -199,7 +217,7 @@ mod avx512 {
     use std::arch::x86_64::{__m512, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_setzero_ps};
 
     /// Handed out only by [`super::f32_tile`], after the CPU reported AVX-512.
-    pub(super) fn tile_entry(k: usize, a: &[f32], b: &[f32], out: &mut [f32; MR * NR]) {
+    pub(super) fn tile_entry(k: usize, a: [&[f32]; MR], b: &[f32], out: &mut [f32; MR * NR]) {
         // SAFETY: `tile` is an ordinary safe function compiled for AVX-512; calling it is sound
         // on a CPU that has AVX-512F, which `f32_tile` checked (`is_x86_feature_detected!`)
         // before handing out this entry point. Its memory accesses are bounds-checked slices.
@@ -213,16 +231,14 @@ mod avx512 {
     }
 
     /// 4 x 64 accumulators in sixteen registers; per `p`: four panel loads, four broadcasts
-    /// of `a`, sixteen FMAs.
+    /// of `a` (one element of each row), sixteen FMAs.
     #[target_feature(enable = "avx512f")]
-    fn tile(k: usize, a: &[f32], b: &[f32], out: &mut [f32; MR * NR]) {
+    fn tile(k: usize, a: [&[f32]; MR], b: &[f32], out: &mut [f32; MR * NR]) {
         let mut acc = [[_mm512_setzero_ps(); NR / 16]; MR];
-        for (ap, bp) in a[..k * MR]
-            .chunks_exact(MR)
-            .zip(b[..k * NR].chunks_exact(NR))
-        {
+        let [a0, a1, a2, a3] = a.map(|r| &r[..k]);
+        for (p, bp) in b[..k * NR].chunks_exact(NR).enumerate() {
             let bv = [load(bp), load(&bp[16..]), load(&bp[32..]), load(&bp[48..])];
-            for (row, &av) in acc.iter_mut().zip(ap) {
+            for (row, av) in acc.iter_mut().zip([a0[p], a1[p], a2[p], a3[p]]) {
                 let av = _mm512_set1_ps(av);
                 for (r, &bv) in row.iter_mut().zip(&bv) {
                     *r = _mm512_fmadd_ps(av, bv, *r);
@@ -356,12 +372,13 @@ mod tests {
             let a: Vec<f32> = (0..k * MR)
                 .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
                 .collect();
+            let rows: [&[f32]; MR] = std::array::from_fn(|i| &a[i * k..(i + 1) * k]);
             let b: Vec<f32> = (0..k * NR)
                 .map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.021)
                 .collect();
             let (mut want, mut got) = ([0f32; MR * NR], [f32::NAN; MR * NR]);
-            scalar_tile(k, &a, &b, &mut want);
-            tile(k, &a, &b, &mut got);
+            scalar_tile(k, rows, &b, &mut want);
+            tile(k, rows, &b, &mut got);
             assert_eq!(want.map(f32::to_bits), got.map(f32::to_bits), "k = {k}");
         }
     }
