@@ -108,16 +108,45 @@ impl<E: Element> PanelCache<E> {
 /// The panels of a `k x n` matrix `b`: panel `q` holds columns `q * NR ..` as a row-major
 /// `k x NR` block, columns past `n` zero.
 pub(crate) fn pack<E: Element>(k: usize, n: usize, b: MatRef<E>) -> Vec<E> {
+    /// Columns gathered together from a transposed `b`: eight contiguous source rows feed
+    /// eight adjacent elements of each panel row.
+    const W: usize = 8;
     let panels = n.div_ceil(NR);
     let mut out = crate::storage::zeros(panels * k * NR);
     for (q, panel) in out.chunks_exact_mut(k * NR).enumerate() {
         let cols = NR.min(n - q * NR);
-        // one source column at a time: contiguous reads when `b` is a transposed row-major
-        // matrix (the common case), NR-strided writes within one panel
-        for jj in 0..cols {
-            let j = q * NR + jj;
-            for (p, dst) in panel.iter_mut().skip(jj).step_by(NR).enumerate() {
-                *dst = b.data[p * b.rs + j * b.cs];
+        let col = |jj: usize| q * NR + jj;
+        if b.cs == 1 {
+            // rows of b are contiguous: one copy per panel row
+            for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                let src = p * b.rs + col(0);
+                dst[..cols].copy_from_slice(&b.data[src..src + cols]);
+            }
+        } else if b.rs == 1 {
+            // columns of b are contiguous (`w.t()` of a row-major `w`)
+            let full = cols / W * W;
+            for j0 in (0..full).step_by(W) {
+                let src: [&[E]; W] = std::array::from_fn(|j| {
+                    let s = col(j0 + j) * b.cs;
+                    &b.data[s..s + k]
+                });
+                for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                    for (d, s) in dst[j0..j0 + W].iter_mut().zip(&src) {
+                        *d = s[p];
+                    }
+                }
+            }
+            for jj in full..cols {
+                let s = col(jj) * b.cs;
+                for (dst, &v) in panel.chunks_exact_mut(NR).zip(&b.data[s..s + k]) {
+                    dst[jj] = v;
+                }
+            }
+        } else {
+            for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                for (jj, d) in dst[..cols].iter_mut().enumerate() {
+                    *d = b.data[p * b.rs + col(jj) * b.cs];
+                }
             }
         }
     }
@@ -290,6 +319,35 @@ mod tests {
         assert_eq!(p[2 * NR + 5], 69.0);
         assert_eq!(p[2 * NR + 6], 0.0); // padding
         assert_eq!(p[3 * NR + 5], 139.0);
+    }
+
+    #[test]
+    fn packing_reads_every_layout_of_b() {
+        // a 5 x 139 matrix (three panels, the last ragged, columns not a multiple of eight)
+        // stored row-major, transposed (column-major), and with both strides above one
+        let (k, n) = (5, 139);
+        let val = |p: usize, j: usize| (p * 1000 + j) as f64;
+        let row_major: Vec<f64> = (0..k * n).map(|x| val(x / n, x % n)).collect();
+        let col_major: Vec<f64> = (0..k * n).map(|x| val(x % k, x / k)).collect();
+        let spread: Vec<f64> = (0..k * n * 2)
+            .map(|x| val(x / (2 * n), x % (2 * n) / 2))
+            .collect();
+        for (data, rs, cs) in [(&row_major, n, 1), (&col_major, 1, k), (&spread, 2 * n, 2)] {
+            let p = pack(k, n, MatRef { data, rs, cs });
+            for q in 0..n.div_ceil(NR) {
+                for pp in 0..k {
+                    for jj in 0..NR {
+                        let j = q * NR + jj;
+                        let want = if j < n { val(pp, j) } else { 0.0 };
+                        assert_eq!(
+                            p[(q * k + pp) * NR + jj],
+                            want,
+                            "strides {rs},{cs}: ({pp}, {j})"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
