@@ -34,6 +34,27 @@ pub(crate) const MR: usize = 4;
 /// The largest inner size packed: a panel of `k x NR` then stays within 512 KiB, in L2.
 pub(crate) const MAX_K: usize = 2048;
 
+/// The largest left operand (elements) streamed once per panel: 1 MiB of `f32`, one core's L2.
+const MAX_A: usize = 256 * 1024;
+
+/// From this many rows, panels are made on the first read: the pack then costs under 1/128
+/// of the product. (B1's 2048x1024x64 input gradient took 2.1 ms through `matrixmultiply` and
+/// 1.06 ms through panels; B2's 400x200x10000 decoder 10.3 ms against 6.8 ms plus a 0.75 ms
+/// pack; one thread.)
+const EAGER_M: usize = 128;
+
+/// Whether an `m x k x n` product reads a whole right-hand side through panels: `None` when it
+/// does not, else `Some(eager)`: panels made on the first read when `eager`, else from the
+/// second. Not when `k` is beyond [`MAX_K`], nor when a left operand beyond [`MAX_A`] would be
+/// streamed from beyond L2 once per panel for more than four panels or copied to row-major
+/// first (`a_rows`: its rows are contiguous). A weight gradient `gᵀ x` has such a transposed
+/// left operand: through panels, B1's 1024x2048x256 one ran at a third of `matrixmultiply`'s
+/// speed.
+pub(crate) fn plan(m: usize, k: usize, n: usize, a_rows: bool) -> Option<bool> {
+    let a_fits = m * k <= MAX_A || (a_rows && n <= 4 * NR);
+    (k <= MAX_K && a_fits).then_some(m >= EAGER_M)
+}
+
 /// How a product reads a storage as its right-hand side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Read {
@@ -63,13 +84,20 @@ struct Packed<E> {
 }
 
 impl<E: Element> PanelCache<E> {
-    /// The panels of `src` read as a `k x n` right-hand side the way `read` says, from the
-    /// second request on; `None` on the first, or when panels of other dimensions were made
-    /// first. `src` must hold exactly `k * n` elements.
-    pub(crate) fn panels(&self, src: &[E], read: Read, k: usize, n: usize) -> Option<&[E]> {
+    /// The panels of `src` read as a `k x n` right-hand side the way `read` says: from the
+    /// second request on, or from the first when `eager`; `None` before, or when panels of
+    /// other dimensions were made first. `src` must hold exactly `k * n` elements.
+    pub(crate) fn panels(
+        &self,
+        src: &[E],
+        read: Read,
+        (k, n): (usize, usize),
+        eager: bool,
+    ) -> Option<&[E]> {
         debug_assert_eq!(src.len(), k * n);
         let slot = &self.slots[read as usize];
-        if slot.packed.get().is_none() && slot.reads.fetch_add(1, Ordering::Relaxed) == 0 {
+        if slot.packed.get().is_none() && slot.reads.fetch_add(1, Ordering::Relaxed) == 0 && !eager
+        {
             return None;
         }
         let p = slot.packed.get_or_init(|| {
@@ -402,22 +430,28 @@ mod tests {
     fn the_cache_packs_on_the_second_read_and_forgets_on_clear() {
         let src: Vec<f64> = (0..6).map(f64::from).collect(); // [[0,1,2],[3,4,5]]
         let mut cache = PanelCache::default();
-        assert!(cache.panels(&src, Read::AsStored, 2, 3).is_none());
-        let p = cache.panels(&src, Read::AsStored, 2, 3).unwrap();
+        assert!(cache.panels(&src, Read::AsStored, (2, 3), false).is_none());
+        let p = cache.panels(&src, Read::AsStored, (2, 3), false).unwrap();
         assert_eq!(
             (p.len(), p[0], p[1], p[2], p[3], p[NR]),
             (2 * NR, 0.0, 1.0, 2.0, 0.0, 3.0)
         );
         // the transposed read has its own count: w.t() of [[0,1,2],[3,4,5]] is 3 x 2
-        assert!(cache.panels(&src, Read::Transposed, 3, 2).is_none());
-        let t = cache.panels(&src, Read::Transposed, 3, 2).unwrap();
+        assert!(cache
+            .panels(&src, Read::Transposed, (3, 2), false)
+            .is_none());
+        let t = cache.panels(&src, Read::Transposed, (3, 2), false).unwrap();
         assert_eq!((t[0], t[1], t[NR], t[NR + 1]), (0.0, 3.0, 1.0, 4.0));
         // panels of other dimensions are never handed out
-        assert!(cache.panels(&src, Read::AsStored, 3, 2).is_none());
+        assert!(cache.panels(&src, Read::AsStored, (3, 2), false).is_none());
         let mut freed = 0;
         cache.clear(|v| freed += v.len());
+        // an eager request packs on the first read
+        assert!(cache.panels(&src, Read::AsStored, (2, 3), true).is_some());
+        cache.clear(|v| freed += v.len());
+        freed -= 2 * NR;
         assert_eq!(freed, (2 + 3) * NR); // k = 2 and k = 3 rows of one panel each
-        assert!(cache.panels(&src, Read::AsStored, 2, 3).is_none());
+        assert!(cache.panels(&src, Read::AsStored, (2, 3), false).is_none());
     }
 
     #[test]
@@ -469,30 +503,38 @@ mod tests {
         }
         let rng = &mut StdRng::seed_from_u64(7);
         // B1's recurrent shapes (a column cut on two threads, k = 1024 beyond matrixmultiply's
-        // 256-deep blocks), ragged ones (a cut moved to a panel boundary), and m > n (a row cut)
+        // 256-deep blocks), ragged ones (a cut moved to a panel boundary), and m > n from
+        // EAGER_M rows (a row cut, panels made on the first read)
         for (m, k, n) in [(32, 256, 1024), (37, 200, 130), (300, 96, 72)] {
+            let eager = m >= EAGER_M;
             let x = crate::Tensor::<f32>::randn(&[m, k], 0.0, 1.0, rng).unwrap();
             let g = crate::Tensor::<f32>::randn(&[m, n], 0.0, 1.0, rng).unwrap();
             let p =
                 crate::Parameter::new(crate::Tensor::<f32>::randn(&[n, k], 0.0, 1.0, rng).unwrap());
             let w = p.value();
-            // the first read goes to matrixmultiply and leaves no panels
+            let packed = |w: &crate::Tensor<f32>| {
+                let slots = &w.storage_arc().panel_cache().slots;
+                slots
+                    .iter()
+                    .map(|s| s.packed.get().is_some())
+                    .collect::<Vec<_>>()
+            };
+            // the first read packs only when eager (else it goes to matrixmultiply)
             let first = products(&x, &g, &w, 1);
-            assert!(w
-                .storage_arc()
-                .panel_cache()
-                .slots
-                .iter()
-                .all(|s| s.packed.get().is_none()));
+            assert_eq!(packed(&w), [eager, eager], "{m}x{k}x{n}");
             let one = products(&x, &g, &w, 1);
-            let cache = w.storage_arc().panel_cache();
-            assert!(
-                cache.slots.iter().all(|s| s.packed.get().is_some()),
-                "{m}x{k}x{n}"
+            assert_eq!(packed(&w), [true, true], "{m}x{k}x{n}");
+            // the values are the product's, and the panel kernel's sums are matrixmultiply's
+            // bits up to its 256-deep blocks
+            let (xv, gv, wv) = (x.to_f64_vec(), g.to_f64_vec(), w.to_f64_vec());
+            let mat = |data, rs, cs| MatRef { data, rs, cs };
+            let want = (
+                naive(m, k, n, mat(&xv, k, 1), mat(&wv, 1, k)),
+                naive(m, n, k, mat(&gv, n, 1), mat(&wv, k, 1)),
             );
-            // the panel kernel's sums are matrixmultiply's up to its 256-deep blocks
-            for (got, want) in [(&one.0, &first.0), (&one.1, &first.1)] {
+            for (got, want) in [(&one.0, &want.0), (&one.1, &want.1)] {
                 for (a, b) in got.iter().zip(want.iter()) {
+                    let a = f64::from(*a);
                     assert!(
                         (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
                         "{m}x{k}x{n}: {a} vs {b}"
@@ -507,7 +549,7 @@ mod tests {
                 assert_eq!(products(&x, &g, &w, 2), one, "{m}x{k}x{n} on two threads");
             }
             // an optimizer-style update drops the panels: the next products (a first read
-            // again, through matrixmultiply) see the new values
+            // again) see the new values
             drop(w);
             p.update(|d| d.iter_mut().for_each(|v| *v *= 2.0)).unwrap();
             let doubled = products(&x, &g, &p.value(), 1);

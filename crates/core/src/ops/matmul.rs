@@ -56,10 +56,11 @@ impl<E: Element> Operand<E> {
     /// The right-hand operand of an `m x k x n` product that packs. A whole `[k, n]` storage,
     /// read as stored or as the transpose of `[n, k]` (`w.t()`), is read from the storage's
     /// packed panels once it has them, where this CPU has a panel kernel for `E` (see
-    /// [`crate::panel`]). Elsewhere a plain `w.t()` is read from the storage's row-major
+    /// [`crate::panel`]; `a_rows` says whether the left operand's rows are contiguous, which
+    /// [`panel::plan`] weighs). Elsewhere a plain `w.t()` is read from the storage's row-major
     /// transposed copy once it has one (see [`crate::twin`]): `matrixmultiply` packs a
     /// row-major operand faster, and to the same packed values.
-    fn rhs(b: &Tensor<E>, m: usize) -> Self {
+    fn rhs(b: &Tensor<E>, m: usize, a_rows: bool) -> Self {
         let mut op = Self::of(b, None);
         let [k, n] = *b.shape() else {
             return op;
@@ -73,12 +74,16 @@ impl<E: Element> Operand<E> {
             (1, cs) if cs == k => Some(Read::Transposed),
             _ => None,
         };
-        match read {
-            // asked for here, so that the copy is made (on the second read) by the caller
-            Some(read) if k <= panel::MAX_K && E::panel_tile().is_some() => {
-                op.panels = b.storage_arc().panels(read, k, n).map(|_| (read, k, n));
+        let plan = E::panel_tile().and(panel::plan(m, k, n, a_rows));
+        match (read, plan) {
+            // asked for here, so that the copy is made by the caller
+            (Some(read), Some(eager)) => {
+                op.panels = b
+                    .storage_arc()
+                    .panels(read, (k, n), eager)
+                    .map(|_| (read, k, n));
             }
-            Some(Read::Transposed) if b.storage_arc().transposed(n, k).is_some() => {
+            (Some(Read::Transposed), None) if b.storage_arc().transposed(n, k).is_some() => {
                 op.twin = Some((n, k));
             }
             _ => {}
@@ -89,7 +94,7 @@ impl<E: Element> Operand<E> {
     /// The packed panels this operand is read through, if any.
     fn panel_data(&self) -> Option<&[E]> {
         let (read, k, n) = self.panels?;
-        self.storage.panels(read, k, n)
+        self.storage.panels(read, (k, n), false)
     }
 
     fn view(&self) -> MatRef<'_, E> {
@@ -244,7 +249,7 @@ fn matmul_vec<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<(Vec<E>, Vec<u
             let bv = if b_batched {
                 Operand::of(&b, Some(i))
             } else {
-                Operand::rhs(&b, m)
+                Operand::rhs(&b, m, a.layout().strides()[a.rank() - 1] == 1)
             };
             gemm_operands((m, k, n), half, av, bv, ci);
         }
