@@ -63,6 +63,12 @@ pub trait Element:
         None
     }
 
+    /// The one-row kernel of the packed-panel products, where [`Element::panel_tile`] exists.
+    #[doc(hidden)]
+    fn panel_row() -> Option<RowFn<Self>> {
+        None
+    }
+
     /// `1 / (1 + e^-x)` as the elementwise kernels compute it (see [`Element::exp_k`]).
     fn sigmoid_k(self) -> Self {
         if self >= Self::zero() {
@@ -102,6 +108,11 @@ pub trait Element:
 /// crate's `panel` module).
 #[doc(hidden)]
 pub type TileFn<E> = for<'a> fn(usize, [&'a [E]; 4], &[E], &mut [E; 256]);
+
+/// One row against two panels of a packed-panel product: `(k, a, [b0, b1], out)` with `a` one
+/// row of `k` elements, `b0` and `b1` panels `[k][64]`, `out` the two 64-wide results.
+#[doc(hidden)]
+pub type RowFn<E> = for<'a> fn(usize, &'a [E], [&'a [E]; 2], &mut [E; 128]);
 
 /// True if every element `i * rs + j * cs` (`i < rows`, `j < cols`) lies inside `len`, with
 /// non-negative strides.
@@ -261,6 +272,9 @@ impl Element for f32 {
     }
     fn panel_tile() -> Option<TileFn<Self>> {
         crate::panel::f32_tile()
+    }
+    fn panel_row() -> Option<RowFn<Self>> {
+        crate::panel::f32_row()
     }
     impl_gemm!(sgemm);
 }

@@ -22,7 +22,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
-use crate::element::{Element, TileFn};
+use crate::element::{Element, RowFn, TileFn};
 use crate::ops::gemm::MatRef;
 
 /// Columns per panel: four AVX-512 vectors of `f32`.
@@ -42,6 +42,15 @@ const MAX_A: usize = 256 * 1024;
 /// 1.06 ms through panels; B2's 400x200x10000 decoder 10.3 ms against 6.8 ms plus a 0.75 ms
 /// pack; one thread.)
 const EAGER_M: usize = 128;
+
+/// From this many multiply-adds a one-row product may read a whole right-hand side through
+/// panels (from its second read); below, the direct loops of `gemm.rs` run.
+const ROW_MIN_FMAS: usize = 4096;
+
+/// Whether a one-row product is large enough for the panel path (when the rhs has panels).
+pub(crate) fn row_product(m: usize, k: usize, n: usize) -> bool {
+    m == 1 && k * n >= ROW_MIN_FMAS
+}
 
 /// Whether an `m x k x n` product reads a whole right-hand side through panels: `None` when it
 /// does not, else `Some(eager)`: panels made on the first read when `eager`, else from the
@@ -198,6 +207,10 @@ pub(crate) fn product<E: Element>(
 ) {
     debug_assert_eq!(j0 % NR, 0);
     debug_assert!(panels.len() >= n.div_ceil(NR) * k * NR);
+    if let (1, Some(row)) = (m, E::panel_row()) {
+        product_row(row, (k, n), j0, a, panels, &mut c[..n - j0]);
+        return;
+    }
     let copy = (a.cs != 1).then(|| {
         let mut rows = crate::storage::overwritable(m * k);
         for (i, row) in rows.chunks_exact_mut(k).enumerate() {
@@ -242,6 +255,42 @@ pub(crate) fn product<E: Element>(
     crate::storage::give(zero);
 }
 
+/// [`product`] for one row: `c = a @ b[:, j0..n]` two panels at a time.
+fn product_row<E: Element>(
+    row: RowFn<E>,
+    (k, n): (usize, usize),
+    j0: usize,
+    a: MatRef<E>,
+    panels: &[E],
+    c: &mut [E],
+) {
+    let copy = (a.cs != 1).then(|| (0..k).map(|p| a.data[p * a.cs]).collect::<Vec<E>>());
+    let a = copy.as_deref().unwrap_or(&a.data[..k]);
+    let panel = |q: usize| &panels[q * k * NR..(q + 1) * k * NR];
+    let mut out = [E::zero(); 2 * NR];
+    let last = n.div_ceil(NR);
+    for q in (j0 / NR..last).step_by(2) {
+        // an odd last panel is paired with itself, its second half discarded
+        row(k, a, [panel(q), panel((q + 1).min(last - 1))], &mut out);
+        let (c0, cols) = (q * NR - j0, (2 * NR).min(n - q * NR));
+        c[c0..c0 + cols].copy_from_slice(&out[..cols]);
+    }
+}
+
+/// The reference for a row kernel: `out[h * NR + j] = Σ_p a[p] b[h][p][j]`, one `mul_add` per
+/// term in `p` order, for two panels `b[0]`, `b[1]`.
+#[cfg(test)]
+pub(crate) fn scalar_row<E: Element>(k: usize, a: &[E], b: [&[E]; 2], out: &mut [E; 2 * NR]) {
+    out.fill(E::zero());
+    for (half, panel) in out.chunks_exact_mut(NR).zip(b) {
+        for (&av, bp) in a[..k].iter().zip(panel.chunks_exact(NR)) {
+            for (o, &bv) in half.iter_mut().zip(bp) {
+                *o = av.mul_add(bv, *o);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 /// The reference tile: `out[i][j] = Σ_p a[i][p] b[p][j]` as one `mul_add` per term, in `p`
 /// order, for `MR` rows of `a` and `b` one panel `[p][NR]`.
@@ -268,6 +317,15 @@ pub(crate) fn f32_tile() -> Option<TileFn<f32>> {
     None
 }
 
+/// The AVX-512 `f32` one-row kernel, if this CPU has AVX-512.
+pub(crate) fn f32_row() -> Option<RowFn<f32>> {
+    #[cfg(target_arch = "x86_64")]
+    if f32_tile().is_some() {
+        return Some(avx512::row_entry);
+    }
+    None
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{MR, NR};
@@ -279,6 +337,44 @@ mod avx512 {
         // on a CPU that has AVX-512F, which `f32_tile` checked (`is_x86_feature_detected!`)
         // before handing out this entry point. Its memory accesses are bounds-checked slices.
         unsafe { tile(k, a, b, out) }
+    }
+
+    /// Handed out only by [`super::f32_row`], after the CPU reported AVX-512.
+    pub(super) fn row_entry(k: usize, a: &[f32], b: [&[f32]; 2], out: &mut [f32; 2 * NR]) {
+        // SAFETY: as for `tile_entry`: `row` is a safe function compiled for AVX-512, called
+        // only on a CPU that reported AVX-512F; its accesses are bounds-checked slices.
+        unsafe { row(k, a, b, out) }
+    }
+
+    /// One row against two panels: eight accumulator chains (one FMA latency apart), per `p`
+    /// one broadcast of `a`, eight panel loads, eight FMAs.
+    #[target_feature(enable = "avx512f")]
+    fn row(k: usize, a: &[f32], b: [&[f32]; 2], out: &mut [f32; 2 * NR]) {
+        let mut acc = [_mm512_setzero_ps(); 2 * NR / 16];
+        let (b0, b1) = (&b[0][..k * NR], &b[1][..k * NR]);
+        for ((&av, p0), p1) in a[..k]
+            .iter()
+            .zip(b0.chunks_exact(NR))
+            .zip(b1.chunks_exact(NR))
+        {
+            let av = _mm512_set1_ps(av);
+            let bv = [
+                load(p0),
+                load(&p0[16..]),
+                load(&p0[32..]),
+                load(&p0[48..]),
+                load(p1),
+                load(&p1[16..]),
+                load(&p1[32..]),
+                load(&p1[48..]),
+            ];
+            for (r, &bv) in acc.iter_mut().zip(&bv) {
+                *r = _mm512_fmadd_ps(av, bv, *r);
+            }
+        }
+        for (r, d) in acc.iter().zip(out.chunks_exact_mut(16)) {
+            d.copy_from_slice(&bytemuck::cast::<__m512, [f32; 16]>(*r));
+        }
     }
 
     #[target_feature(enable = "avx512f")]
@@ -475,6 +571,67 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_avx512_row_kernel_gives_the_scalar_bits_and_rows_are_products() {
+        let Some(row) = f32_row() else {
+            eprintln!("this CPU has no AVX-512: the f32 panel kernel is not used here");
+            return;
+        };
+        for k in [1, 5, 100, 1024] {
+            let a: Vec<f32> = (0..k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
+                .collect();
+            let b: Vec<f32> = (0..2 * k * NR)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.021)
+                .collect();
+            let panels = [&b[..k * NR], &b[k * NR..]];
+            let (mut want, mut got) = ([0f32; 2 * NR], [f32::NAN; 2 * NR]);
+            scalar_row(k, &a, panels, &mut want);
+            row(k, &a, panels, &mut got);
+            assert_eq!(want.map(f32::to_bits), got.map(f32::to_bits), "k = {k}");
+        }
+        // one-row products over 1, 2 and 3 panels (an odd last one), from a later panel, and
+        // with a strided row
+        for (k, n) in [(7, 50), (9, 128), (33, 150)] {
+            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let a: Vec<f32> = (0..2 * k).map(|i| (i as f32 * 0.11).cos()).collect();
+            let panels = pack(
+                k,
+                n,
+                MatRef {
+                    data: &b,
+                    rs: n,
+                    cs: 1,
+                },
+            );
+            for (data, cs) in [(&a[..k], 1), (&a[..], 2)] {
+                let want: Vec<f32> = (0..n)
+                    .map(|j| (0..k).map(|p| data[p * cs] * b[p * n + j]).sum())
+                    .collect();
+                for j0 in (0..n).step_by(NR) {
+                    let mut c = vec![f32::NAN; n - j0];
+                    let am = MatRef {
+                        data,
+                        rs: k * cs,
+                        cs,
+                    };
+                    product(
+                        f32_tile().unwrap(),
+                        (1, k, n),
+                        j0,
+                        am,
+                        &panels,
+                        &mut c,
+                        n - j0,
+                    );
+                    for (x, y) in c.iter().zip(&want[j0..]) {
+                        assert!((x - y).abs() < 1e-4, "{k}x{n} from {j0}: {x} vs {y}");
+                    }
+                }
+            }
+        }
+    }
+
     /// `x @ w.t()` and `g @ w` for a weight read again and again, on `threads` threads.
     fn products(
         x: &crate::Tensor<f32>,
@@ -505,7 +662,13 @@ mod tests {
         // B1's recurrent shapes (a column cut on two threads, k = 1024 beyond matrixmultiply's
         // 256-deep blocks), ragged ones (a cut moved to a panel boundary), and m > n from
         // EAGER_M rows (a row cut, panels made on the first read)
-        for (m, k, n) in [(32, 256, 1024), (37, 200, 130), (300, 96, 72)] {
+        for (m, k, n) in [
+            (32, 256, 1024),
+            (37, 200, 130),
+            (300, 96, 72),
+            (1, 256, 1024), // batch-1 sampling: the row kernel, a column cut on two threads
+            (1, 100, 100),  // B3's step: an odd panel count
+        ] {
             let eager = m >= EAGER_M;
             let x = crate::Tensor::<f32>::randn(&[m, k], 0.0, 1.0, rng).unwrap();
             let g = crate::Tensor::<f32>::randn(&[m, n], 0.0, 1.0, rng).unwrap();
@@ -541,10 +704,12 @@ mod tests {
                     );
                 }
             }
-            assert_eq!(
-                one.0, first.0,
-                "{m}x{k}x{n}: k <= 256 gives matrixmultiply's bits"
-            );
+            if m > 1 {
+                assert_eq!(
+                    one.0, first.0,
+                    "{m}x{k}x{n}: k <= 256 gives matrixmultiply's bits"
+                );
+            }
             for _ in 0..3 {
                 assert_eq!(products(&x, &g, &w, 2), one, "{m}x{k}x{n} on two threads");
             }

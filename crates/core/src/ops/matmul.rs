@@ -66,7 +66,8 @@ impl<E: Element> Operand<E> {
             return op;
         };
         let whole = op.offset == 0 && b.storage().len() == k * n && k > 1 && n > 1;
-        if !whole || !packs(m, k, n) {
+        let (packed, row) = (packs(m, k, n), panel::row_product(m, k, n));
+        if !whole || !(packed || row) {
             return op;
         }
         let read = match (op.rs, op.cs) {
@@ -74,7 +75,7 @@ impl<E: Element> Operand<E> {
             (1, cs) if cs == k => Some(Read::Transposed),
             _ => None,
         };
-        let plan = E::panel_tile().and(panel::plan(m, k, n, a_rows));
+        let plan = E::panel_row().and(panel::plan(m, k, n, a_rows));
         match (read, plan) {
             // asked for here, so that the copy is made by the caller
             (Some(read), Some(eager)) => {
@@ -83,7 +84,9 @@ impl<E: Element> Operand<E> {
                     .panels(read, (k, n), eager)
                     .map(|_| (read, k, n));
             }
-            (Some(Read::Transposed), None) if b.storage_arc().transposed(n, k).is_some() => {
+            (Some(Read::Transposed), None)
+                if packed && b.storage_arc().transposed(n, k).is_some() =>
+            {
                 op.twin = Some((n, k));
             }
             _ => {}
@@ -239,7 +242,7 @@ fn matmul_vec<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<(Vec<E>, Vec<u
         for i in 0..nb {
             let ci = &mut c[i * m * n..(i + 1) * m * n];
             let half = two_way_split(m, k, n);
-            if half.is_none() && !packs(m, k, n) {
+            if half.is_none() && !packs(m, k, n) && !panel::row_product(m, k, n) {
                 // direct loops: no transposed copy or split applies, so no owned operands
                 let bv = gemm_view(&b, b_batched.then_some(i));
                 gemm(m, k, n, gemm_view(&a, batch.map(|_| i)), bv, ci);
