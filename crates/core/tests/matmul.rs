@@ -374,10 +374,11 @@ fn matmul_large_operands_match_naive_products() {
 
 #[test]
 fn a_weight_read_transposed_again_gives_the_same_bits_and_follows_updates() {
-    // From its second read as `w.t()`, a weight's product reads a cached row-major transpose.
-    // Every read must give the bits of the first (which used the strided view), for f64 and
-    // f32, and an update of the weight must drop the copy (else the third product below would
-    // use the old values).
+    // From its second read as `w.t()`, a weight's product reads a cached row-major transpose,
+    // or in f32 on a CPU with AVX-512 its packed panels (`panel.rs`; the same bits as
+    // matrixmultiply's for k <= 256). Every read must give the bits of the first (which used
+    // the strided view), for f64 and f32, and an update of the weight must drop the copy
+    // (else the third product below would use the old values).
     use retrograd_core::Parameter;
     let (m, k, n) = (24, 40, 60); // 57,600 multiply-adds: the packing path
     let x = rnd(&[m, k], 60);
@@ -471,7 +472,8 @@ fn products_split_in_two_give_the_same_bits_whoever_computes_the_second_block() 
     // n > m and by rows otherwise; the second block goes to the helper thread, or to a rayon
     // worker while the helper is busy (four threads race for it below). Both compute the same
     // block with the same call, so every run must give the first run's bits, and the values
-    // must match the triple loop. The w.t() operands also cover the transposed-copy path.
+    // must match the triple loop. The w.t() operands also cover the transposed-copy path, or
+    // with AVX-512 the packed panels (k <= 256 here: the same bits as matrixmultiply's).
     for (m, k, n) in [(64, 256, 256), (300, 200, 100)] {
         let x = rnd(&[m, k], 80).cast::<f32>();
         let w = rnd(&[n, k], 81).cast::<f32>();
