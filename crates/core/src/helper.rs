@@ -200,6 +200,12 @@ impl<T> Pending<T> {
     }
 }
 
+/// Held by the lib tests that send jobs to the helper, so that none runs beside the mailbox
+/// test below, which keeps the helper busy with a job that waits for a signal (a job sent
+/// meanwhile would wait for it too).
+#[cfg(test)]
+pub(crate) static TEST_LOCK: Mutex<()> = Mutex::new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +213,7 @@ mod tests {
     /// One test, so that no other test in this process uses the helper meanwhile.
     #[test]
     fn jobs_run_on_the_helper_and_a_busy_helper_hands_them_back() {
+        let _alone = TEST_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let me = std::thread::current().id();
         let p = spawn(move || (std::thread::current().id() != me, 6 * 7))
             .unwrap_or_else(|_| panic!("the helper should be free"));

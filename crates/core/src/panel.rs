@@ -653,6 +653,9 @@ mod tests {
 
     #[test]
     fn a_weight_read_again_goes_through_panels_on_one_and_two_threads() {
+        let _helper = crate::helper::TEST_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         use rand::{rngs::StdRng, SeedableRng};
         if f32_tile().is_none() {
             eprintln!("this CPU has no AVX-512: the f32 panel kernel is not used here");
