@@ -2,22 +2,26 @@
 //!
 //! A recurrent weight is the right-hand side of two products at every time step: `h @ w.t()`
 //! forward and `g @ w` backward. `matrixmultiply` packs its operands on every call: in a
-//! one-thread B1 profile, packing was 21% of the step and the kernel 58%. So from the second
-//! packed read of a storage in one orientation, it keeps a copy packed in panels of [`NR`]
-//! columns (each panel `k x NR`, row-major, the last one padded with zeros) and products read
-//! that. [`product`] packs the left operand in blocks of [`MR`] rows (cheap: it is the small
-//! one) and runs a `MR x NR` tile kernel over every (panel, row block) pair. The copy is
-//! dropped when the storage is mutated (an optimizer step) or freed, like the transposed copy
-//! of [`crate::twin`].
+//! one-thread B1 profile, packing was 21% of the step and the kernel 58%. So a storage read
+//! whole as a right-hand side keeps a copy of itself packed in panels of [`NR`] columns (each
+//! panel `k x NR`, row-major, the last one padded with zeros), one per orientation ([`Read`]),
+//! and products read that. The copy is made on the second such read, or on the first when the
+//! product has [`EAGER_M`] rows or more (the pack is then cheap next to the product); see
+//! [`plan`] for the products left to `matrixmultiply`. It is dropped when the storage is
+//! mutated (an optimizer step) or freed, like the transposed copy of [`crate::twin`].
 //!
-//! The tile kernel exists for `f32` on x86-64 CPUs with AVX-512 ([`f32_tile`], detected at
-//! run time); elsewhere, and for `f64`, products go to `matrixmultiply` as before. Every
-//! element of a tile is `fma(a[i][p], b[p][j], acc)` over `p = 0, 1, ..., k - 1` in order,
-//! starting from zero: the same bits as [`scalar_tile`], which the tests hold it to.
+//! [`product`] runs a `MR x NR` tile kernel over every (panel, block of [`MR`] rows) pair,
+//! reading the rows of the left operand in place; a one-row product (a batch-1 step) runs a
+//! row kernel over two panels at a time. The kernels exist for `f32` on x86-64 CPUs with
+//! AVX-512 ([`f32_tile`], [`f32_row`], detected at run time); elsewhere, and for `f64`,
+//! products go to `matrixmultiply` as before. Every output is `fma(a[i][p], b[p][j], acc)`
+//! over `p = 0, 1, ..., k - 1` in order, starting from zero: the same bits as the test-only
+//! references `scalar_tile` and `scalar_row`, which the tests hold the kernels to, and as
+//! `matrixmultiply`'s for `k <= 256`.
 //!
-//! On this project's machine (one thread, a 1024x256 weight packed beforehand), a
-//! 32x256x1024 product took 73 µs this way against 131–160 µs through `matrixmultiply`, and
-//! a 16x128x384 one 7.2 µs against 11–20 µs.
+//! On this project's machine (one thread, the weight packed beforehand), a 32x256x1024
+//! product took about 70 µs this way against 131–160 µs through `matrixmultiply`, a
+//! 32x1024x256 one 68 against 110 µs, and a 16x128x384 one 6.7 against 11–20 µs.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
