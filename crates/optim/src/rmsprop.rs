@@ -216,38 +216,74 @@ impl<E: Element> RmsProp<E> {
             });
             // Saturating: a restored step count may be u64::MAX.
             s.step = s.step.saturating_add(1);
-            if c.weight_decay == 0.0 && s.grad_avg.is_none() && s.momentum_buffer.is_none() {
-                // the plain rule (PyTorch's defaults) as its own loop, so it vectorizes
-                let rows = w.iter_mut().zip(g).zip(s.square_avg.iter_mut());
-                rows.for_each(|((w, &d), sq)| {
-                    *sq = *sq * alpha + one_minus_alpha * d * d;
-                    *w += neg_lr * d / (sq.sqrt() + eps);
-                });
-                return;
-            }
-            for j in 0..n {
-                let mut d = g[j];
-                if c.weight_decay != 0.0 {
-                    d += wd * w[j];
-                }
-                let sq = s.square_avg[j] * alpha + one_minus_alpha * d * d;
-                s.square_avg[j] = sq;
-                let avg = match s.grad_avg.as_mut() {
-                    Some(ga) => {
-                        ga[j] = lerp(ga[j], d, one_minus_alpha);
-                        (sq + -ga[j] * ga[j]).sqrt()
-                    }
-                    None => sq.sqrt(),
-                } + eps;
-                match s.momentum_buffer.as_mut() {
-                    Some(b) => {
-                        b[j] = b[j] * mu + d / avg;
-                        w[j] += neg_lr * b[j];
-                    }
-                    None => w[j] += neg_lr * d / avg,
-                }
+            let k = Rule {
+                wd,
+                alpha,
+                one_minus_alpha,
+                eps,
+                mu,
+                neg_lr,
+            };
+            let (sq, ga) = (&mut s.square_avg[..], s.grad_avg.as_deref_mut());
+            let b = s.momentum_buffer.as_deref_mut();
+            // one loop per variant, its branches fixed at compile time, so each vectorizes
+            match (c.weight_decay != 0.0, ga, b) {
+                (false, None, None) => k.run::<false, false, false>(w, g, sq, &mut [], &mut []),
+                (true, None, None) => k.run::<true, false, false>(w, g, sq, &mut [], &mut []),
+                (false, Some(ga), None) => k.run::<false, true, false>(w, g, sq, ga, &mut []),
+                (true, Some(ga), None) => k.run::<true, true, false>(w, g, sq, ga, &mut []),
+                (false, None, Some(b)) => k.run::<false, false, true>(w, g, sq, &mut [], b),
+                (true, None, Some(b)) => k.run::<true, false, true>(w, g, sq, &mut [], b),
+                (false, Some(ga), Some(b)) => k.run::<false, true, true>(w, g, sq, ga, b),
+                (true, Some(ga), Some(b)) => k.run::<true, true, true>(w, g, sq, ga, b),
             }
         })
+    }
+}
+
+/// The constants of one RMSprop update, in the element type.
+#[derive(Clone, Copy)]
+struct Rule<E> {
+    wd: E,
+    alpha: E,
+    one_minus_alpha: E,
+    eps: E,
+    mu: E,
+    neg_lr: E,
+}
+
+impl<E: Element> Rule<E> {
+    /// The update over one parameter: with weight decay (`WD`), the centered average (`C`,
+    /// `ga`) and momentum (`M`, `b`); `ga` and `b` are empty when their variant is off.
+    fn run<const WD: bool, const C: bool, const M: bool>(
+        self,
+        w: &mut [E],
+        g: &[E],
+        sq: &mut [E],
+        ga: &mut [E],
+        b: &mut [E],
+    ) {
+        let n = w.len();
+        let (g, sq) = (&g[..n], &mut sq[..n]);
+        let ga = if C { &mut ga[..n] } else { ga };
+        let b = if M { &mut b[..n] } else { b };
+        for j in 0..n {
+            let d = if WD { g[j] + self.wd * w[j] } else { g[j] };
+            let s = sq[j] * self.alpha + self.one_minus_alpha * d * d;
+            sq[j] = s;
+            let avg = if C {
+                ga[j] = lerp(ga[j], d, self.one_minus_alpha);
+                (s + -ga[j] * ga[j]).sqrt()
+            } else {
+                s.sqrt()
+            } + self.eps;
+            if M {
+                b[j] = b[j] * self.mu + d / avg;
+                w[j] += self.neg_lr * b[j];
+            } else {
+                w[j] += self.neg_lr * d / avg;
+            }
+        }
     }
 }
 
