@@ -53,13 +53,14 @@ impl<E: Element> Operand<E> {
         }
     }
 
-    /// The right-hand operand of an `m x k x n` product that packs. A whole `[k, n]` storage,
-    /// read as stored or as the transpose of `[n, k]` (`w.t()`), is read from the storage's
-    /// packed panels once it has them, where this CPU has a panel kernel for `E` (see
-    /// [`crate::panel`]; `a_rows` says whether the left operand's rows are contiguous, which
-    /// [`panel::plan`] weighs). Elsewhere a plain `w.t()` is read from the storage's row-major
-    /// transposed copy once it has one (see [`crate::twin`]): `matrixmultiply` packs a
-    /// row-major operand faster, and to the same packed values.
+    /// The right-hand operand of an `m x k x n` product that packs, or of a one-row product of
+    /// [`panel::row_product`] size. A whole `[k, n]` storage, read as stored or as the
+    /// transpose of `[n, k]` (`w.t()`), is read from the storage's packed panels once it has
+    /// them, where this CPU has a panel kernel for `E` (see [`crate::panel`]; `a_rows` says
+    /// whether the left operand's rows are contiguous, which [`panel::plan`] weighs).
+    /// Elsewhere a plain `w.t()` is read from the storage's row-major transposed copy once it
+    /// has one (see [`crate::twin`]): `matrixmultiply` packs a row-major operand faster, and
+    /// to the same packed values.
     fn rhs(b: &Tensor<E>, m: usize, a_rows: bool) -> Self {
         let mut op = Self::of(b, None);
         let [k, n] = *b.shape() else {
