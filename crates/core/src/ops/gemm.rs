@@ -332,21 +332,23 @@ fn dot<E: Element>(a: &[E], b: &[E]) -> E {
     super::reduce_lanes(acc) + s
 }
 
+/// `a @ b` by the textbook triple loop, the reference of the product tests.
+#[cfg(test)]
+pub(crate) fn naive(m: usize, k: usize, n: usize, a: MatRef<f64>, b: MatRef<f64>) -> Vec<f64> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            for p in 0..k {
+                c[i * n + j] += a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs];
+            }
+        }
+    }
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn naive(m: usize, k: usize, n: usize, a: MatRef<f64>, b: MatRef<f64>) -> Vec<f64> {
-        let mut c = vec![0.0; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                for p in 0..k {
-                    c[i * n + j] += a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs];
-                }
-            }
-        }
-        c
-    }
 
     #[test]
     fn every_path_matches_the_naive_product() {
