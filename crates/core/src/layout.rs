@@ -126,6 +126,21 @@ impl Layout {
         run
     }
 
+    /// The number of trailing dims that repeat one element (stride 0, a broadcast, or size 1),
+    /// and how many elements they span: a broadcast row or scalar is copied by filling runs of
+    /// that many copies instead of one element at a time.
+    pub fn repeated_tail(&self) -> (usize, usize) {
+        let (mut dims, mut len) = (0, 1);
+        for i in (0..self.rank()).rev() {
+            if self.strides[i] != 0 && self.shape[i] != 1 {
+                break;
+            }
+            dims += 1;
+            len *= self.shape[i];
+        }
+        (dims, len)
+    }
+
     /// Calls `f(offset, len)` for consecutive dense runs of `run` elements (which must divide the
     /// numel and be at most [`Layout::inner_run`]), in row-major logical order.
     pub fn for_each_run(&self, run: usize, mut f: impl FnMut(usize)) {

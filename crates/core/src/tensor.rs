@@ -360,6 +360,17 @@ impl<E: Element> Tensor<E> {
                 Cow::Owned(v)
             } else if l.rank() >= 2 && l.strides()[l.rank() - 2] == 1 {
                 Cow::Owned(gather_transposed(d, l))
+            } else if let (dims @ 1.., len @ 2..) = l.repeated_tail() {
+                // broadcast trailing dims (a scalar or row spread over a matrix): fill runs
+                let keep = l.rank() - dims;
+                let outer = Layout::from_parts(
+                    l.shape()[..keep].into(),
+                    l.strides()[..keep].into(),
+                    l.offset(),
+                );
+                let mut v = crate::storage::take(l.numel());
+                outer.for_each_offset(|o| v.extend(std::iter::repeat_n(d[o], len)));
+                Cow::Owned(v)
             } else {
                 let mut v = Vec::with_capacity(l.numel());
                 l.for_each_offset(|o| v.push(d[o]));
@@ -534,5 +545,26 @@ mod tests {
             .narrow(0, 3, 10)
             .unwrap();
         assert_eq!(m.to_vec(), odometer(&m));
+    }
+
+    #[test]
+    fn broadcast_views_copy_like_the_odometer() {
+        let s = Tensor::<f64>::scalar(2.5);
+        let col = Tensor::<f64>::arange(3).reshape(&[3, 1]).unwrap();
+        let cube = Tensor::<f64>::arange(6).reshape(&[2, 3, 1]).unwrap();
+        let views = [
+            s.broadcast_to(&[4, 5]).unwrap(),   // every dim repeats
+            col.broadcast_to(&[3, 7]).unwrap(), // one value per row
+            cube.broadcast_to(&[2, 3, 4]).unwrap(),
+            col.unsqueeze(0).unwrap().broadcast_to(&[2, 3, 5]).unwrap(), // repeats outside too
+            col.t().unwrap().broadcast_to(&[4, 3]).unwrap(), // a broadcast row: dense runs
+        ];
+        for v in &views {
+            assert_eq!(v.to_vec(), odometer(v), "{:?}", v.layout());
+        }
+        assert_eq!(
+            views[1].to_vec()[..8],
+            [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+        );
     }
 }
