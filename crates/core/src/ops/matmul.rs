@@ -135,17 +135,33 @@ fn gemm_operands<E: Element>(
     }
     if let Some(half) = half {
         let (ha, hb) = (a.clone(), b.clone());
-        if let Ok(pending) =
-            crate::helper::spawn(move || half.second((m, k, n), ha.view(), hb.view()))
-        {
-            half.first((m, k, n), a.view(), b.view(), c);
-            let block = pending.wait();
-            half.place((m, n), &block, c);
-            crate::storage::give(block);
+        let first = |c: &mut [E]| half.first((m, k, n), a.view(), b.view(), c);
+        let second = move || half.second((m, k, n), ha.view(), hb.view());
+        if split_with_helper(half, (m, n), c, first, second) {
             return;
         }
     }
     gemm(m, k, n, a.view(), b.view(), c);
+}
+
+/// Computes `c` (`m x n`) in the two blocks `half` cuts it into: the second on the helper
+/// thread (`second` returns it as a dense buffer), the first here (`first` writes it into
+/// `c`). Returns `false`, having computed nothing, when the helper is busy.
+fn split_with_helper<E: Element>(
+    half: Half,
+    (m, n): (usize, usize),
+    c: &mut [E],
+    first: impl FnOnce(&mut [E]),
+    second: impl FnOnce() -> Vec<E> + Send + 'static,
+) -> bool {
+    let Ok(pending) = crate::helper::spawn(second) else {
+        return false;
+    };
+    first(c);
+    let block = pending.wait();
+    half.place((m, n), &block, c);
+    crate::storage::give(block);
+    true
 }
 
 /// `c = a @ b` over `b`'s packed panels, cut like [`gemm_operands`] cuts (a column cut moved
@@ -184,16 +200,13 @@ fn panel_operands<E: Element>(
             // the panels live as long as `hb` holds the storage; this is never taken
             None => half.second((m, k, n), ha.view(), hb.view()),
         };
-        if let Ok(pending) = crate::helper::spawn(second) {
-            match half {
-                Half::Rows(r0) => {
-                    panel::product(tile, (r0, k, n), 0, a.view(), panels, &mut c[..r0 * n], n)
-                }
-                Half::Cols(j0) => panel::product(tile, (m, k, j0), 0, a.view(), panels, c, n),
+        let first = |c: &mut [E]| match half {
+            Half::Rows(r0) => {
+                panel::product(tile, (r0, k, n), 0, a.view(), panels, &mut c[..r0 * n], n)
             }
-            let block = pending.wait();
-            half.place((m, n), &block, c);
-            crate::storage::give(block);
+            Half::Cols(j0) => panel::product(tile, (m, k, j0), 0, a.view(), panels, c, n),
+        };
+        if split_with_helper(half, (m, n), c, first, second) {
             return;
         }
     }
