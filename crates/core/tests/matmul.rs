@@ -375,7 +375,7 @@ fn matmul_large_operands_match_naive_products() {
 #[test]
 fn a_weight_read_transposed_again_gives_the_same_bits_and_follows_updates() {
     // From its second read as `w.t()`, a weight's product reads a cached row-major transpose,
-    // or in f32 on a CPU with AVX-512 its packed panels (`panel.rs`; the same bits as
+    // or in f32 on a CPU with AVX-512 its packed panels (`panel/`; the same bits as
     // matrixmultiply's for k <= 256). Every read must give the bits of the first (which used
     // the strided view), for f64 and f32, and an update of the weight must drop the copy
     // (else the third product below would use the old values).

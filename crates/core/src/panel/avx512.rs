@@ -1,0 +1,80 @@
+//! The AVX-512 `f32` kernels of the packed-panel products: safe functions compiled with
+//! `#[target_feature(enable = "avx512f")]`, entered through the two functions handed out by
+//! [`super::f32_tile`] and [`super::f32_row`] once the CPU has reported AVX-512.
+
+use super::{MR, NR};
+use std::arch::x86_64::{__m512, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_setzero_ps};
+
+/// Handed out only by [`super::f32_tile`], after the CPU reported AVX-512.
+pub(super) fn tile_entry(k: usize, a: [&[f32]; MR], b: &[f32], out: &mut [f32; MR * NR]) {
+    // SAFETY: `tile` is an ordinary safe function compiled for AVX-512; calling it is sound
+    // on a CPU that has AVX-512F, which `f32_tile` checked (`is_x86_feature_detected!`)
+    // before handing out this entry point. Its memory accesses are bounds-checked slices.
+    unsafe { tile(k, a, b, out) }
+}
+
+/// Handed out only by [`super::f32_row`], after the CPU reported AVX-512.
+pub(super) fn row_entry(k: usize, a: &[f32], b: [&[f32]; 2], out: &mut [f32; 2 * NR]) {
+    // SAFETY: as for `tile_entry`: `row` is a safe function compiled for AVX-512, called
+    // only on a CPU that reported AVX-512F; its accesses are bounds-checked slices.
+    unsafe { row(k, a, b, out) }
+}
+
+/// One row against two panels: eight accumulator chains (one FMA latency apart), per `p`
+/// one broadcast of `a`, eight panel loads, eight FMAs.
+#[target_feature(enable = "avx512f")]
+fn row(k: usize, a: &[f32], b: [&[f32]; 2], out: &mut [f32; 2 * NR]) {
+    let mut acc = [_mm512_setzero_ps(); 2 * NR / 16];
+    let (b0, b1) = (&b[0][..k * NR], &b[1][..k * NR]);
+    for ((&av, p0), p1) in a[..k]
+        .iter()
+        .zip(b0.chunks_exact(NR))
+        .zip(b1.chunks_exact(NR))
+    {
+        let av = _mm512_set1_ps(av);
+        let bv = [
+            load(p0),
+            load(&p0[16..]),
+            load(&p0[32..]),
+            load(&p0[48..]),
+            load(p1),
+            load(&p1[16..]),
+            load(&p1[32..]),
+            load(&p1[48..]),
+        ];
+        for (r, &bv) in acc.iter_mut().zip(&bv) {
+            *r = _mm512_fmadd_ps(av, bv, *r);
+        }
+    }
+    for (r, d) in acc.iter().zip(out.chunks_exact_mut(16)) {
+        d.copy_from_slice(&bytemuck::cast::<__m512, [f32; 16]>(*r));
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+fn load(b: &[f32]) -> __m512 {
+    let v: [f32; 16] = b[..16].try_into().expect("sixteen lanes");
+    bytemuck::cast(v)
+}
+
+/// 4 x 64 accumulators in sixteen registers; per `p`: four panel loads, four broadcasts
+/// of `a` (one element of each row), sixteen FMAs.
+#[target_feature(enable = "avx512f")]
+fn tile(k: usize, a: [&[f32]; MR], b: &[f32], out: &mut [f32; MR * NR]) {
+    let mut acc = [[_mm512_setzero_ps(); NR / 16]; MR];
+    let [a0, a1, a2, a3] = a.map(|r| &r[..k]);
+    for (p, bp) in b[..k * NR].chunks_exact(NR).enumerate() {
+        let bv = [load(bp), load(&bp[16..]), load(&bp[32..]), load(&bp[48..])];
+        for (row, av) in acc.iter_mut().zip([a0[p], a1[p], a2[p], a3[p]]) {
+            let av = _mm512_set1_ps(av);
+            for (r, &bv) in row.iter_mut().zip(&bv) {
+                *r = _mm512_fmadd_ps(av, bv, *r);
+            }
+        }
+    }
+    for (row, dst) in acc.iter().zip(out.chunks_exact_mut(NR)) {
+        for (r, d) in row.iter().zip(dst.chunks_exact_mut(16)) {
+            d.copy_from_slice(&bytemuck::cast::<__m512, [f32; 16]>(*r));
+        }
+    }
+}

@@ -1,0 +1,306 @@
+use super::*;
+use crate::ops::gemm::naive;
+
+#[test]
+fn packing_pads_the_last_panel_with_zeros() {
+    // b = [[0, 1, ..., 69], [70, ...]]: 2 x 70, two panels
+    let b: Vec<f64> = (0..140).map(f64::from).collect();
+    let p = pack(
+        2,
+        70,
+        MatRef {
+            data: &b,
+            rs: 70,
+            cs: 1,
+        },
+    );
+    assert_eq!(p.len(), 2 * 2 * NR);
+    assert_eq!(p[0], 0.0);
+    assert_eq!(p[NR - 1], 63.0);
+    assert_eq!(p[NR], 70.0); // row 1 of panel 0
+    assert_eq!(p[2 * NR], 64.0); // panel 1, row 0, column 64
+    assert_eq!(p[2 * NR + 5], 69.0);
+    assert_eq!(p[2 * NR + 6], 0.0); // padding
+    assert_eq!(p[3 * NR + 5], 139.0);
+}
+
+#[test]
+fn packing_reads_every_layout_of_b() {
+    // a 5 x 139 matrix (three panels, the last ragged, columns not a multiple of eight)
+    // stored row-major, transposed (column-major), and with both strides above one
+    let (k, n) = (5, 139);
+    let val = |p: usize, j: usize| (p * 1000 + j) as f64;
+    let row_major: Vec<f64> = (0..k * n).map(|x| val(x / n, x % n)).collect();
+    let col_major: Vec<f64> = (0..k * n).map(|x| val(x % k, x / k)).collect();
+    let spread: Vec<f64> = (0..k * n * 2)
+        .map(|x| val(x / (2 * n), x % (2 * n) / 2))
+        .collect();
+    for (data, rs, cs) in [(&row_major, n, 1), (&col_major, 1, k), (&spread, 2 * n, 2)] {
+        let p = pack(k, n, MatRef { data, rs, cs });
+        for q in 0..n.div_ceil(NR) {
+            for pp in 0..k {
+                for jj in 0..NR {
+                    let j = q * NR + jj;
+                    let want = if j < n { val(pp, j) } else { 0.0 };
+                    assert_eq!(
+                        p[(q * k + pp) * NR + jj],
+                        want,
+                        "strides {rs},{cs}: ({pp}, {j})"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn products_over_panels_match_the_naive_product() {
+    // ragged rows (m % MR), ragged columns (n % NR), a transposed and strided lhs, and a
+    // computed column range starting at a later panel
+    for &(m, k, n) in &[
+        (1, 3, 5),
+        (5, 7, 64),
+        (9, 33, 130),
+        (32, 40, 200),
+        (4, 1, 65),
+    ] {
+        let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
+        let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.11).cos()).collect();
+        let at: Vec<f64> = (0..m * k).map(|x| a[(x % m) * k + x / m]).collect();
+        let bm = MatRef {
+            data: &b,
+            rs: n,
+            cs: 1,
+        };
+        let panels = pack(k, n, bm);
+        for am in [
+            MatRef {
+                data: &a,
+                rs: k,
+                cs: 1,
+            },
+            MatRef {
+                data: &at,
+                rs: 1,
+                cs: m,
+            },
+        ] {
+            let want = naive(m, k, n, am, bm);
+            for j0 in (0..n).step_by(NR) {
+                let w = n - j0;
+                let mut c = vec![f64::NAN; m * w];
+                product(scalar_tile, (m, k, n), j0, am, &panels, &mut c, w);
+                for i in 0..m {
+                    for j in 0..w {
+                        let (x, y) = (c[i * w + j], want[i * n + j0 + j]);
+                        assert!((x - y).abs() < 1e-12, "{m}x{k}x{n} from {j0}: {x} vs {y}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_cache_packs_on_the_second_read_and_forgets_on_clear() {
+    let src: Vec<f64> = (0..6).map(f64::from).collect(); // [[0,1,2],[3,4,5]]
+    let mut cache = PanelCache::default();
+    assert!(cache.panels(&src, Read::AsStored, (2, 3), false).is_none());
+    let p = cache.panels(&src, Read::AsStored, (2, 3), false).unwrap();
+    assert_eq!(
+        (p.len(), p[0], p[1], p[2], p[3], p[NR]),
+        (2 * NR, 0.0, 1.0, 2.0, 0.0, 3.0)
+    );
+    // the transposed read has its own count: w.t() of [[0,1,2],[3,4,5]] is 3 x 2
+    assert!(cache
+        .panels(&src, Read::Transposed, (3, 2), false)
+        .is_none());
+    let t = cache.panels(&src, Read::Transposed, (3, 2), false).unwrap();
+    assert_eq!((t[0], t[1], t[NR], t[NR + 1]), (0.0, 3.0, 1.0, 4.0));
+    // panels of other dimensions are never handed out
+    assert!(cache.panels(&src, Read::AsStored, (3, 2), false).is_none());
+    let mut freed = 0;
+    cache.clear(|v| freed += v.len());
+    // an eager request packs on the first read
+    assert!(cache.panels(&src, Read::AsStored, (2, 3), true).is_some());
+    cache.clear(|v| freed += v.len());
+    freed -= 2 * NR;
+    assert_eq!(freed, (2 + 3) * NR); // k = 2 and k = 3 rows of one panel each
+    assert!(cache.panels(&src, Read::AsStored, (2, 3), false).is_none());
+}
+
+#[test]
+fn the_avx512_tile_gives_the_scalar_tiles_bits() {
+    let Some(tile) = f32_tile() else {
+        eprintln!("this CPU has no AVX-512: the f32 panel kernel is not used here");
+        return;
+    };
+    for k in [1, 2, 7, 256, 1000] {
+        let a: Vec<f32> = (0..k * MR)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
+            .collect();
+        let rows: [&[f32]; MR] = std::array::from_fn(|i| &a[i * k..(i + 1) * k]);
+        let b: Vec<f32> = (0..k * NR)
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.021)
+            .collect();
+        let (mut want, mut got) = ([0f32; MR * NR], [f32::NAN; MR * NR]);
+        scalar_tile(k, rows, &b, &mut want);
+        tile(k, rows, &b, &mut got);
+        assert_eq!(want.map(f32::to_bits), got.map(f32::to_bits), "k = {k}");
+    }
+}
+
+#[test]
+fn the_avx512_row_kernel_gives_the_scalar_bits_and_rows_are_products() {
+    let Some(row) = f32_row() else {
+        eprintln!("this CPU has no AVX-512: the f32 panel kernel is not used here");
+        return;
+    };
+    for k in [1, 5, 100, 1024] {
+        let a: Vec<f32> = (0..k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
+            .collect();
+        let b: Vec<f32> = (0..2 * k * NR)
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.021)
+            .collect();
+        let panels = [&b[..k * NR], &b[k * NR..]];
+        let (mut want, mut got) = ([0f32; 2 * NR], [f32::NAN; 2 * NR]);
+        scalar_row(k, &a, panels, &mut want);
+        row(k, &a, panels, &mut got);
+        assert_eq!(want.map(f32::to_bits), got.map(f32::to_bits), "k = {k}");
+    }
+    // one-row products over 1, 2 and 3 panels (an odd last one), from a later panel, and
+    // with a strided row
+    for (k, n) in [(7, 50), (9, 128), (33, 150)] {
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.37).sin()).collect();
+        let a: Vec<f32> = (0..2 * k).map(|i| (i as f32 * 0.11).cos()).collect();
+        let panels = pack(
+            k,
+            n,
+            MatRef {
+                data: &b,
+                rs: n,
+                cs: 1,
+            },
+        );
+        for (data, cs) in [(&a[..k], 1), (&a[..], 2)] {
+            let want: Vec<f32> = (0..n)
+                .map(|j| (0..k).map(|p| data[p * cs] * b[p * n + j]).sum())
+                .collect();
+            for j0 in (0..n).step_by(NR) {
+                let mut c = vec![f32::NAN; n - j0];
+                let am = MatRef {
+                    data,
+                    rs: k * cs,
+                    cs,
+                };
+                product(
+                    f32_tile().unwrap(),
+                    (1, k, n),
+                    j0,
+                    am,
+                    &panels,
+                    &mut c,
+                    n - j0,
+                );
+                for (x, y) in c.iter().zip(&want[j0..]) {
+                    assert!((x - y).abs() < 1e-4, "{k}x{n} from {j0}: {x} vs {y}");
+                }
+            }
+        }
+    }
+}
+
+/// `x @ w.t()` and `g @ w` for a weight read again and again, on `threads` threads.
+fn products(
+    x: &crate::Tensor<f32>,
+    g: &crate::Tensor<f32>,
+    w: &crate::Tensor<f32>,
+    threads: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        (
+            x.matmul(&w.t().unwrap()).unwrap().to_vec(),
+            g.matmul(w).unwrap().to_vec(),
+        )
+    })
+}
+
+#[test]
+fn a_weight_read_again_goes_through_panels_on_one_and_two_threads() {
+    let _helper = crate::helper::TEST_LOCK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    use rand::{rngs::StdRng, SeedableRng};
+    if f32_tile().is_none() {
+        eprintln!("this CPU has no AVX-512: the f32 panel kernel is not used here");
+        return;
+    }
+    let rng = &mut StdRng::seed_from_u64(7);
+    // B1's recurrent shapes (a column cut on two threads, k = 1024 beyond matrixmultiply's
+    // 256-deep blocks), ragged ones (a cut moved to a panel boundary), and m > n from
+    // EAGER_M rows (a row cut, panels made on the first read)
+    for (m, k, n) in [
+        (32, 256, 1024),
+        (37, 200, 130),
+        (300, 96, 72),
+        (1, 256, 1024), // batch-1 sampling: the row kernel, a column cut on two threads
+        (1, 100, 100),  // B3's step: an odd panel count
+    ] {
+        let eager = m >= EAGER_M;
+        let x = crate::Tensor::<f32>::randn(&[m, k], 0.0, 1.0, rng).unwrap();
+        let g = crate::Tensor::<f32>::randn(&[m, n], 0.0, 1.0, rng).unwrap();
+        let p = crate::Parameter::new(crate::Tensor::<f32>::randn(&[n, k], 0.0, 1.0, rng).unwrap());
+        let w = p.value();
+        let packed = |w: &crate::Tensor<f32>| {
+            let slots = &w.storage_arc().panel_cache().slots;
+            slots
+                .iter()
+                .map(|s| s.packed.get().is_some())
+                .collect::<Vec<_>>()
+        };
+        // the first read packs only when eager (else it goes to matrixmultiply)
+        let first = products(&x, &g, &w, 1);
+        assert_eq!(packed(&w), [eager, eager], "{m}x{k}x{n}");
+        let one = products(&x, &g, &w, 1);
+        assert_eq!(packed(&w), [true, true], "{m}x{k}x{n}");
+        // the values are the product's, and the panel kernel's sums are matrixmultiply's
+        // bits up to its 256-deep blocks
+        let (xv, gv, wv) = (x.to_f64_vec(), g.to_f64_vec(), w.to_f64_vec());
+        let mat = |data, rs, cs| MatRef { data, rs, cs };
+        let want = (
+            naive(m, k, n, mat(&xv, k, 1), mat(&wv, 1, k)),
+            naive(m, n, k, mat(&gv, n, 1), mat(&wv, k, 1)),
+        );
+        for (got, want) in [(&one.0, &want.0), (&one.1, &want.1)] {
+            for (a, b) in got.iter().zip(want.iter()) {
+                let a = f64::from(*a);
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{m}x{k}x{n}: {a} vs {b}"
+                );
+            }
+        }
+        if m > 1 {
+            assert_eq!(
+                one.0, first.0,
+                "{m}x{k}x{n}: k <= 256 gives matrixmultiply's bits"
+            );
+        }
+        for _ in 0..3 {
+            assert_eq!(products(&x, &g, &w, 2), one, "{m}x{k}x{n} on two threads");
+        }
+        // an optimizer-style update drops the panels: the next products (a first read
+        // again) see the new values
+        drop(w);
+        p.update(|d| d.iter_mut().for_each(|v| *v *= 2.0)).unwrap();
+        let doubled = products(&x, &g, &p.value(), 1);
+        for (new, old) in [(&doubled.0, &first.0), (&doubled.1, &first.1)] {
+            assert!(new.iter().zip(old.iter()).all(|(a, b)| *a == 2.0 * b));
+        }
+    }
+}
