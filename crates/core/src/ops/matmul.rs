@@ -1,5 +1,6 @@
-//! Matrix products through `matrixmultiply`. Operands are passed by stride, so a transposed view
-//! (`b.t()`) costs no copy.
+//! Matrix products: through `matrixmultiply`, the direct loops of `gemm.rs`, or a reused
+//! right-hand side's packed panels (`panel/`). Operands are passed by stride, so a transposed
+//! view (`b.t()`) costs no copy.
 
 use super::gemm::{gemm, packs, two_way_split, Half, MatRef};
 use super::{constant, grads2};
@@ -76,7 +77,7 @@ impl<E: Element> Operand<E> {
             (1, cs) if cs == k => Some(Read::Transposed),
             _ => None,
         };
-        let plan = E::panel_row().and(panel::plan(m, k, n, a_rows));
+        let plan = E::panel_tile().and(panel::plan(m, k, n, a_rows));
         match (read, plan) {
             // asked for here, so that the copy is made by the caller
             (Some(read), Some(eager)) => {
