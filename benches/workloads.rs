@@ -6,6 +6,7 @@
 //! cargo bench --bench workloads                      # all four, default threads
 //! cargo bench --bench workloads -- --threads 1       # single-threaded GEMM
 //! cargo bench --bench workloads -- --only B1,B3 --steps 50
+//! cargo bench --bench workloads -- --only B1 --phases # also ms/step of forward, backward, the rest
 //! cargo bench --bench workloads -- --generate 2000   # batch-1 sampling speed (B1 model)
 //! cargo bench --bench workloads -- --soak 20000      # B1 with truncated BPTT, RSS every 1000 steps
 //! cargo bench --bench workloads -- --gemm-peak       # GFLOP/s of a 1024^3 GEMM on this machine
@@ -154,7 +155,10 @@ impl Lm {
     }
 }
 
-fn run(w: &Workload, steps: usize) -> Result<()> {
+/// Runs `steps` timed training steps of `w` (after three warm-up steps) and prints its line;
+/// with `phases`, also the milliseconds per step of forward (logits and loss), backward, and
+/// the rest (graph drop, clipping, optimizer step).
+fn run(w: &Workload, steps: usize, phases: bool) -> Result<()> {
     let mut rng = StdRng::seed_from_u64(0);
     let model = Lm::new(w, &mut rng)?;
     let params = model.parameters();
@@ -172,25 +176,43 @@ fn run(w: &Workload, steps: usize) -> Result<()> {
     let y: Vec<i64> = (0..n)
         .map(|_| rng.random_range(0..w.vocab) as i64)
         .collect();
-    let mut step = || -> Result<f32> {
+    let mut spent = [0.0f64; 3];
+    let mut step = |spent: &mut [f64; 3]| -> Result<f32> {
+        let t0 = Instant::now();
         let loss = model.logits(&x, w.batch, w.seq)?.cross_entropy(&y)?;
+        let t1 = Instant::now();
         let mut grads = loss.backward()?;
+        let t2 = Instant::now();
         let value = loss.item()?;
         // free the graph first, so the optimizer updates the weights in place (no copy-on-write)
         drop(loss);
         clip_grad_norm(&mut grads, &params, 5.0, NormType::L2, false)?;
         opt.step(&grads)?;
+        for (s, (a, b)) in spent
+            .iter_mut()
+            .zip([(t0, t1), (t1, t2), (t2, Instant::now())])
+        {
+            *s += (b - a).as_secs_f64();
+        }
         Ok(value)
     };
     for _ in 0..3 {
-        step()?;
+        step(&mut spent)?;
     }
+    spent = [0.0; 3];
     let t = Instant::now();
     let mut loss = 0.0;
     for _ in 0..steps {
-        loss = step()?;
+        loss = step(&mut spent)?;
     }
     let dt = t.elapsed().as_secs_f64() / steps as f64;
+    if phases {
+        let ms = spent.map(|s| s / steps as f64 * 1e3);
+        println!(
+            "{}\tforward_ms={:.2}\tbackward_ms={:.2}\trest_ms={:.2}",
+            w.name, ms[0], ms[1], ms[2]
+        );
+    }
     println!(
         "{}\ttokens/s={:.0}\tms/step={:.3}\tloss={:.4}\tgemm_gflops={:.1}",
         w.name,
@@ -374,7 +396,8 @@ fn main() -> Result<()> {
         if !only.is_empty() && !only.split(',').any(|o| w.name.starts_with(o)) {
             continue;
         }
-        run(w, if w.batch > 1 { steps } else { steps * 20 })?;
+        let phases = args.iter().any(|a| a == "--phases");
+        run(w, if w.batch > 1 { steps } else { steps * 20 }, phases)?;
     }
     println!("peak_rss_mib={:.1}", status_mib("VmHWM:"));
     Ok(())
