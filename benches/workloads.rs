@@ -392,11 +392,11 @@ fn main() -> Result<()> {
     }
     let steps: usize = value("--steps").and_then(|s| s.parse().ok()).unwrap_or(30);
     let only = value("--only").unwrap_or_default();
+    let phases = args.iter().any(|a| a == "--phases");
     for w in &WORKLOADS {
         if !only.is_empty() && !only.split(',').any(|o| w.name.starts_with(o)) {
             continue;
         }
-        let phases = args.iter().any(|a| a == "--phases");
         run(w, if w.batch > 1 { steps } else { steps * 20 }, phases)?;
     }
     println!("peak_rss_mib={:.1}", status_mib("VmHWM:"));
