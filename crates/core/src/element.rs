@@ -57,7 +57,7 @@ pub trait Element:
     }
 
     /// The tile kernel of retrograd's packed-panel products on this CPU, if this type has one
-    /// (`f32` on x86-64 with AVX-512); internal to the GEMM dispatch.
+    /// (`f32` on x86-64 with AVX-512, or AVX2 and FMA); internal to the GEMM dispatch.
     #[doc(hidden)]
     fn panel_tile() -> Option<TileFn<Self>> {
         None

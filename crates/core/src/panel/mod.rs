@@ -13,15 +13,17 @@
 //! [`product`] runs a `MR x NR` tile kernel over every (panel, block of [`MR`] rows) pair,
 //! reading the rows of the left operand in place; a one-row product (a batch-1 step) runs a
 //! row kernel over two panels at a time. The kernels exist for `f32` on x86-64 CPUs with
-//! AVX-512 ([`f32_tile`], [`f32_row`], detected at run time); elsewhere, and for `f64`,
-//! products go to `matrixmultiply` as before. Every output is `fma(a[i][p], b[p][j], acc)`
+//! AVX-512 (`avx512.rs`), or with AVX2 and FMA (`avx2.rs`; [`f32_tile`], [`f32_row`], detected
+//! at run time); elsewhere, and for `f64`, products go to `matrixmultiply` as before. Every output is `fma(a[i][p], b[p][j], acc)`
 //! over `p = 0, 1, ..., k - 1` in order, starting from zero: the same bits as the test-only
 //! references `scalar_tile` and `scalar_row`, which the tests hold the kernels to, and as
 //! `matrixmultiply`'s for `k <= 256`.
 //!
-//! On this project's machine (one thread, the weight packed beforehand), a 32x256x1024
-//! product took about 70 µs this way against 131–160 µs through `matrixmultiply`, a
-//! 32x1024x256 one 68 against 110 µs, and a 16x128x384 one 6.7 against 11–20 µs.
+//! On the project's AVX-512 machine (Zen 5, one thread, the weight packed beforehand), a
+//! 32x256x1024 product took about 70 µs this way against 131–160 µs through
+//! `matrixmultiply`, a 32x1024x256 one 68 against 110 µs, and a 16x128x384 one 6.7 against
+//! 11–20 µs. On the AVX2 machine (Zen 3) of the sixth session, 32x256x1024 took 260–300 µs
+//! against 300–380, and 32x1024x256 230–255 against 255–295.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
@@ -32,7 +34,8 @@ use crate::ops::gemm::MatRef;
 /// Columns per panel: four AVX-512 vectors of `f32`.
 pub(crate) const NR: usize = 64;
 
-/// Rows per tile: with [`NR`], sixteen accumulator registers.
+/// Rows per tile: with [`NR`], sixteen AVX-512 accumulator registers (the AVX2 kernel takes
+/// the tile in three column blocks).
 pub(crate) const MR: usize = 4;
 
 /// The largest inner size packed: a panel of `k x NR` then stays within 512 KiB, in L2.
@@ -63,7 +66,16 @@ pub(crate) fn row_product(m: usize, k: usize, n: usize) -> bool {
 /// first (`a_rows`: its rows are contiguous). A weight gradient `gᵀ x` has such a transposed
 /// left operand: through panels, B1's 1024x2048x256 one ran at a third of `matrixmultiply`'s
 /// speed.
+///
+/// With the AVX2 kernels ([`Kernels::wide`] false) only the products of fewer than
+/// [`EAGER_M`] rows read panels. On the AVX2 machine they were measured on (Zen 3, one
+/// thread), a 32x256x1024 product took 260–300 µs through panels against 300–380 through
+/// `matrixmultiply`, and a 32x1024x256 one 230–255 against 255–295; but the large-`m`
+/// products were slower (2048x64x1024: 7.0 ms against 3.9).
 pub(crate) fn plan(m: usize, k: usize, n: usize, a_rows: bool) -> Option<bool> {
+    if m >= EAGER_M && !kernels().is_some_and(|k| k.wide) {
+        return None;
+    }
     let a_fits = m * k <= MAX_A || (a_rows && n <= 4 * NR);
     (k <= MAX_K && a_fits).then_some(m >= EAGER_M)
 }
@@ -309,27 +321,62 @@ pub(crate) fn scalar_tile<E: Element>(k: usize, a: [&[E]; MR], b: &[E], out: &mu
     }
 }
 
-/// The AVX-512 `f32` tile kernel, if this CPU has AVX-512 (checked once).
+/// The `f32` tile kernel for this CPU, if it has one: AVX-512 where the CPU reports
+/// AVX-512F, else AVX2 with FMA where it reports both (checked once).
 pub(crate) fn f32_tile() -> Option<TileFn<f32>> {
+    kernels().map(|k| k.tile)
+}
+
+/// The `f32` one-row kernel for this CPU, from the same instruction set as [`f32_tile`].
+pub(crate) fn f32_row() -> Option<RowFn<f32>> {
+    kernels().map(|k| k.row)
+}
+
+/// The `f32` panel kernels of one instruction set.
+#[derive(Clone, Copy)]
+pub(crate) struct Kernels {
+    pub(crate) tile: TileFn<f32>,
+    pub(crate) row: RowFn<f32>,
+    /// AVX-512 (a whole `MR x NR` tile in registers); false for AVX2, whose products
+    /// [`plan`] keeps to the shapes where they were measured faster.
+    pub(crate) wide: bool,
+}
+
+/// The kernels of the widest instruction set this CPU reports, if any (checked once).
+pub(crate) fn kernels() -> Option<Kernels> {
     #[cfg(target_arch = "x86_64")]
     {
-        static AVX512: OnceLock<bool> = OnceLock::new();
-        if *AVX512.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f")) {
-            return Some(avx512::tile_entry);
-        }
+        static KERNELS: OnceLock<Option<Kernels>> = OnceLock::new();
+        *KERNELS.get_or_init(|| {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                Some(Kernels {
+                    tile: avx512::tile_entry,
+                    row: avx512::row_entry,
+                    wide: true,
+                })
+            } else {
+                avx2_kernels()
+            }
+        })
     }
+    #[cfg(not(target_arch = "x86_64"))]
     None
 }
 
-/// The AVX-512 `f32` one-row kernel, if this CPU has AVX-512.
-pub(crate) fn f32_row() -> Option<RowFn<f32>> {
-    #[cfg(target_arch = "x86_64")]
-    if f32_tile().is_some() {
-        return Some(avx512::row_entry);
-    }
-    None
+/// The AVX2 kernels, if this CPU reports AVX2 and FMA (used where AVX-512 is missing; the
+/// tests run them on any CPU that has them).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx2_kernels() -> Option<Kernels> {
+    (std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
+        .then_some(Kernels {
+            tile: avx2::tile_entry,
+            row: avx2::row_entry,
+            wide: false,
+        })
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 

@@ -127,33 +127,54 @@ fn the_cache_packs_on_the_second_read_and_forgets_on_clear() {
     assert!(cache.panels(&src, Read::Transposed, (3, 2), true).is_some());
 }
 
+/// Every kernel set this CPU can run: the one `kernels` picks and, where that is AVX-512,
+/// the AVX2 one too (so an AVX-512 machine tests both).
+fn kernel_sets() -> Vec<(&'static str, Kernels)> {
+    let mut sets = Vec::new();
+    if let Some(k) = kernels() {
+        sets.push((if k.wide { "avx512" } else { "avx2" }, k));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(k), true) = (avx2_kernels(), sets.first().is_some_and(|s| s.1.wide)) {
+        sets.push(("avx2", k));
+    }
+    if sets.is_empty() {
+        eprintln!("this CPU has neither AVX-512 nor AVX2 with FMA: no f32 panel kernel here");
+    }
+    sets
+}
+
 #[test]
-fn the_avx512_tile_gives_the_scalar_tiles_bits() {
-    let Some(tile) = f32_tile() else {
-        eprintln!("this CPU has no AVX-512: the f32 panel kernel is not used here");
-        return;
-    };
-    for k in [1, 2, 7, 256, 1000] {
-        let a: Vec<f32> = (0..k * MR)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
-            .collect();
-        let rows: [&[f32]; MR] = std::array::from_fn(|i| &a[i * k..(i + 1) * k]);
-        let b: Vec<f32> = (0..k * NR)
-            .map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.021)
-            .collect();
-        let (mut want, mut got) = ([0f32; MR * NR], [f32::NAN; MR * NR]);
-        scalar_tile(k, rows, &b, &mut want);
-        tile(k, rows, &b, &mut got);
-        assert_eq!(want.map(f32::to_bits), got.map(f32::to_bits), "k = {k}");
+fn every_simd_tile_gives_the_scalar_tiles_bits() {
+    for (name, kernels) in kernel_sets() {
+        for k in [1, 2, 7, 256, 1000] {
+            let a: Vec<f32> = (0..k * MR)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
+                .collect();
+            let rows: [&[f32]; MR] = std::array::from_fn(|i| &a[i * k..(i + 1) * k]);
+            let b: Vec<f32> = (0..k * NR)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) * 0.021)
+                .collect();
+            let (mut want, mut got) = ([0f32; MR * NR], [f32::NAN; MR * NR]);
+            scalar_tile(k, rows, &b, &mut want);
+            (kernels.tile)(k, rows, &b, &mut got);
+            assert_eq!(
+                want.map(f32::to_bits),
+                got.map(f32::to_bits),
+                "{name}, k = {k}"
+            );
+        }
     }
 }
 
 #[test]
-fn the_avx512_row_kernel_gives_the_scalar_bits_and_rows_are_products() {
-    let Some(row) = f32_row() else {
-        eprintln!("this CPU has no AVX-512: the f32 panel kernel is not used here");
-        return;
-    };
+fn every_simd_row_kernel_gives_the_scalar_bits_and_rows_are_products() {
+    for (name, kernels) in kernel_sets() {
+        row_kernel_cases(name, kernels);
+    }
+}
+
+fn row_kernel_cases(name: &str, kernels: Kernels) {
     for k in [1, 5, 100, 1024] {
         let a: Vec<f32> = (0..k)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
@@ -164,8 +185,12 @@ fn the_avx512_row_kernel_gives_the_scalar_bits_and_rows_are_products() {
         let panels = [&b[..k * NR], &b[k * NR..]];
         let (mut want, mut got) = ([0f32; 2 * NR], [f32::NAN; 2 * NR]);
         scalar_row(k, &a, panels, &mut want);
-        row(k, &a, panels, &mut got);
-        assert_eq!(want.map(f32::to_bits), got.map(f32::to_bits), "k = {k}");
+        (kernels.row)(k, &a, panels, &mut got);
+        assert_eq!(
+            want.map(f32::to_bits),
+            got.map(f32::to_bits),
+            "{name}, k = {k}"
+        );
     }
     // one-row products over 1, 2 and 3 panels (an odd last one), from a later panel, and
     // with a strided row
@@ -192,17 +217,13 @@ fn the_avx512_row_kernel_gives_the_scalar_bits_and_rows_are_products() {
                     rs: k * cs,
                     cs,
                 };
-                product(
-                    f32_tile().unwrap(),
-                    (1, k, n),
-                    j0,
-                    am,
-                    &panels,
-                    &mut c,
-                    n - j0,
-                );
+                // the row path `product` takes for m = 1, with this set's row kernel
+                product_row(kernels.row, (k, n), j0, am, &panels, &mut c);
                 for (x, y) in c.iter().zip(&want[j0..]) {
-                    assert!((x - y).abs() < 1e-4, "{k}x{n} from {j0}: {x} vs {y}");
+                    assert!(
+                        (x - y).abs() < 1e-4,
+                        "{name}, {k}x{n} from {j0}: {x} vs {y}"
+                    );
                 }
             }
         }
@@ -234,14 +255,14 @@ fn a_weight_read_again_goes_through_panels_on_one_and_two_threads() {
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     use rand::{rngs::StdRng, SeedableRng};
-    if f32_tile().is_none() {
-        eprintln!("this CPU has no AVX-512: the f32 panel kernel is not used here");
+    let Some(kernels) = kernels() else {
+        eprintln!("this CPU has no f32 panel kernel: products do not read panels here");
         return;
-    }
+    };
     let rng = &mut StdRng::seed_from_u64(7);
     // B1's recurrent shapes (a column cut on two threads, k = 1024 beyond matrixmultiply's
     // 256-deep blocks), ragged ones (a cut moved to a panel boundary), and m > n from
-    // EAGER_M rows (a row cut, panels made on the first read)
+    // EAGER_M rows (a row cut, panels made on the first read with AVX-512, never with AVX2)
     for (m, k, n) in [
         (32, 256, 1024),
         (37, 200, 130),
@@ -250,6 +271,7 @@ fn a_weight_read_again_goes_through_panels_on_one_and_two_threads() {
         (1, 100, 100),  // B3's step: an odd panel count
     ] {
         let eager = m >= EAGER_M;
+        let used = kernels.wide || !eager;
         let x = crate::Tensor::<f32>::randn(&[m, k], 0.0, 1.0, rng).unwrap();
         let g = crate::Tensor::<f32>::randn(&[m, n], 0.0, 1.0, rng).unwrap();
         let p = crate::Parameter::new(crate::Tensor::<f32>::randn(&[n, k], 0.0, 1.0, rng).unwrap());
@@ -263,9 +285,9 @@ fn a_weight_read_again_goes_through_panels_on_one_and_two_threads() {
         };
         // the first read packs only when eager (else it goes to matrixmultiply)
         let first = products(&x, &g, &w, 1);
-        assert_eq!(packed(&w), [eager, eager], "{m}x{k}x{n}");
+        assert_eq!(packed(&w), [eager && used; 2], "{m}x{k}x{n}");
         let one = products(&x, &g, &w, 1);
-        assert_eq!(packed(&w), [true, true], "{m}x{k}x{n}");
+        assert_eq!(packed(&w), [used; 2], "{m}x{k}x{n}");
         // the values are the product's, and the panel kernel's sums are matrixmultiply's
         // bits up to its 256-deep blocks
         let (xv, gv, wv) = (x.to_f64_vec(), g.to_f64_vec(), w.to_f64_vec());
