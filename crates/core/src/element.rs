@@ -69,6 +69,13 @@ pub trait Element:
         None
     }
 
+    /// A tile kernel that can continue sums already in its output, where the packed-panel
+    /// products walk the depth in chunks (the AVX2 kernels); `None` where they do not.
+    #[doc(hidden)]
+    fn panel_acc_tile() -> Option<AccTileFn<Self>> {
+        None
+    }
+
     /// `1 / (1 + e^-x)` as the elementwise kernels compute it (see [`Element::exp_k`]).
     fn sigmoid_k(self) -> Self {
         if self >= Self::zero() {
@@ -108,6 +115,11 @@ pub trait Element:
 /// crate's `panel` module).
 #[doc(hidden)]
 pub type TileFn<E> = for<'a> fn(usize, [&'a [E]; 4], &[E], &mut [E; 256]);
+
+/// A [`TileFn`] that adds to the sums already in `out` when its last argument is `true` (one
+/// more `fma` per term, continuing each chain), and starts from zero when it is `false`.
+#[doc(hidden)]
+pub type AccTileFn<E> = for<'a> fn(usize, [&'a [E]; 4], &[E], &mut [E; 256], bool);
 
 /// One row against two panels of a packed-panel product: `(k, a, [b0, b1], out)` with `a` one
 /// row of `k` elements, `b0` and `b1` panels `[k][64]`, `out` the two 64-wide results.
@@ -275,6 +287,9 @@ impl Element for f32 {
     }
     fn panel_row() -> Option<RowFn<Self>> {
         crate::panel::f32_row()
+    }
+    fn panel_acc_tile() -> Option<AccTileFn<Self>> {
+        crate::panel::kernels().and_then(|k| k.acc_tile)
     }
     impl_gemm!(sgemm);
 }

@@ -5,8 +5,10 @@
 //!
 //! AVX2 has sixteen 8-lane registers, too few to hold a whole `4 x 64` tile, so the tile is
 //! computed in three column blocks of 24, 24 and 16 columns (12, 12 and 8 accumulators), each
-//! over the whole depth `k`. The rows of `a` (4 x `k`) stay in L1 across the three blocks.
-//! Every output is still one `fma` per `p` in order from zero: the scalar references' bits.
+//! over the whole depth `k` it is given. The tile can continue sums already in its output
+//! ([`acc_tile_entry`]), so that `super::product` can walk the depth in chunks whose part of
+//! the panel stays in L1 for every block of rows. Every output is still one `fma` per `p` in
+//! order from zero: the scalar references' bits.
 
 use super::{MR, NR};
 use std::arch::x86_64::{__m256, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_setzero_ps};
@@ -16,10 +18,22 @@ const L: usize = 8;
 
 /// Handed out only by [`super::f32_tile`], after the CPU reported AVX2 and FMA.
 pub(super) fn tile_entry(k: usize, a: [&[f32]; MR], b: &[f32], out: &mut [f32; MR * NR]) {
+    acc_tile_entry(k, a, b, out, false);
+}
+
+/// The tile, continuing the sums in `out` when `add` is set; handed out only with
+/// [`tile_entry`], after the CPU reported AVX2 and FMA.
+pub(super) fn acc_tile_entry(
+    k: usize,
+    a: [&[f32]; MR],
+    b: &[f32],
+    out: &mut [f32; MR * NR],
+    add: bool,
+) {
     // SAFETY: `tile` is an ordinary safe function compiled for AVX2 and FMA; calling it is
-    // sound on a CPU that has both, which `f32_tile` checked (`is_x86_feature_detected!`)
+    // sound on a CPU that has both, which `avx2_kernels` checked (`is_x86_feature_detected!`)
     // before handing out this entry point. Its memory accesses are bounds-checked slices.
-    unsafe { tile(k, a, b, out) }
+    unsafe { tile(k, a, b, out, add) }
 }
 
 /// Handed out only by [`super::f32_row`], after the CPU reported AVX2 and FMA.
@@ -40,21 +54,35 @@ fn store(r: __m256, d: &mut [f32]) {
     d[..L].copy_from_slice(&bytemuck::cast::<__m256, [f32; L]>(r));
 }
 
-/// The `4 x 64` tile as three column blocks (see the module doc).
+/// The `4 x 64` tile as three column blocks (see the module doc), from the sums in `out`
+/// when `add` is set.
 #[target_feature(enable = "avx2,fma")]
-fn tile(k: usize, a: [&[f32]; MR], b: &[f32], out: &mut [f32; MR * NR]) {
+fn tile(k: usize, a: [&[f32]; MR], b: &[f32], out: &mut [f32; MR * NR], add: bool) {
     let a = a.map(|r| &r[..k]);
     let b = &b[..k * NR];
-    block::<3, 0>(a, b, out);
-    block::<3, 24>(a, b, out);
-    block::<2, 48>(a, b, out);
+    block::<3, 0>(a, b, out, add);
+    block::<3, 24>(a, b, out, add);
+    block::<2, 48>(a, b, out, add);
 }
 
-/// Columns `C0 .. C0 + 8 V` of the tile: `4 x V` accumulators; per `p`, `V` panel loads,
-/// four broadcasts of `a` (one element of each row) and `4 V` FMAs.
+/// Columns `C0 .. C0 + 8 V` of the tile: `4 x V` accumulators (zero, or loaded from `out`
+/// when `add` is set); per `p`, `V` panel loads, four broadcasts of `a` (one element of each
+/// row) and `4 V` FMAs.
 #[target_feature(enable = "avx2,fma")]
-fn block<const V: usize, const C0: usize>(a: [&[f32]; MR], b: &[f32], out: &mut [f32; MR * NR]) {
+fn block<const V: usize, const C0: usize>(
+    a: [&[f32]; MR],
+    b: &[f32],
+    out: &mut [f32; MR * NR],
+    add: bool,
+) {
     let mut acc = [[_mm256_setzero_ps(); V]; MR];
+    if add {
+        for (row, src) in acc.iter_mut().zip(out.chunks_exact(NR)) {
+            for (v, r) in row.iter_mut().enumerate() {
+                *r = load(&src[C0 + v * L..]);
+            }
+        }
+    }
     let [a0, a1, a2, a3] = a;
     let rows = a0.iter().zip(a1).zip(a2).zip(a3);
     for (bp, (((&x0, &x1), &x2), &x3)) in b.chunks_exact(NR).zip(rows) {

@@ -168,6 +168,65 @@ fn every_simd_tile_gives_the_scalar_tiles_bits() {
 }
 
 #[test]
+fn the_chunked_walk_gives_the_whole_tiles_bits() {
+    // The AVX2 walk takes the depth in chunks of KC, continuing each tile's sums: every
+    // output must still be the one fma chain of the scalar tile, for a depth below, at and
+    // past KC (not a multiple of it), ragged rows, ragged columns, a later start column and a
+    // transposed (copied) left operand.
+    let Some(acc) = kernels().and_then(|k| k.acc_tile) else {
+        eprintln!("no chunked tile kernel on this CPU (AVX2 without AVX-512 has one)");
+        return;
+    };
+    for &(m, k, n) in &[
+        (4, 1, 64),
+        (5, 63, 70),
+        (32, 64, 128),
+        (9, 65, 130),
+        (32, 256, 256),
+        (7, 1000, 200),
+    ] {
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let at: Vec<f32> = (0..m * k).map(|x| a[(x % m) * k + x / m]).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+        let panels = pack(
+            k,
+            n,
+            MatRef {
+                data: &b,
+                rs: n,
+                cs: 1,
+            },
+        );
+        for am in [
+            MatRef {
+                data: &a,
+                rs: k,
+                cs: 1,
+            },
+            MatRef {
+                data: &at,
+                rs: 1,
+                cs: m,
+            },
+        ] {
+            for j0 in (0..n).step_by(NR) {
+                let w = n - j0;
+                let run = |tiles| {
+                    let mut c = vec![f32::NAN; m * w];
+                    product_with(tiles, (m, k, n), j0, am, &panels, &mut c, w);
+                    c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                };
+                assert_eq!(
+                    run(Tiles::Chunked(acc)),
+                    run(Tiles::Whole(scalar_tile)),
+                    "{m}x{k}x{n} from {j0}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn every_simd_row_kernel_gives_the_scalar_bits_and_rows_are_products() {
     for (name, kernels) in kernel_sets() {
         row_kernel_cases(name, kernels);
