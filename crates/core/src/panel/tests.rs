@@ -53,6 +53,28 @@ fn packing_reads_every_layout_of_b() {
     }
 }
 
+/// The row-major `m x k` matrix `a` stored column-major.
+fn column_major<E: Copy>(a: &[E], m: usize, k: usize) -> Vec<E> {
+    (0..m * k).map(|x| a[(x % m) * k + x / m]).collect()
+}
+
+/// One `m x k` left operand read row-major from `a` and as the transpose of `at` (its
+/// column-major copy): the in-place and the copied paths of `product`.
+fn both_layouts<'a, E>(a: &'a [E], at: &'a [E], m: usize, k: usize) -> [MatRef<'a, E>; 2] {
+    [
+        MatRef {
+            data: a,
+            rs: k,
+            cs: 1,
+        },
+        MatRef {
+            data: at,
+            rs: 1,
+            cs: m,
+        },
+    ]
+}
+
 #[test]
 fn products_over_panels_match_the_naive_product() {
     // ragged rows (m % MR), ragged columns (n % NR), a transposed and strided lhs, and a
@@ -66,25 +88,14 @@ fn products_over_panels_match_the_naive_product() {
     ] {
         let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
         let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.11).cos()).collect();
-        let at: Vec<f64> = (0..m * k).map(|x| a[(x % m) * k + x / m]).collect();
+        let at = column_major(&a, m, k);
         let bm = MatRef {
             data: &b,
             rs: n,
             cs: 1,
         };
         let panels = pack(k, n, bm);
-        for am in [
-            MatRef {
-                data: &a,
-                rs: k,
-                cs: 1,
-            },
-            MatRef {
-                data: &at,
-                rs: 1,
-                cs: m,
-            },
-        ] {
+        for am in both_layouts(&a, &at, m, k) {
             let want = naive(m, k, n, am, bm);
             for j0 in (0..n).step_by(NR) {
                 let w = n - j0;
@@ -186,7 +197,7 @@ fn the_chunked_walk_gives_the_whole_tiles_bits() {
         (7, 1000, 200),
     ] {
         let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
-        let at: Vec<f32> = (0..m * k).map(|x| a[(x % m) * k + x / m]).collect();
+        let at = column_major(&a, m, k);
         let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
         let panels = pack(
             k,
@@ -197,18 +208,7 @@ fn the_chunked_walk_gives_the_whole_tiles_bits() {
                 cs: 1,
             },
         );
-        for am in [
-            MatRef {
-                data: &a,
-                rs: k,
-                cs: 1,
-            },
-            MatRef {
-                data: &at,
-                rs: 1,
-                cs: m,
-            },
-        ] {
+        for am in both_layouts(&a, &at, m, k) {
             for j0 in (0..n).step_by(NR) {
                 let w = n - j0;
                 let run = |tiles| {
