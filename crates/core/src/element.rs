@@ -56,23 +56,17 @@ pub trait Element:
         self.tanh()
     }
 
-    /// The tile kernel of retrograd's packed-panel products on this CPU, if this type has one
-    /// (`f32` on x86-64 with AVX-512, or AVX2 and FMA); internal to the GEMM dispatch.
+    /// The tile kernel of retrograd's packed-panel products on this CPU and how it walks a
+    /// panel, if this type has one (`f32` on x86-64 with AVX-512, or AVX2 and FMA); internal
+    /// to the GEMM dispatch.
     #[doc(hidden)]
-    fn panel_tile() -> Option<TileFn<Self>> {
+    fn panel_tile() -> Option<PanelTiles<Self>> {
         None
     }
 
     /// The one-row kernel of the packed-panel products, where [`Element::panel_tile`] exists.
     #[doc(hidden)]
     fn panel_row() -> Option<RowFn<Self>> {
-        None
-    }
-
-    /// A tile kernel that can continue sums already in its output, where the packed-panel
-    /// products walk the depth in chunks (the AVX2 kernels); `None` where they do not.
-    #[doc(hidden)]
-    fn panel_acc_tile() -> Option<AccTileFn<Self>> {
         None
     }
 
@@ -120,6 +114,21 @@ pub type TileFn<E> = for<'a> fn(usize, [&'a [E]; 4], &[E], &mut [E; 256]);
 /// more `fma` per term, continuing each chain), and starts from zero when it is `false`.
 #[doc(hidden)]
 pub type AccTileFn<E> = for<'a> fn(usize, [&'a [E]; 4], &[E], &mut [E; 256], bool);
+
+/// A packed-panel product's tile kernel and how it walks a `k x 64` panel (see the crate's
+/// `panel` module).
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub enum PanelTiles<E: 'static> {
+    /// Each block of four rows over the whole depth, one block after the other: the panel is
+    /// read once per block (from L2 when it is larger than L1). The AVX-512 kernel runs so.
+    Whole(TileFn<E>),
+    /// The depth in chunks of 64, every block of rows taking a chunk before the next chunk
+    /// starts, each block's sums kept in its own tile and continued: the chunk of the panel
+    /// (16 KiB of `f32`) is read from L1 by every block after the first. The AVX2 kernel runs
+    /// so. The same `fma` chains as a whole tile, so the same bits.
+    Chunked(AccTileFn<E>),
+}
 
 /// One row against two panels of a packed-panel product: `(k, a, [b0, b1], out)` with `a` one
 /// row of `k` elements, `b0` and `b1` panels `[k][64]`, `out` the two 64-wide results.
@@ -282,14 +291,11 @@ impl Element for f32 {
     fn as_f64(self) -> f64 {
         self as f64
     }
-    fn panel_tile() -> Option<TileFn<Self>> {
+    fn panel_tile() -> Option<PanelTiles<Self>> {
         crate::panel::f32_tile()
     }
     fn panel_row() -> Option<RowFn<Self>> {
         crate::panel::f32_row()
-    }
-    fn panel_acc_tile() -> Option<AccTileFn<Self>> {
-        crate::panel::kernels().and_then(|k| k.acc_tile)
     }
     impl_gemm!(sgemm);
 }

@@ -4,7 +4,7 @@
 
 use super::gemm::{gemm, packs, two_way_split, Half, MatRef};
 use super::{constant, grads2};
-use crate::element::{Element, TileFn};
+use crate::element::{Element, PanelTiles};
 use crate::error::{Error, Result};
 use crate::panel::{self, Read};
 use crate::tape::{InputGrads, Op};
@@ -130,8 +130,8 @@ fn gemm_operands<E: Element>(
     b: Operand<E>,
     c: &mut [E],
 ) {
-    if let (Some(tile), Some(panels)) = (E::panel_tile(), b.panel_data()) {
-        panel_operands(tile, (m, k, n), half, &a, &b, panels, c);
+    if let (Some(tiles), Some(panels)) = (E::panel_tile(), b.panel_data()) {
+        panel_operands(tiles, (m, k, n), half, &a, &b, panels, c);
         return;
     }
     if let Some(half) = half {
@@ -168,7 +168,7 @@ fn split_with_helper<E: Element>(
 /// `c = a @ b` over `b`'s packed panels, cut like [`gemm_operands`] cuts (a column cut moved
 /// to a panel boundary), the second block on the helper thread when it is free.
 fn panel_operands<E: Element>(
-    tile: TileFn<E>,
+    tiles: PanelTiles<E>,
     (m, k, n): (usize, usize, usize),
     half: Option<Half>,
     a: &Operand<E>,
@@ -195,7 +195,7 @@ fn panel_operands<E: Element>(
                     Half::Rows(r0) => ha.view().rows_from(r0),
                     Half::Cols(_) => ha.view(),
                 };
-                panel::product(tile, (rows, k, n), j0, av, panels, &mut out, n - j0);
+                panel::product(tiles, (rows, k, n), j0, av, panels, &mut out, n - j0);
                 out
             }
             // the panels live as long as `hb` holds the storage; this is never taken
@@ -203,15 +203,15 @@ fn panel_operands<E: Element>(
         };
         let first = |c: &mut [E]| match half {
             Half::Rows(r0) => {
-                panel::product(tile, (r0, k, n), 0, a.view(), panels, &mut c[..r0 * n], n)
+                panel::product(tiles, (r0, k, n), 0, a.view(), panels, &mut c[..r0 * n], n)
             }
-            Half::Cols(j0) => panel::product(tile, (m, k, j0), 0, a.view(), panels, c, n),
+            Half::Cols(j0) => panel::product(tiles, (m, k, j0), 0, a.view(), panels, c, n),
         };
         if split_with_helper(half, (m, n), c, first, second) {
             return;
         }
     }
-    panel::product(tile, (m, k, n), 0, a.view(), panels, c, n);
+    panel::product(tiles, (m, k, n), 0, a.view(), panels, c, n);
 }
 
 /// Broadcast (stride-0) operands are materialized; other strided views go straight to GEMM.

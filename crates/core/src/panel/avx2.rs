@@ -1,13 +1,13 @@
 //! The AVX2 + FMA `f32` kernels of the packed-panel products, for x86-64 CPUs without
 //! AVX-512: safe functions compiled with `#[target_feature(enable = "avx2,fma")]`, entered
-//! through the two functions handed out by [`super::f32_tile`] and [`super::f32_row`] once the
-//! CPU has reported both features.
+//! through the two functions handed out by [`super::avx2_kernels`] once the CPU has reported
+//! both features.
 //!
 //! AVX2 has sixteen 8-lane registers, too few to hold a whole `4 x 64` tile, so the tile is
 //! computed in three column blocks of 24, 24 and 16 columns (12, 12 and 8 accumulators), each
-//! over the whole depth `k` it is given. The tile can continue sums already in its output
-//! ([`acc_tile_entry`]), so that `super::product` can walk the depth in chunks whose part of
-//! the panel stays in L1 for every block of rows. Every output is still one `fma` per `p` in
+//! over the whole depth `k` it is given. The tile can continue sums already in its output,
+//! so that `super::product` can walk the depth in chunks whose part of the panel stays in L1
+//! for every block of rows. Every output is still one `fma` per `p` in
 //! order from zero: the scalar references' bits.
 
 use super::{MR, NR};
@@ -16,14 +16,9 @@ use std::arch::x86_64::{__m256, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_setzero_
 /// Lanes of one register.
 const L: usize = 8;
 
-/// Handed out only by [`super::f32_tile`], after the CPU reported AVX2 and FMA.
-pub(super) fn tile_entry(k: usize, a: [&[f32]; MR], b: &[f32], out: &mut [f32; MR * NR]) {
-    acc_tile_entry(k, a, b, out, false);
-}
-
-/// The tile, continuing the sums in `out` when `add` is set; handed out only with
-/// [`tile_entry`], after the CPU reported AVX2 and FMA.
-pub(super) fn acc_tile_entry(
+/// The tile, continuing the sums in `out` when `add` is set; handed out only by
+/// [`super::avx2_kernels`], after the CPU reported AVX2 and FMA.
+pub(super) fn tile_entry(
     k: usize,
     a: [&[f32]; MR],
     b: &[f32],

@@ -1,19 +1,19 @@
 //! The AVX-512 `f32` kernels of the packed-panel products: safe functions compiled with
 //! `#[target_feature(enable = "avx512f")]`, entered through the two functions handed out by
-//! [`super::f32_tile`] and [`super::f32_row`] once the CPU has reported AVX-512.
+//! [`super::kernels`] once the CPU has reported AVX-512.
 
 use super::{MR, NR};
 use std::arch::x86_64::{__m512, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_setzero_ps};
 
-/// Handed out only by [`super::f32_tile`], after the CPU reported AVX-512.
+/// Handed out only by [`super::kernels`], after the CPU reported AVX-512.
 pub(super) fn tile_entry(k: usize, a: [&[f32]; MR], b: &[f32], out: &mut [f32; MR * NR]) {
     // SAFETY: `tile` is an ordinary safe function compiled for AVX-512; calling it is sound
-    // on a CPU that has AVX-512F, which `f32_tile` checked (`is_x86_feature_detected!`)
+    // on a CPU that has AVX-512F, which `kernels` checked (`is_x86_feature_detected!`)
     // before handing out this entry point. Its memory accesses are bounds-checked slices.
     unsafe { tile(k, a, b, out) }
 }
 
-/// Handed out only by [`super::f32_row`], after the CPU reported AVX-512.
+/// Handed out only by [`super::kernels`], after the CPU reported AVX-512.
 pub(super) fn row_entry(k: usize, a: &[f32], b: [&[f32]; 2], out: &mut [f32; 2 * NR]) {
     // SAFETY: as for `tile_entry`: `row` is a safe function compiled for AVX-512, called
     // only on a CPU that reported AVX-512F; its accesses are bounds-checked slices.

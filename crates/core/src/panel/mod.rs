@@ -13,10 +13,10 @@
 //! [`product`] runs a `MR x NR` tile kernel over every (panel, block of [`MR`] rows) pair,
 //! reading the rows of the left operand in place (the AVX2 kernel walks each panel's depth
 //! in chunks that every block takes in turn, see [`Tiles`]); a one-row product (a batch-1
-//! step) runs a row kernel over two panels at a time. The kernels exist for `f32` on x86-64 CPUs with
-//! AVX-512 (`avx512.rs`), or with AVX2 and FMA (`avx2.rs`; [`f32_tile`], [`f32_row`], detected
-//! at run time); elsewhere, and for `f64`, products go to `matrixmultiply` as before. Every output is `fma(a[i][p], b[p][j], acc)`
-//! over `p = 0, 1, ..., k - 1` in order, starting from zero: the same bits as the test-only
+//! step) runs a row kernel over two panels at a time. The kernels exist for `f32` on x86-64
+//! CPUs with AVX-512 (`avx512.rs`), or with AVX2 and FMA (`avx2.rs`); [`kernels`] detects
+//! them at run time. Elsewhere, and for `f64`, products go to `matrixmultiply` as before.
+//! Every output is `fma(a[i][p], b[p][j], acc)` over `p = 0, 1, ..., k - 1` in order, starting from zero: the same bits as the test-only
 //! references `scalar_tile` and `scalar_row`, which the tests hold the kernels to, and as
 //! `matrixmultiply`'s for `k <= 256`.
 //!
@@ -29,7 +29,8 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
-use crate::element::{AccTileFn, Element, RowFn, TileFn};
+pub(crate) use crate::element::PanelTiles as Tiles;
+use crate::element::{Element, RowFn};
 use crate::ops::gemm::MatRef;
 
 /// Columns per panel: four AVX-512 vectors of `f32`.
@@ -212,42 +213,11 @@ pub(crate) fn pack<E: Element>(k: usize, n: usize, b: MatRef<E>) -> Vec<E> {
 /// computed when `j0 > 0` (a multiple of [`NR`]); they land in `c` from its column 0.
 ///
 /// The tile kernel reads [`MR`] rows of `a` in place when they are contiguous (a row-major
-/// `a`, the usual case); other layouts are copied to row-major first. Where `E` has a tile
-/// kernel that continues sums ([`Element::panel_acc_tile`], the AVX2 one), that kernel walks
-/// the depth in chunks ([`Tiles::Chunked`]); otherwise `tile` takes each tile whole.
+/// `a`, the usual case); other layouts are copied to row-major first. `tiles` says how it
+/// walks a panel: each block of rows whole, or the depth in chunks of [`KC`] (see [`Tiles`];
+/// on the AVX2 machine the chunks took a 32x256x1024 product from 237–244 to 194–205 µs and
+/// 32x1024x256 from 246–255 to 196–207, one thread, in a scratch program over the kernel).
 pub(crate) fn product<E: Element>(
-    tile: TileFn<E>,
-    mkn: (usize, usize, usize),
-    j0: usize,
-    a: MatRef<E>,
-    panels: &[E],
-    c: &mut [E],
-    ldc: usize,
-) {
-    let tiles = E::panel_acc_tile().map_or(Tiles::Whole(tile), Tiles::Chunked);
-    product_with(tiles, mkn, j0, a, panels, c, ldc);
-}
-
-/// How [`product_with`] runs its tile kernel over a panel.
-#[derive(Clone, Copy)]
-pub(crate) enum Tiles<E: 'static> {
-    /// Each block of [`MR`] rows over the whole depth, one block after the other: the panel is
-    /// read once per block (from L2 when it is larger than L1). The AVX-512 kernel runs so.
-    Whole(TileFn<E>),
-    /// The depth in chunks of [`KC`], every block of rows taking the chunk before the next
-    /// chunk starts, each block's sums kept in its own tile and continued: the chunk of the
-    /// panel (16 KiB of `f32`) is read from L1 by every block after the first. On the AVX2
-    /// machine this took a 32x256x1024 product from 237–244 to 194–205 µs and 32x1024x256
-    /// from 246–255 to 196–207 (one thread, a scratch program over the kernel); the same
-    /// `fma` chains, so the same bits.
-    Chunked(AccTileFn<E>),
-}
-
-/// The depth of one chunk in [`Tiles::Chunked`].
-const KC: usize = 64;
-
-/// [`product`] with the tile kernel and walk given.
-pub(crate) fn product_with<E: Element>(
     tiles: Tiles<E>,
     (m, k, n): (usize, usize, usize),
     j0: usize,
@@ -288,16 +258,17 @@ pub(crate) fn product_with<E: Element>(
             &zero[..]
         }
     };
-    // one tile per block of rows: all of them for a chunked walk, one at a time otherwise
-    let blocks = match tiles {
-        Tiles::Whole(_) => 1,
-        Tiles::Chunked(_) => m.div_ceil(MR),
+    // one tile at a time for whole blocks; for a chunked walk one per block of rows, in a
+    // recycled buffer (a product runs at every time step)
+    let mut out = [E::zero(); MR * NR];
+    let mut outs = match tiles {
+        Tiles::Whole(_) => Vec::new(),
+        Tiles::Chunked(_) => crate::storage::zeros(m.div_ceil(MR) * MR * NR),
     };
-    let mut outs = vec![[E::zero(); MR * NR]; blocks];
     for q in j0 / NR..n.div_ceil(NR) {
         let panel = &panels[q * k * NR..(q + 1) * k * NR];
         let (c0, cols) = (q * NR - j0, NR.min(n - q * NR));
-        let mut place = |i0: usize, out: &[E; MR * NR]| {
+        let mut place = |i0: usize, out: &[E]| {
             for i in 0..MR.min(m - i0) {
                 let dst = (i0 + i) * ldc + c0;
                 c[dst..dst + cols].copy_from_slice(&out[i * NR..i * NR + cols]);
@@ -306,19 +277,19 @@ pub(crate) fn product_with<E: Element>(
         match tiles {
             Tiles::Whole(tile) => {
                 for i0 in (0..m).step_by(MR) {
-                    tile(k, std::array::from_fn(|i| row(i0 + i)), panel, &mut outs[0]);
-                    place(i0, &outs[0]);
+                    tile(k, std::array::from_fn(|i| row(i0 + i)), panel, &mut out);
+                    place(i0, &out);
                 }
             }
             Tiles::Chunked(acc) => {
                 for p0 in (0..k).step_by(KC) {
                     let p1 = (p0 + KC).min(k);
-                    for (t, out) in outs.iter_mut().enumerate() {
+                    for (t, out) in tile_blocks(&mut outs).enumerate() {
                         let rows = std::array::from_fn(|i| &row(t * MR + i)[p0..p1]);
                         acc(p1 - p0, rows, &panel[p0 * NR..p1 * NR], out, p0 > 0);
                     }
                 }
-                for (t, out) in outs.iter().enumerate() {
+                for (t, out) in tile_blocks(&mut outs).enumerate() {
                     place(t * MR, out);
                 }
             }
@@ -328,6 +299,16 @@ pub(crate) fn product_with<E: Element>(
         crate::storage::give(rows);
     }
     crate::storage::give(zero);
+    crate::storage::give(outs);
+}
+
+/// The depth of one chunk in [`Tiles::Chunked`].
+const KC: usize = 64;
+
+/// The `MR x NR` tiles of a buffer of whole tiles, one per block of rows.
+fn tile_blocks<E>(outs: &mut [E]) -> impl Iterator<Item = &mut [E; MR * NR]> {
+    outs.chunks_exact_mut(MR * NR)
+        .map(|t| t.try_into().expect("whole tiles"))
 }
 
 /// [`product`] for one row: `c = a @ b[:, j0..n]` two panels at a time.
@@ -380,10 +361,10 @@ pub(crate) fn scalar_tile<E: Element>(k: usize, a: [&[E]; MR], b: &[E], out: &mu
     }
 }
 
-/// The `f32` tile kernel for this CPU, if it has one: AVX-512 where the CPU reports
-/// AVX-512F, else AVX2 with FMA where it reports both (checked once).
-pub(crate) fn f32_tile() -> Option<TileFn<f32>> {
-    kernels().map(|k| k.tile)
+/// The `f32` tile kernel for this CPU and its walk, if it has one: AVX-512 where the CPU
+/// reports AVX-512F, else AVX2 with FMA where it reports both (checked once).
+pub(crate) fn f32_tile() -> Option<Tiles<f32>> {
+    kernels().map(|k| k.tiles)
 }
 
 /// The `f32` one-row kernel for this CPU, from the same instruction set as [`f32_tile`].
@@ -394,9 +375,8 @@ pub(crate) fn f32_row() -> Option<RowFn<f32>> {
 /// The `f32` panel kernels of one instruction set.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels {
-    pub(crate) tile: TileFn<f32>,
-    /// The tile that continues sums, for the chunked walk (AVX2 only; see [`Tiles`]).
-    pub(crate) acc_tile: Option<AccTileFn<f32>>,
+    /// The tile kernel and its walk: whole tiles for AVX-512, chunks for AVX2.
+    pub(crate) tiles: Tiles<f32>,
     pub(crate) row: RowFn<f32>,
     /// AVX-512 (a whole `MR x NR` tile in registers); false for AVX2, whose products
     /// [`plan`] keeps to the shapes where they were measured faster.
@@ -411,8 +391,7 @@ pub(crate) fn kernels() -> Option<Kernels> {
         *KERNELS.get_or_init(|| {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 Some(Kernels {
-                    tile: avx512::tile_entry,
-                    acc_tile: None,
+                    tiles: Tiles::Whole(avx512::tile_entry),
                     row: avx512::row_entry,
                     wide: true,
                 })
@@ -431,8 +410,7 @@ pub(crate) fn kernels() -> Option<Kernels> {
 pub(crate) fn avx2_kernels() -> Option<Kernels> {
     (std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
         .then_some(Kernels {
-            tile: avx2::tile_entry,
-            acc_tile: Some(avx2::acc_tile_entry),
+            tiles: Tiles::Chunked(avx2::tile_entry),
             row: avx2::row_entry,
             wide: false,
         })

@@ -1,4 +1,5 @@
 use super::*;
+use crate::element::AccTileFn;
 use crate::ops::gemm::naive;
 
 #[test]
@@ -100,7 +101,15 @@ fn products_over_panels_match_the_naive_product() {
             for j0 in (0..n).step_by(NR) {
                 let w = n - j0;
                 let mut c = vec![f64::NAN; m * w];
-                product(scalar_tile, (m, k, n), j0, am, &panels, &mut c, w);
+                product(
+                    Tiles::Whole(scalar_tile),
+                    (m, k, n),
+                    j0,
+                    am,
+                    &panels,
+                    &mut c,
+                    w,
+                );
                 for i in 0..m {
                     for j in 0..w {
                         let (x, y) = (c[i * w + j], want[i * n + j0 + j]);
@@ -168,7 +177,10 @@ fn every_simd_tile_gives_the_scalar_tiles_bits() {
                 .collect();
             let (mut want, mut got) = ([0f32; MR * NR], [f32::NAN; MR * NR]);
             scalar_tile(k, rows, &b, &mut want);
-            (kernels.tile)(k, rows, &b, &mut got);
+            match kernels.tiles {
+                Tiles::Whole(tile) => tile(k, rows, &b, &mut got),
+                Tiles::Chunked(tile) => tile(k, rows, &b, &mut got, false),
+            }
             assert_eq!(
                 want.map(f32::to_bits),
                 got.map(f32::to_bits),
@@ -184,10 +196,22 @@ fn the_chunked_walk_gives_the_whole_tiles_bits() {
     // output must still be the one fma chain of the scalar tile, for a depth below, at and
     // past KC (not a multiple of it), ragged rows, ragged columns, a later start column and a
     // transposed (copied) left operand.
-    let Some(acc) = kernels().and_then(|k| k.acc_tile) else {
-        eprintln!("no chunked tile kernel on this CPU (AVX2 without AVX-512 has one)");
-        return;
-    };
+    let chunked: Vec<_> = kernel_sets()
+        .into_iter()
+        .filter_map(|(_, k)| match k.tiles {
+            Tiles::Chunked(acc) => Some(acc),
+            Tiles::Whole(_) => None,
+        })
+        .collect();
+    if chunked.is_empty() {
+        eprintln!("no chunked tile kernel on this CPU (AVX2 with FMA has one)");
+    }
+    for acc in chunked {
+        chunked_cases(acc);
+    }
+}
+
+fn chunked_cases(acc: AccTileFn<f32>) {
     for &(m, k, n) in &[
         (4, 1, 64),
         (5, 63, 70),
@@ -213,7 +237,7 @@ fn the_chunked_walk_gives_the_whole_tiles_bits() {
                 let w = n - j0;
                 let run = |tiles| {
                     let mut c = vec![f32::NAN; m * w];
-                    product_with(tiles, (m, k, n), j0, am, &panels, &mut c, w);
+                    product(tiles, (m, k, n), j0, am, &panels, &mut c, w);
                     c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
                 };
                 assert_eq!(
