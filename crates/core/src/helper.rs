@@ -13,7 +13,15 @@
 //!
 //! Only jobs that own their data (`'static`) are sent, so no `unsafe` is needed: callers share
 //! operand storage through its `Arc` and get the helper's block back as a buffer.
+//!
+//! Besides the split blocks ([`spawn`]), the helper takes *background* jobs ([`background`]):
+//! work that is ready early but needed only later, such as the partial weight gradients of the
+//! backward pass (`deferred.rs`). It runs them when no block is waiting, and while it runs
+//! one, [`spawn`] hands blocks back, so the caller computes its product whole instead of
+//! waiting behind the background job. A background job the helper has not started when its
+//! result is wanted is run by the caller itself ([`Background::join`]).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -49,14 +57,31 @@ impl Spin {
     }
 }
 
-/// The helper's mailbox: at most one job waiting.
+/// What waits for the helper: at most one split block, and background jobs in order.
+#[derive(Default)]
+struct Mailbox {
+    job: Option<Job>,
+    background: VecDeque<Arc<dyn Chore>>,
+}
+
+/// The helper's mailbox and flags.
 struct Helper {
-    slot: Mutex<Option<Job>>,
+    slot: Mutex<Mailbox>,
+    /// A split block waits in the mailbox.
     has_job: AtomicBool,
+    /// Background jobs wait in the mailbox.
+    has_chore: AtomicBool,
+    /// The helper is running a background job: [`spawn`] hands blocks back meanwhile.
+    in_chore: AtomicBool,
     /// Set (under the `slot` lock) while the helper waits on `wake`: only then does a sender
     /// pay for a notify system call.
     asleep: AtomicBool,
     wake: Condvar,
+}
+
+thread_local! {
+    /// Set on the helper thread: it never sends itself a job (it would wait for itself).
+    static ON_HELPER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 static HELPER: OnceLock<Option<&'static Helper>> = OnceLock::new();
@@ -65,25 +90,48 @@ static HELPER: OnceLock<Option<&'static Helper>> = OnceLock::new();
 fn helper() -> Option<&'static Helper> {
     *HELPER.get_or_init(|| {
         let h: &'static Helper = Box::leak(Box::new(Helper {
-            slot: Mutex::new(None),
+            slot: Mutex::new(Mailbox::default()),
             has_job: AtomicBool::new(false),
+            has_chore: AtomicBool::new(false),
+            in_chore: AtomicBool::new(false),
             asleep: AtomicBool::new(false),
             wake: Condvar::new(),
         }));
         std::thread::Builder::new()
             .name("retrograd-helper".into())
-            .spawn(move || h.run())
+            .spawn(move || {
+                ON_HELPER.with(|o| o.set(true));
+                h.run()
+            })
             .ok()
             .map(|_| h)
     })
 }
 
 impl Helper {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Mailbox> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn take(&self) -> Option<Job> {
-        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.lock();
         // cleared under the lock, so a job sent right after is flagged again
         self.has_job.store(false, Ordering::Release);
-        slot.take()
+        slot.job.take()
+    }
+
+    /// The next background job, unless a block waits. `in_chore` is set under the lock, so
+    /// a block is either sent before (and taken first) or handed back by [`spawn`].
+    fn take_chore(&self) -> Option<Arc<dyn Chore>> {
+        let mut slot = self.lock();
+        if slot.job.is_some() {
+            return None;
+        }
+        let chore = slot.background.pop_front();
+        self.has_chore
+            .store(!slot.background.is_empty(), Ordering::Release);
+        self.in_chore.store(chore.is_some(), Ordering::Release);
+        chore
     }
 
     fn run(&self) {
@@ -99,23 +147,33 @@ impl Helper {
                     }
                     continue;
                 }
+                if self.has_chore.load(Ordering::Acquire) {
+                    if let Some(chore) = self.take_chore() {
+                        // its products stay here: the helper has no one to split with
+                        crate::threads::single_threaded(|| chore.run());
+                        self.in_chore.store(false, Ordering::Release);
+                        idle_since = Instant::now();
+                    }
+                    continue;
+                }
                 if !spin.keep_going(idle_since, SPIN_AFTER_JOB) {
                     break;
                 }
             }
-            // asleep until a job arrives
-            let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+            // asleep until a job arrives (the loop above takes it)
+            let mut slot = self.lock();
             self.asleep.store(true, Ordering::Relaxed);
-            while slot.is_none() {
+            while slot.job.is_none() && slot.background.is_empty() {
                 slot = self.wake.wait(slot).unwrap_or_else(|p| p.into_inner());
             }
             self.asleep.store(false, Ordering::Relaxed);
-            let job = slot.take();
-            self.has_job.store(false, Ordering::Release);
-            drop(slot);
-            if let Some(job) = job {
-                job();
-            }
+        }
+    }
+
+    /// Wakes the helper if it sleeps; called with the mailbox lock released.
+    fn nudge(&self, asleep: bool) {
+        if asleep {
+            self.wake.notify_one();
         }
     }
 }
@@ -135,17 +193,21 @@ struct Done<T> {
 }
 
 /// Runs `f` on the helper thread if it is free, returning a handle to wait on; gives `f` back
-/// when the helper is busy or unavailable (the caller then runs it itself).
+/// when the helper is busy (a block already waits, or it runs a background job), unavailable,
+/// or when called on the helper itself (the caller then runs `f` itself).
 pub(crate) fn spawn<T, F>(f: F) -> Result<Pending<T>, F>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
+    if ON_HELPER.with(|o| o.get()) {
+        return Err(f);
+    }
     let Some(h) = helper() else {
         return Err(f);
     };
-    let mut slot = h.slot.lock().unwrap_or_else(|p| p.into_inner());
-    if slot.is_some() {
+    let mut slot = h.lock();
+    if slot.job.is_some() || h.in_chore.load(Ordering::Acquire) {
         return Err(f);
     }
     let state = Arc::new(Done {
@@ -155,7 +217,7 @@ where
         cv: Condvar::new(),
     });
     let done = state.clone();
-    *slot = Some(Box::new(move || {
+    slot.job = Some(Box::new(move || {
         // a panic is carried back to the caller (and the helper lives on)
         let v = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         let mut value = done.value.lock().unwrap_or_else(|p| p.into_inner());
@@ -170,9 +232,7 @@ where
     h.has_job.store(true, Ordering::Release);
     let asleep = h.asleep.load(Ordering::Relaxed);
     drop(slot);
-    if asleep {
-        h.wake.notify_one();
-    }
+    h.nudge(asleep);
     Ok(Pending { state })
 }
 
@@ -196,6 +256,134 @@ impl<T> Pending<T> {
             }
             d.waiting.store(true, Ordering::Relaxed);
             v = d.cv.wait(v).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// A background job as the helper's queue holds it.
+trait Chore: Send + Sync {
+    /// Runs the job unless the caller has taken it back.
+    fn run(&self);
+}
+
+type BoxedJob<T> = Box<dyn FnOnce() -> T + Send + 'static>;
+
+/// Where a background job is: waiting (with its closure), running, or finished.
+enum Stage<T> {
+    Queued(BoxedJob<T>),
+    Running,
+    Finished(std::thread::Result<T>),
+    /// Its result was taken, or the handle was dropped before it ran.
+    Gone,
+}
+
+/// A background job and its result, shared by the queue and the [`Background`] handle.
+struct Task<T> {
+    stage: Mutex<Stage<T>>,
+    finished: Condvar,
+}
+
+impl<T> Task<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Stage<T>> {
+        self.stage.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<T: Send> Chore for Task<T> {
+    fn run(&self) {
+        let job = {
+            let mut stage = self.lock();
+            match std::mem::replace(&mut *stage, Stage::Running) {
+                Stage::Queued(job) => job,
+                other => {
+                    *stage = other;
+                    return;
+                }
+            }
+        };
+        // a panic is carried back to whoever joins (and the helper lives on)
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+        *self.lock() = Stage::Finished(result);
+        self.finished.notify_all();
+    }
+}
+
+/// The handle of a job queued with [`background`].
+pub(crate) struct Background<T> {
+    task: Arc<Task<T>>,
+}
+
+/// Queues `f` for the helper's spare time: it runs when no split block waits, before the
+/// blocks sent after it start (a split block sent meanwhile is handed back to its caller). With
+/// no helper, or called on the helper, it is only queued here: [`Background::join`] then runs
+/// it on the joining thread. Whichever thread runs `f`, it is the same computation.
+pub(crate) fn background<T, F>(f: F) -> Background<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let job = Background::queued(f);
+    let task = job.task.clone();
+    if !ON_HELPER.with(|o| o.get()) {
+        if let Some(h) = helper() {
+            let mut slot = h.lock();
+            slot.background.push_back(task.clone());
+            h.has_chore.store(true, Ordering::Release);
+            let asleep = h.asleep.load(Ordering::Relaxed);
+            drop(slot);
+            h.nudge(asleep);
+        }
+    }
+    job
+}
+
+impl<T> Background<T> {
+    /// A job not yet in the helper's queue: [`join`](Self::join) runs it if nothing else does.
+    fn queued<F>(f: F) -> Self
+    where
+        F: FnOnce() -> T + Send + 'static,
+    {
+        Background {
+            task: Arc::new(Task {
+                stage: Mutex::new(Stage::Queued(Box::new(f))),
+                finished: Condvar::new(),
+            }),
+        }
+    }
+
+    /// The job's result: taken back and run here if the helper has not started it, else
+    /// waited for. A panic in the job resumes here.
+    pub(crate) fn join(self) -> T {
+        let mut stage = self.task.lock();
+        loop {
+            match std::mem::replace(&mut *stage, Stage::Gone) {
+                Stage::Queued(job) => {
+                    *stage = Stage::Running;
+                    drop(stage);
+                    return job();
+                }
+                Stage::Finished(Ok(t)) => return t,
+                Stage::Finished(Err(panic)) => std::panic::resume_unwind(panic),
+                Stage::Running => {
+                    *stage = Stage::Running;
+                    stage = self
+                        .task
+                        .finished
+                        .wait(stage)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+                Stage::Gone => unreachable!("a background job is joined once"),
+            }
+        }
+    }
+}
+
+impl<T> Drop for Background<T> {
+    /// A job dropped before it ran is not run.
+    fn drop(&mut self) {
+        let mut stage = self.task.lock();
+        if matches!(*stage, Stage::Queued(_)) {
+            *stage = Stage::Gone;
         }
     }
 }
@@ -250,5 +438,73 @@ mod tests {
         gate.1.notify_all();
         held.wait();
         assert_eq!(queued.wait(), 2);
+    }
+
+    /// One test for the background queue, under the same lock as the mailbox test.
+    #[test]
+    fn background_jobs_run_in_the_helpers_spare_time_or_on_the_joining_thread() {
+        let _alone = TEST_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let me = std::thread::current().id();
+        let until_started = |started: &AtomicBool| {
+            let start = Instant::now();
+            while !started.load(Ordering::Acquire) {
+                assert!(
+                    start.elapsed() < Duration::from_secs(5),
+                    "the helper never started the job"
+                );
+                std::thread::yield_now();
+            }
+        };
+        // a free helper runs a background job (joined once started, so not taken back)
+        let started = Arc::new(AtomicBool::new(false));
+        let s = started.clone();
+        let job = background(move || {
+            s.store(true, Ordering::Release);
+            std::thread::current().id() != me
+        });
+        until_started(&started);
+        assert!(job.join(), "the helper should have run the job");
+
+        // while it runs one, split blocks are handed back to their callers
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let started = Arc::new(AtomicBool::new(false));
+        let (g, s) = (gate.clone(), started.clone());
+        let held = background(move || {
+            s.store(true, Ordering::Release);
+            let mut open = g.0.lock().unwrap();
+            while !*open {
+                open = g.1.wait(open).unwrap();
+            }
+            7
+        });
+        until_started(&started);
+        assert_eq!(spawn(|| 3).err().map(|f| f()), Some(3));
+
+        // a job queued behind it is run by the thread that joins it, and a dropped one never runs
+        let queued = background(move || std::thread::current().id() == me);
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        drop(background(move || r.store(true, Ordering::Release)));
+        assert!(
+            queued.join(),
+            "the joining thread should have run the queued job"
+        );
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        assert_eq!(held.join(), 7);
+        // the helper goes through the rest of its queue: the dropped job is skipped
+        let last = background(|| 1);
+        assert_eq!(last.join(), 1);
+        assert!(!ran.load(Ordering::Acquire), "a dropped job ran");
+
+        // a panic in a background job resumes in the thread that joins it
+        let boom = background(|| -> u8 { panic!("boom") });
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| boom.join()));
+        assert!(caught.is_err());
+        assert_eq!(
+            background(|| 5).join(),
+            5,
+            "the helper lives on after a panic"
+        );
     }
 }

@@ -321,7 +321,7 @@ impl<E: Element> Tensor<E> {
                                     ga.shape()
                                 )));
                             }
-                            deferred.push(node.inputs[i].id(), a, ga);
+                            deferred.push(node.inputs[i].id(), a, ga, node.inputs[i].layout())?;
                             grads
                         }
                         None => node
@@ -383,15 +383,27 @@ fn reachable_in_reverse_order<E: Element>(root: &Tensor<E>) -> Vec<Tensor<E>> {
 }
 
 /// `acc + g`, reusing `acc`'s buffer when nothing else holds it (the common case for gradient
-/// accumulation), else allocating like `add`.
-fn add_into<E: Element>(mut acc: Tensor<E>, g: &Tensor<E>) -> Result<Tensor<E>> {
+/// accumulation), else allocating like `add`. The buffer is reused when `acc` is contiguous, or
+/// when `acc` and `g` are laid out alike over dense buffers (two transposed weight gradients),
+/// element by element of the buffers.
+pub(crate) fn add_into<E: Element>(mut acc: Tensor<E>, g: &Tensor<E>) -> Result<Tensor<E>> {
     if acc.shape() == g.shape() && !acc.tracks_grad() {
+        let alike = acc.layout() == g.layout() && g.storage().len() == g.numel();
         if let Some(inner) = std::sync::Arc::get_mut(&mut acc.inner) {
-            if inner.layout.is_contiguous() && inner.layout.offset() == 0 {
+            let dense = inner.layout.offset() == 0;
+            let contiguous = dense && inner.layout.is_contiguous();
+            if dense && (contiguous || alike) {
                 if let Some(data) = std::sync::Arc::get_mut(&mut inner.data) {
                     if data.len() == g.numel() {
-                        for (a, b) in data.iter_mut().zip(g.contiguous_data().iter()) {
-                            *a += *b;
+                        let add = |other: &[E], data: &mut [E]| {
+                            for (a, b) in data.iter_mut().zip(other) {
+                                *a += *b;
+                            }
+                        };
+                        if alike {
+                            add(g.storage(), data);
+                        } else {
+                            add(&g.contiguous_data(), data);
                         }
                         return Ok(acc);
                     }

@@ -49,6 +49,12 @@ impl Drop for JoinMark {
     }
 }
 
+/// Runs `f` with the products it issues kept on this thread (as inside a [`join`]).
+pub(crate) fn single_threaded<R>(f: impl FnOnce() -> R) -> R {
+    let _mark = JoinMark::set();
+    f()
+}
+
 /// Runs `a` on this thread and `b` on the thread pool at the same time and returns both
 /// results, like `rayon::join`, with what the tape needs carried over to `b`: whether grad
 /// mode is on ([`no_grad`](crate::no_grad)) and whether anomaly detection is, and a

@@ -497,3 +497,81 @@ fn products_split_in_two_give_the_same_bits_whoever_computes_the_second_block() 
         });
     }
 }
+
+#[test]
+fn a_weight_used_at_every_step_gets_the_bits_of_one_product_over_the_stacked_steps() {
+    // The tape forms such a weight's gradient from chunks of 256 stacked rows (the depth block
+    // of matrixmultiply), on the helper thread when products use two threads, and adds them in
+    // order: the bits of one product over all stacked steps, taken in backward order (the last
+    // use first). Rows per use, in that order: thin uses crossing chunk boundaries, then thick
+    // ones, which end the chunking (the rows after the last chunk are added a chunk's rows at
+    // a time). Both layouts of the gradient: `x @ w` and `addmm(x, w.t())` (gradient formed
+    // transposed, partial sums added in place).
+    let rows = [513, 300, 32, 32, 100, 92, 7, 250, 32, 64, 40, 200, 9];
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for transposed in [false, true] {
+                // the gradient has 64 rows either way (panel kernels only from a second read)
+                let (k, n) = if transposed { (128, 64) } else { (64, 128) };
+                let w = if transposed {
+                    rnd(&[n, k], 90).cast::<f32>().requires_grad()
+                } else {
+                    rnd(&[k, n], 90).cast::<f32>().requires_grad()
+                };
+                let xs: Vec<Tensor<f32>> = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &r)| rnd(&[r, k], 100 + i as u64).cast::<f32>())
+                    .collect();
+                let cs: Vec<Tensor<f32>> = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &r)| rnd(&[r, n], 200 + i as u64).cast::<f32>())
+                    .collect();
+                let wt = w.t().unwrap();
+                let mut loss = Tensor::<f32>::zeros(&[]);
+                for (x, c) in xs.iter().zip(&cs) {
+                    let y = if transposed {
+                        Tensor::zeros(&[x.shape()[0], n]).addmm(x, &wt)
+                    } else {
+                        x.matmul(&w)
+                    }
+                    .unwrap();
+                    loss = loss.add(&y.mul(c).unwrap().sum_all()).unwrap();
+                }
+                let grads = loss.backward().unwrap();
+                let got = grads.get(&w).unwrap().to_vec();
+                let _off = retrograd_core::no_grad();
+                let xr: Vec<&Tensor<f32>> = xs.iter().rev().collect();
+                let cr: Vec<&Tensor<f32>> = cs.iter().rev().collect();
+                let (x, c) = (Tensor::cat(&xr, 0).unwrap(), Tensor::cat(&cr, 0).unwrap());
+                let want = if transposed {
+                    c.t().unwrap().matmul(&x)
+                } else {
+                    x.t().unwrap().matmul(&c)
+                }
+                .unwrap()
+                .to_vec();
+                let differ = got
+                    .iter()
+                    .zip(&want)
+                    .filter(|(a, b)| a.to_bits() != b.to_bits())
+                    .count();
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                assert_eq!(
+                    (got.len(), differ),
+                    (want.len(), 0),
+                    "threads {threads}, transposed {transposed}: largest difference {worst}"
+                );
+            }
+        });
+    }
+}
