@@ -273,7 +273,8 @@ enum Stage<T> {
     Queued(BoxedJob<T>),
     Running,
     Finished(std::thread::Result<T>),
-    /// Its result was taken, or the handle was dropped before it ran.
+    /// Taken by the thread that joins it (run there, or its result taken), or dropped before
+    /// it ran.
     Gone,
 }
 
@@ -355,25 +356,21 @@ impl<T> Background<T> {
     /// waited for. A panic in the job resumes here.
     pub(crate) fn join(self) -> T {
         let mut stage = self.task.lock();
-        loop {
-            match std::mem::replace(&mut *stage, Stage::Gone) {
-                Stage::Queued(job) => {
-                    *stage = Stage::Running;
-                    drop(stage);
-                    return job();
-                }
-                Stage::Finished(Ok(t)) => return t,
-                Stage::Finished(Err(panic)) => std::panic::resume_unwind(panic),
-                Stage::Running => {
-                    *stage = Stage::Running;
-                    stage = self
-                        .task
-                        .finished
-                        .wait(stage)
-                        .unwrap_or_else(|p| p.into_inner());
-                }
-                Stage::Gone => unreachable!("a background job is joined once"),
+        while matches!(*stage, Stage::Running) {
+            stage = self
+                .task
+                .finished
+                .wait(stage)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        match std::mem::replace(&mut *stage, Stage::Gone) {
+            Stage::Queued(job) => {
+                drop(stage);
+                job()
             }
+            Stage::Finished(Ok(t)) => t,
+            Stage::Finished(Err(panic)) => std::panic::resume_unwind(panic),
+            Stage::Running | Stage::Gone => unreachable!("a background job is joined once"),
         }
     }
 }

@@ -387,31 +387,29 @@ fn reachable_in_reverse_order<E: Element>(root: &Tensor<E>) -> Vec<Tensor<E>> {
 /// when `acc` and `g` are laid out alike over dense buffers (two transposed weight gradients),
 /// element by element of the buffers.
 pub(crate) fn add_into<E: Element>(mut acc: Tensor<E>, g: &Tensor<E>) -> Result<Tensor<E>> {
-    if acc.shape() == g.shape() && !acc.tracks_grad() {
-        let alike = acc.layout() == g.layout() && g.storage().len() == g.numel();
-        if let Some(inner) = std::sync::Arc::get_mut(&mut acc.inner) {
-            let dense = inner.layout.offset() == 0;
-            let contiguous = dense && inner.layout.is_contiguous();
-            if dense && (contiguous || alike) {
-                if let Some(data) = std::sync::Arc::get_mut(&mut inner.data) {
-                    if data.len() == g.numel() {
-                        let add = |other: &[E], data: &mut [E]| {
-                            for (a, b) in data.iter_mut().zip(other) {
-                                *a += *b;
-                            }
-                        };
-                        if alike {
-                            add(g.storage(), data);
-                        } else {
-                            add(&g.contiguous_data(), data);
-                        }
-                        return Ok(acc);
-                    }
-                }
-            }
-        }
+    // g's elements in the order of acc's buffer: g's own buffer when laid out alike, else in
+    // row-major order, which a contiguous acc has
+    let alike = acc.layout() == g.layout() && g.storage().len() == g.numel();
+    let reusable = acc.shape() == g.shape()
+        && !acc.tracks_grad()
+        && acc.layout().offset() == 0
+        && (alike || acc.layout().is_contiguous());
+    let buffer = std::sync::Arc::get_mut(&mut acc.inner)
+        .filter(|_| reusable)
+        .and_then(|inner| std::sync::Arc::get_mut(&mut inner.data))
+        .filter(|data| data.len() == g.numel());
+    let Some(data) = buffer else {
+        return acc.add(g);
+    };
+    let src = if alike {
+        std::borrow::Cow::Borrowed(g.storage())
+    } else {
+        g.contiguous_data()
+    };
+    for (a, b) in data.iter_mut().zip(src.iter()) {
+        *a += *b;
     }
-    acc.add(g)
+    Ok(acc)
 }
 
 /// Checks that a gradient of shape `g` fits at `start` along `dim` of an input of shape `input`
