@@ -257,24 +257,15 @@ impl<E: Element> Stack<E> {
         let p = self.cells[idx].prepare(self.kind)?;
         let (a, b, features) = x.dims3()?;
         let (seq_len, batch) = if bf { (b, a) } else { (a, b) };
-        // All time steps at once: [rows, F] @ W_ihᵀ, rows ordered like x.
-        let gx = p.project_input(&x.reshape(&[a * b, features])?)?;
-        let g = gx.shape()[1];
-        // Batch-major rows become [N, L·G] so that step t is a column block (still a view).
-        let gx = if bf {
-            gx.reshape(&[batch, seq_len * g])?
-        } else {
-            gx
-        };
+        // All time steps at once: [L·N, F] @ W_ihᵀ with time-major rows, so that step t is
+        // the contiguous block of rows t·N.. of the projection.
+        let rows = if bf { x.transpose(0, 1)? } else { x.clone() };
+        let gx = p.project_input(&rows.reshape(&[a * b, features])?)?;
         let mut outs: Vec<Option<Tensor<E>>> = vec![None; seq_len];
         let mut state = init;
         for s in 0..seq_len {
             let t = if reverse { seq_len - 1 - s } else { s };
-            let gx_t = if bf {
-                gx.narrow(1, t * g, g)?
-            } else {
-                gx.narrow(0, t * batch, batch)?
-            };
+            let gx_t = gx.narrow(0, t * batch, batch)?;
             let next = step(self.kind, &p, &gx_t, &state)?;
             let mask_h = masks.and_then(|m| m.h.at(t));
             outs[t] = Some(match mask_h {
