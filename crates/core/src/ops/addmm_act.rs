@@ -1,9 +1,13 @@
 //! `act(c + a @ b)` as one op: a product, an added term and an activation.
 
-use super::matmul::{addmm_values, Addmm};
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use super::matmul::{addmm_values, Addmm, Block, Epilogue};
 use super::{constant, out, zip_map};
 use crate::element::Element;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::tape::{InputGrads, Op};
 use crate::tensor::Tensor;
 
@@ -19,6 +23,18 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// `y = act(y)` over a slice, one loop per activation so each vectorizes without a branch
+    /// inside (the values of the single-activation ops).
+    fn apply<E: Element>(self, y: &mut [E]) {
+        match self {
+            Activation::Tanh => y.iter_mut().for_each(|v| *v = v.tanh_k()),
+            Activation::Sigmoid => y.iter_mut().for_each(|v| *v = v.sigmoid_k()),
+            Activation::Relu => y
+                .iter_mut()
+                .for_each(|v| *v = if *v > E::zero() { *v } else { E::zero() }),
+        }
+    }
+
     /// `g ⊙ act'` written with the output `y`, as the single-activation ops compute it.
     fn grad<E: Element>(self, g: E, y: E) -> E {
         match self {
@@ -41,51 +57,113 @@ impl Activation {
 /// (PyTorch has the same fusion as `_addmm_activation`). The values are those of `addmm`
 /// followed by the activation op.
 ///
-/// With `G' = G ⊙ act'(Y)` (tanh: `1 - Y²`, sigmoid: `Y (1 - Y)`, relu: `[Y > 0]`):
-/// `dC = G'`, `dA = G' Bᵀ`, `dB = Aᵀ G'` (deferred and stacked like [`Addmm`]'s).
+/// The activation may also differ by column block: with `acts = [act₀, …, act_{q-1}]`, the
+/// `n` columns are cut into `q` blocks of `n / q`, and block `j` gets `act_j` (an LSTM's gates
+/// `σ, σ, tanh, σ` over `[i | f | g | o]`). The block values are those of `addmm`, `narrow`
+/// and each activation op. On two threads each half of a split product is added and
+/// activated by the thread that computed it.
+///
+/// With `G' = G ⊙ act'(Y)` (tanh: `1 - Y²`, sigmoid: `Y (1 - Y)`, relu: `[Y > 0]`, by column
+/// block): `dC = G'`, `dA = G' Bᵀ`, `dB = Aᵀ G'` (deferred and stacked like [`Addmm`]'s).
 pub struct AddmmAct<E: Element> {
-    act: Activation,
+    acts: SmallVec<[Activation; 4]>,
     y: Tensor<E>,
 }
 
 impl<E: Element> AddmmAct<E> {
-    /// Applies the op.
+    /// Applies the op, `acts` one activation per column block (one for all columns).
     pub fn forward(
         c: &Tensor<E>,
         a: &Tensor<E>,
         b: &Tensor<E>,
-        act: Activation,
+        acts: &[Activation],
     ) -> Result<Tensor<E>> {
-        let (mut y, shape) = addmm_values("addmm_act", c, a, b)?;
-        // one loop per activation, so each vectorizes without a branch inside
-        match act {
-            Activation::Tanh => y.iter_mut().for_each(|v| *v = v.tanh_k()),
-            Activation::Sigmoid => y.iter_mut().for_each(|v| *v = v.sigmoid_k()),
-            Activation::Relu => y
-                .iter_mut()
-                .for_each(|v| *v = if *v > E::zero() { *v } else { E::zero() }),
+        let n = b.shape().get(1).copied().unwrap_or(0);
+        if acts.is_empty() || n % acts.len() != 0 {
+            return Err(Error::shape(
+                "addmm_act",
+                format!(
+                    "{} activations cannot split the product's {n} columns ({:?} @ {:?}) into equal blocks",
+                    acts.len(),
+                    a.shape(),
+                    b.shape()
+                ),
+            ));
         }
-        let (d, l) = out(y, &shape);
+        let acts: SmallVec<[Activation; 4]> = acts.into();
+        let (d, l) = {
+            let epi = add_then_activate(c, acts.clone(), n / acts.len());
+            let (y, shape) = addmm_values("addmm_act", c, a, b, Some(epi))?;
+            out(y, &shape)
+        };
         let saved = (d.clone(), l.clone());
         Ok(Tensor::from_op(d, l, &[c, a, b], || AddmmAct {
-            act,
+            acts,
             y: Tensor::constant_over(saved.0, saved.1),
         }))
     }
 
-    /// `G ⊙ act'(Y)`.
+    /// `G ⊙ act'(Y)`, by column block.
     fn pre_grad(&self, g: &Tensor<E>) -> Tensor<E> {
-        let act = self.act;
-        constant(zip_map(g, &self.y, |g, y| act.grad(g, y)), g.shape())
+        if let [act] = self.acts[..] {
+            return constant(zip_map(g, &self.y, |g, y| act.grad(g, y)), g.shape());
+        }
+        let n = g.shape()[1];
+        let width = n / self.acts.len();
+        let (gd, yd) = (g.contiguous_data(), self.y.storage());
+        let mut out = crate::storage::take(g.numel());
+        for (gr, yr) in gd.chunks_exact(n).zip(yd.chunks_exact(n)) {
+            for (q, &act) in self.acts.iter().enumerate() {
+                let cols = q * width..(q + 1) * width;
+                let pairs = gr[cols.clone()].iter().zip(&yr[cols]);
+                out.extend(pairs.map(|(&g, &y)| act.grad(g, y)));
+            }
+        }
+        constant(out, g.shape())
     }
+}
+
+/// The epilogue of [`AddmmAct`]'s product: `y += c`, then column block `j` (of `width`
+/// columns) through `acts[j]`, on each block of the product where it was computed.
+fn add_then_activate<E: Element>(
+    c: &Tensor<E>,
+    acts: SmallVec<[Activation; 4]>,
+    width: usize,
+) -> Epilogue<E> {
+    // rows of `c` are read as slices (a broadcast bias row has row stride 0)
+    let c = match c.layout().strides() {
+        [_, 1] => c.clone(),
+        [_, _] if c.shape()[1] > 1 => Tensor::from_parts(c.to_vec(), c.shape()),
+        _ => c.clone(),
+    };
+    let (data, offset) = (c.storage_arc().clone(), c.layout().offset());
+    let rs = c.layout().strides().first().copied().unwrap_or(0);
+    Arc::new(move |blk: Block<'_, E>| {
+        let end = blk.j0 + blk.cols;
+        for r in 0..blk.rows {
+            let start = offset + (blk.i0 + r) * rs + blk.j0;
+            let row = &mut blk.data[r * blk.ld..r * blk.ld + blk.cols];
+            for (y, &cv) in row.iter_mut().zip(&data[start..start + blk.cols]) {
+                *y += cv;
+            }
+            let mut j = blk.j0;
+            while j < end {
+                let q = j / width;
+                let stop = ((q + 1) * width).min(end);
+                acts[q].apply(&mut row[j - blk.j0..stop - blk.j0]);
+                j = stop;
+            }
+        }
+    })
 }
 
 impl<E: Element> Op<E> for AddmmAct<E> {
     fn name(&self) -> &'static str {
-        match self.act {
-            Activation::Tanh => "addmm_tanh",
-            Activation::Sigmoid => "addmm_sigmoid",
-            Activation::Relu => "addmm_relu",
+        match self.acts[..] {
+            [Activation::Tanh] => "addmm_tanh",
+            [Activation::Sigmoid] => "addmm_sigmoid",
+            [Activation::Relu] => "addmm_relu",
+            _ => "addmm_acts",
         }
     }
     fn deferred_input(&self, _: &[Tensor<E>]) -> Option<usize> {
@@ -115,6 +193,28 @@ impl<E: Element> Tensor<E> {
     /// # Ok::<(), retrograd_core::Error>(())
     /// ```
     pub fn addmm_act(&self, a: &Tensor<E>, b: &Tensor<E>, act: Activation) -> Result<Tensor<E>> {
-        AddmmAct::forward(self, a, b, act)
+        AddmmAct::forward(self, a, b, &[act])
+    }
+
+    /// `self + a @ b` with `acts[j]` applied to the `j`-th of `acts.len()` equal column blocks,
+    /// in one op (see [`AddmmAct`]): an LSTM's four gates from one product. The column count
+    /// must divide into `acts.len()` blocks.
+    ///
+    /// ```
+    /// use retrograd_core::{Activation, Tensor};
+    /// let h = Tensor::<f32>::from_vec(vec![1., -2.], &[1, 2])?;
+    /// let w = Tensor::<f32>::from_vec(vec![1., 0., 0., 1.], &[2, 2])?;
+    /// let c = Tensor::<f32>::from_vec(vec![-1., 0.5], &[1, 2])?;
+    /// let y = c.addmm_acts(&h, &w, &[Activation::Sigmoid, Activation::Relu])?;
+    /// assert_eq!(y.to_vec(), vec![0.5, 0.0]); // σ(-1 + 1), relu(0.5 - 2)
+    /// # Ok::<(), retrograd_core::Error>(())
+    /// ```
+    pub fn addmm_acts(
+        &self,
+        a: &Tensor<E>,
+        b: &Tensor<E>,
+        acts: &[Activation],
+    ) -> Result<Tensor<E>> {
+        AddmmAct::forward(self, a, b, acts)
     }
 }

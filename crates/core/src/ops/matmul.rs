@@ -11,6 +11,68 @@ use crate::tape::{InputGrads, Op};
 use crate::tensor::Tensor;
 use std::sync::Arc;
 
+/// Elementwise work on a finished block of a 2-D product, run by the thread that computed the
+/// block, so that the helper's half of a split product does its share (what
+/// [`AddmmAct`](super::addmm_act::AddmmAct) adds and activates).
+pub(crate) type Epilogue<E> = Arc<dyn Fn(Block<'_, E>) + Send + Sync>;
+
+/// Rows `i0..i0 + rows` and columns `j0..j0 + cols` of a product, row `r` at
+/// `data[r * ld..r * ld + cols]`.
+pub(crate) struct Block<'a, E> {
+    pub(crate) i0: usize,
+    pub(crate) j0: usize,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) data: &'a mut [E],
+    pub(crate) ld: usize,
+}
+
+impl<'a, E> Block<'a, E> {
+    /// The whole `m x n` product in `c`.
+    fn whole(m: usize, n: usize, c: &'a mut [E]) -> Self {
+        Block {
+            i0: 0,
+            j0: 0,
+            rows: m,
+            cols: n,
+            data: c,
+            ld: n,
+        }
+    }
+
+    /// The caller's block of a split product in `c` (the whole `m x n` product).
+    fn first(half: Half, (m, n): (usize, usize), c: &'a mut [E]) -> Self {
+        match half {
+            Half::Rows(r0) => Block::whole(r0, n, &mut c[..r0 * n]),
+            Half::Cols(j0) => Block {
+                cols: j0,
+                ..Block::whole(m, n, c)
+            },
+        }
+    }
+
+    /// The helper's block of a split product, in its own dense buffer.
+    fn second(half: Half, (m, n): (usize, usize), out: &'a mut [E]) -> Self {
+        match half {
+            Half::Rows(r0) => Block {
+                i0: r0,
+                ..Block::whole(m - r0, n, out)
+            },
+            Half::Cols(j0) => Block {
+                j0,
+                ..Block::whole(m, n - j0, out)
+            },
+        }
+    }
+}
+
+/// Runs `epi`, if any, on `block`.
+fn finish<E>(epi: Option<&Epilogue<E>>, block: Block<'_, E>) {
+    if let Some(f) = epi {
+        f(block);
+    }
+}
+
 /// The strided view of a rank-2 slice of a tensor for GEMM.
 fn gemm_view<E: Element>(t: &Tensor<E>, batch: Option<usize>) -> MatRef<'_, E> {
     let l = t.layout();
@@ -129,36 +191,45 @@ fn gemm_operands<E: Element>(
     a: Operand<E>,
     b: Operand<E>,
     c: &mut [E],
+    epi: Option<&Epilogue<E>>,
 ) {
     if let (Some(tiles), Some(panels)) = (E::panel_tile(), b.panel_data()) {
-        panel_operands(tiles, (m, k, n), half, &a, &b, panels, c);
+        panel_operands(tiles, (m, k, n), half, (&a, &b), panels, c, epi);
         return;
     }
     if let Some(half) = half {
-        let (ha, hb) = (a.clone(), b.clone());
+        let (ha, hb, he) = (a.clone(), b.clone(), epi.cloned());
         let first = |c: &mut [E]| half.first((m, k, n), a.view(), b.view(), c);
-        let second = move || half.second((m, k, n), ha.view(), hb.view());
-        if split_with_helper(half, (m, n), c, first, second) {
+        let second = move || {
+            let mut out = half.second((m, k, n), ha.view(), hb.view());
+            finish(he.as_ref(), Block::second(half, (m, n), &mut out));
+            out
+        };
+        if split_with_helper(half, (m, n), c, first, second, epi) {
             return;
         }
     }
     gemm(m, k, n, a.view(), b.view(), c);
+    finish(epi, Block::whole(m, n, c));
 }
 
 /// Computes `c` (`m x n`) in the two blocks `half` cuts it into: the second on the helper
-/// thread (`second` returns it as a dense buffer), the first here (`first` writes it into
-/// `c`). Returns `false`, having computed nothing, when the helper is busy.
+/// thread (`second` returns it as a dense buffer, its epilogue done), the first here (`first`
+/// writes it into `c`, then `epi` runs on it). Returns `false`, having computed nothing, when
+/// the helper is busy.
 fn split_with_helper<E: Element>(
     half: Half,
     (m, n): (usize, usize),
     c: &mut [E],
     first: impl FnOnce(&mut [E]),
     second: impl FnOnce() -> Vec<E> + Send + 'static,
+    epi: Option<&Epilogue<E>>,
 ) -> bool {
     let Ok(pending) = crate::helper::spawn(second) else {
         return false;
     };
     first(c);
+    finish(epi, Block::first(half, (m, n), c));
     let block = pending.wait();
     half.place((m, n), &block, c);
     crate::storage::give(block);
@@ -171,10 +242,10 @@ fn panel_operands<E: Element>(
     tiles: PanelTiles<E>,
     (m, k, n): (usize, usize, usize),
     half: Option<Half>,
-    a: &Operand<E>,
-    b: &Operand<E>,
+    (a, b): (&Operand<E>, &Operand<E>),
     panels: &[E],
     c: &mut [E],
+    epi: Option<&Epilogue<E>>,
 ) {
     let half = half.and_then(|h| match h {
         Half::Rows(r0) => Some(h).filter(|_| r0 > 0 && r0 < m),
@@ -183,23 +254,11 @@ fn panel_operands<E: Element>(
             .map(Half::Cols),
     });
     if let Some(half) = half {
-        let (ha, hb) = (a.clone(), b.clone());
-        let second = move || match hb.panel_data() {
-            Some(panels) => {
-                let (rows, j0) = match half {
-                    Half::Rows(r0) => (m - r0, 0),
-                    Half::Cols(j0) => (m, j0),
-                };
-                let mut out = crate::storage::overwritable(rows * (n - j0));
-                let av = match half {
-                    Half::Rows(r0) => ha.view().rows_from(r0),
-                    Half::Cols(_) => ha.view(),
-                };
-                panel::product(tiles, (rows, k, n), j0, av, panels, &mut out, n - j0);
-                out
-            }
-            // the panels live as long as `hb` holds the storage; this is never taken
-            None => half.second((m, k, n), ha.view(), hb.view()),
+        let (ha, hb, he) = (a.clone(), b.clone(), epi.cloned());
+        let second = move || {
+            let mut out = second_panels(half, (m, k, n), tiles, &ha, &hb);
+            finish(he.as_ref(), Block::second(half, (m, n), &mut out));
+            out
         };
         let first = |c: &mut [E]| match half {
             Half::Rows(r0) => {
@@ -207,11 +266,39 @@ fn panel_operands<E: Element>(
             }
             Half::Cols(j0) => panel::product(tiles, (m, k, j0), 0, a.view(), panels, c, n),
         };
-        if split_with_helper(half, (m, n), c, first, second) {
+        if split_with_helper(half, (m, n), c, first, second, epi) {
             return;
         }
     }
     panel::product(tiles, (m, k, n), 0, a.view(), panels, c, n);
+    finish(epi, Block::whole(m, n, c));
+}
+
+/// The helper's block of [`panel_operands`].
+fn second_panels<E: Element>(
+    half: Half,
+    (m, k, n): (usize, usize, usize),
+    tiles: PanelTiles<E>,
+    ha: &Operand<E>,
+    hb: &Operand<E>,
+) -> Vec<E> {
+    match hb.panel_data() {
+        Some(panels) => {
+            let (rows, j0) = match half {
+                Half::Rows(r0) => (m - r0, 0),
+                Half::Cols(j0) => (m, j0),
+            };
+            let mut out = crate::storage::overwritable(rows * (n - j0));
+            let av = match half {
+                Half::Rows(r0) => ha.view().rows_from(r0),
+                Half::Cols(_) => ha.view(),
+            };
+            panel::product(tiles, (rows, k, n), j0, av, panels, &mut out, n - j0);
+            out
+        }
+        // the panels live as long as `hb` holds the storage; this is never taken
+        None => half.second((m, k, n), ha.view(), hb.view()),
+    }
 }
 
 /// Broadcast (stride-0) operands are materialized; other strided views go straight to GEMM.
@@ -225,12 +312,16 @@ fn gemm_ready<E: Element>(t: &Tensor<E>) -> Tensor<E> {
 
 /// `a @ b` without recording: `[m,k]@[k,n]`, `[B,m,k]@[B,k,n]` or `[B,m,k]@[k,n]`.
 pub(crate) fn matmul_raw<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {
-    let (c, shape) = matmul_vec(a, b)?;
+    let (c, shape) = matmul_vec(a, b, None)?;
     Ok(constant(c, &shape))
 }
 
 /// The elements and shape of `a @ b` (see [`matmul_raw`]).
-fn matmul_vec<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<(Vec<E>, Vec<usize>)> {
+fn matmul_vec<E: Element>(
+    a: &Tensor<E>,
+    b: &Tensor<E>,
+    epi: Option<&Epilogue<E>>,
+) -> Result<(Vec<E>, Vec<usize>)> {
     let err = || {
         Error::shape(
             "matmul",
@@ -261,6 +352,7 @@ fn matmul_vec<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<(Vec<E>, Vec<u
                 // direct loops: no transposed copy or split applies, so no owned operands
                 let bv = gemm_view(&b, b_batched.then_some(i));
                 gemm(m, k, n, gemm_view(&a, batch.map(|_| i)), bv, ci);
+                finish(epi, Block::whole(m, n, ci));
                 continue;
             }
             let av = Operand::of(&a, batch.map(|_| i));
@@ -269,7 +361,7 @@ fn matmul_vec<E: Element>(a: &Tensor<E>, b: &Tensor<E>) -> Result<(Vec<E>, Vec<u
             } else {
                 Operand::rhs(&b, m, a.layout().strides()[a.rank() - 1] == 1)
             };
-            gemm_operands((m, k, n), half, av, bv, ci);
+            gemm_operands((m, k, n), half, av, bv, ci, epi);
         }
     }
     let shape: Vec<usize> = match batch {
@@ -378,19 +470,21 @@ pub struct Addmm;
 impl Addmm {
     /// Applies the op.
     pub fn forward<E: Element>(c: &Tensor<E>, a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {
-        let (y, shape) = addmm_values("addmm", c, a, b)?;
+        let (y, shape) = addmm_values("addmm", c, a, b, None)?;
         let (d, l) = super::out(y, &shape);
         Ok(Tensor::from_op(d, l, &[c, a, b], || Addmm))
     }
 }
 
 /// The elements and shape of `c + a @ b` (2-D factors, `c` of the product's shape), with
-/// errors naming `op`.
+/// errors naming `op`. With an epilogue, `epi` adds `c` (and does whatever else it does) on
+/// each block of the product instead.
 pub(super) fn addmm_values<E: Element>(
     op: &'static str,
     c: &Tensor<E>,
     a: &Tensor<E>,
     b: &Tensor<E>,
+    epi: Option<Epilogue<E>>,
 ) -> Result<(Vec<E>, Vec<usize>)> {
     if a.rank() != 2 || b.rank() != 2 {
         return Err(Error::shape(
@@ -398,20 +492,22 @@ pub(super) fn addmm_values<E: Element>(
             format!("needs 2-D factors, got {:?} and {:?}", a.shape(), b.shape()),
         ));
     }
-    let (mut y, shape) = matmul_vec(a, b)?;
-    if c.shape() != shape.as_slice() {
+    if a.shape()[1] == b.shape()[0] && c.shape() != [a.shape()[0], b.shape()[1]] {
         return Err(Error::shape(
             op,
             format!(
                 "added term {:?} vs product {:?} ({:?} @ {:?})",
                 c.shape(),
-                shape,
+                [a.shape()[0], b.shape()[1]],
                 a.shape(),
                 b.shape()
             ),
         ));
     }
-    add_assign(&mut y, c);
+    let (mut y, shape) = matmul_vec(a, b, epi.as_ref())?;
+    if epi.is_none() {
+        add_assign(&mut y, c);
+    }
     Ok((y, shape))
 }
 

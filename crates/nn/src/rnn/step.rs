@@ -17,7 +17,7 @@ pub(crate) struct Carry<E: Element> {
 /// already added as [`Prepared`] arranges them) and the previous state.
 ///
 /// * RNN: `h' = act(gx + h Whhᵀ)` (one `addmm_act`)
-/// * LSTM: `i,f,g,o = σ,σ,tanh,σ(gx + h Whhᵀ)` by row block; `c' = f⊙c + i⊙g`;
+/// * LSTM: `i,f,g,o = σ,σ,tanh,σ(gx + h Whhᵀ)` by column block (one `addmm_acts`); `c' = f⊙c + i⊙g`;
 ///   `h' = o⊙tanh(c')`, then `h' Whrᵀ` with a projection.
 /// * GRU: `r,z = σ(gx_{r,z} + (h Whhᵀ)_{r,z})` (`b_hr`, `b_hz` are in `gx`),
 ///   `n = tanh(gx_n + r⊙((h Whhᵀ)_n + b_hn))`, `h' = (1-z)⊙n + z⊙h`, computed as `n + z⊙(h - n)`.
@@ -41,12 +41,13 @@ pub(crate) fn step<E: Element>(
             let c = state.c.as_ref().ok_or_else(|| {
                 Error::invalid("lstm", "internal: an lstm step needs a cell state")
             })?;
-            let gates = gx.addmm(h, &p.w_hh_t)?;
+            use Activation::{Sigmoid, Tanh};
+            let gates = gx.addmm_acts(h, &p.w_hh_t, &[Sigmoid, Sigmoid, Tanh, Sigmoid])?;
             let hs = c.shape()[1];
-            let i = gates.narrow(1, 0, hs)?.sigmoid();
-            let f = gates.narrow(1, hs, hs)?.sigmoid();
-            let g = gates.narrow(1, 2 * hs, hs)?.tanh();
-            let o = gates.narrow(1, 3 * hs, hs)?.sigmoid();
+            let i = gates.narrow(1, 0, hs)?;
+            let f = gates.narrow(1, hs, hs)?;
+            let g = gates.narrow(1, 2 * hs, hs)?;
+            let o = gates.narrow(1, 3 * hs, hs)?;
             let c = f.mul(c)?.add(&i.mul(&g)?)?;
             let h = o.mul(&c.tanh())?;
             let h = match &p.w_hr_t {
