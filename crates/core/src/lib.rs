@@ -33,6 +33,7 @@ pub mod layout;
 pub mod ops;
 mod panel;
 pub mod param;
+mod slices;
 pub mod storage;
 pub mod tape;
 pub mod tensor;

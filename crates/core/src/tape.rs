@@ -277,8 +277,10 @@ impl<E: Element> Tensor<E> {
         pending.insert(self.id(), grad.clone());
         let mut store = GradStore::new();
         let mut deferred = crate::deferred::DeferredProducts::new();
+        let mut slices = crate::slices::PendingSlices::new();
         for t in &order {
-            let g = match (pending.remove(&t.id()), deferred.take(t.id(), t.layout())?) {
+            let acc = slices.take(t.id(), t.shape(), pending.remove(&t.id()))?;
+            let g = match (acc, deferred.take(t.id(), t.layout())?) {
                 (None, None) => continue,
                 (Some(g), None) | (None, Some(g)) => g,
                 (Some(g), Some(p)) => add_into(g, &p)?,
@@ -295,9 +297,7 @@ impl<E: Element> Tensor<E> {
                             &node.inputs,
                             &smallvec::smallvec![Some(g.clone())],
                         )?;
-                        let acc = pending.remove(&input.id());
-                        let sum = add_into_slice(acc, input.shape(), dim, start, &g)?;
-                        pending.insert(input.id(), sum);
+                        slices.push(input.id(), dim, start, g);
                     }
                 }
                 GradSlot::Node(node) => {
@@ -342,7 +342,10 @@ impl<E: Element> Tensor<E> {
                                 input.shape()
                             )));
                         }
-                        match pending.remove(&input.id()) {
+                        // slices that came before this gradient are added first, in order
+                        let acc =
+                            slices.take(input.id(), input.shape(), pending.remove(&input.id()))?;
+                        match acc {
                             Some(prev) => {
                                 pending.insert(input.id(), add_into(prev, &ig)?);
                             }
@@ -437,45 +440,4 @@ fn check_grad_slice(
         "op {name} reported grad_slice (dim {dim}, start {start}) for a gradient of shape {g:?} \
          and an input of shape {input:?}"
     )))
-}
-
-/// Adds `g` into the slice `start..start + g.shape()[dim]` along `dim` of an accumulated
-/// gradient of shape `shape` (zeros when there is none yet), in place when the buffer is ours.
-fn add_into_slice<E: Element>(
-    acc: Option<Tensor<E>>,
-    shape: &[usize],
-    dim: usize,
-    start: usize,
-    g: &Tensor<E>,
-) -> Result<Tensor<E>> {
-    let region = crate::layout::Layout::contiguous(shape).narrow(dim, start, g.shape()[dim]);
-    let gd = g.contiguous_data();
-    let add = |buf: &mut [E]| {
-        let run = region.inner_run().max(1);
-        let mut i = 0;
-        region.for_each_run(run, |o| {
-            for (a, b) in buf[o..o + run].iter_mut().zip(&gd[i..i + run]) {
-                *a += *b;
-            }
-            i += run;
-        });
-    };
-    if let Some(mut acc) = acc {
-        if let Some(inner) = std::sync::Arc::get_mut(&mut acc.inner) {
-            if inner.layout.is_contiguous() && inner.layout.offset() == 0 {
-                if let Some(data) = std::sync::Arc::get_mut(&mut inner.data) {
-                    if data.len() == crate::layout::numel(shape) {
-                        add(data);
-                        return Ok(acc);
-                    }
-                }
-            }
-        }
-        let mut data = acc.to_vec();
-        add(&mut data);
-        return Tensor::from_vec(data, shape);
-    }
-    let mut data = crate::storage::zeros(crate::layout::numel(shape));
-    add(&mut data);
-    Tensor::from_vec(data, shape)
 }

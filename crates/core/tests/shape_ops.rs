@@ -360,3 +360,53 @@ fn gradcheck_shape_table() {
         ),
     ]);
 }
+
+#[test]
+fn slice_gradients_tiling_overlapping_and_mixed_with_whole_ones() {
+    // x = [[1,2,3,4],[5,6,7,8]]. Column blocks 0..1, 1..3, 3..4 tile x exactly once (the tape
+    // copies them into place); weights 1, 2, 3 per block make each block's gradient distinct.
+    let x = leaf(&[1., 2., 3., 4., 5., 6., 7., 8.], &[2, 4]);
+    let blocks = [(0, 1, 1.), (1, 2, 2.), (3, 1, 3.)];
+    let loss = |x: &Tensor<f64>, blocks: &[(usize, usize, f64)]| {
+        let mut l = Tensor::<f64>::zeros(&[]);
+        for &(s, n, w) in blocks {
+            let part = x.narrow(1, s, n).unwrap().mul_scalar(w).sum_all();
+            l = l.add(&part).unwrap();
+        }
+        l
+    };
+    let g = loss(&x, &blocks).backward().unwrap();
+    assert_close(&grad_of(&g, &x), &[1., 2., 2., 3., 1., 2., 2., 3.], 0.0);
+    // overlapping (0..3 and 1..4) and a gap (only 1..3) are added into zeros
+    let g = loss(&x, &[(0, 3, 1.), (1, 3, 10.)]).backward().unwrap();
+    assert_close(&grad_of(&g, &x), &[1., 11., 11., 10., 1., 11., 11., 10.], 0.0);
+    let g = loss(&x, &[(1, 2, 5.)]).backward().unwrap();
+    assert_close(&grad_of(&g, &x), &[0., 5., 5., 0., 0., 5., 5., 0.], 0.0);
+    // blocks along different dims (rows 0..1 and columns 2..4) do not tile
+    let l = x
+        .narrow(0, 0, 1)
+        .unwrap()
+        .sum_all()
+        .add(&x.narrow(1, 2, 2).unwrap().mul_scalar(2.).sum_all())
+        .unwrap();
+    let g = l.backward().unwrap();
+    assert_close(&grad_of(&g, &x), &[1., 1., 3., 3., 0., 0., 2., 2.], 0.0);
+    // a whole gradient to a non-leaf that also gets slices, before and after them: y = 2x
+    // feeds y.narrow (weights 1, 2, 3) and y itself (weight 100)
+    for whole_first in [false, true] {
+        let y = x.mul_scalar(2.);
+        let whole = y.mul_scalar(100.).sum_all();
+        let sliced = loss(&y, &blocks);
+        let l = if whole_first {
+            sliced.add(&whole).unwrap()
+        } else {
+            whole.add(&sliced).unwrap()
+        };
+        let g = l.backward().unwrap();
+        assert_close(
+            &grad_of(&g, &x),
+            &[202., 204., 204., 206., 202., 204., 204., 206.],
+            0.0,
+        );
+    }
+}
