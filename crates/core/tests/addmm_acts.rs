@@ -48,6 +48,18 @@ fn addmm_acts_rejects_blocks_that_do_not_divide_the_columns() {
     );
     let err = c.addmm_acts(&a, &b, &[]).unwrap_err().to_string();
     assert!(err.contains("0 activations"), "{err}");
+    // an empty product (no columns, or no rows) has empty values and gradients
+    for (m, n) in [(2, 0), (0, 4)] {
+        let a = rnd(&[m, 3], 5).requires_grad();
+        let b = rnd(&[3, n], 6).requires_grad();
+        let y = rnd(&[m, n], 7)
+            .addmm_acts(&a, &b, &[Sigmoid, Tanh])
+            .unwrap();
+        assert_eq!(y.shape(), &[m, n]);
+        let g = y.sum_all().backward().unwrap();
+        assert_eq!(grad_of(&g, &a), vec![0.0; m * 3]);
+        assert_eq!(grad_of(&g, &b), vec![0.0; 3 * n]);
+    }
     let err = rnd(&[1, 3], 4)
         .addmm_acts(&a, &b, &[Sigmoid, Tanh])
         .unwrap_err()
@@ -160,9 +172,10 @@ fn addmm_acts_gives_the_bits_of_addmm_narrow_and_the_activations() {
     // Sizes from 2M multiply-adds are split in two on two threads: by columns for 32 x 256 x
     // 512 (an LSTM step; f32 goes through packed panels from the weight's second read where
     // the CPU has them), by rows for 512 x 64 x 128. Every block is added and activated where
-    // it was computed, and must give the composite's bits, values and gradients.
+    // it was computed, and must give the composite's bits, values and gradients. A one-row
+    // product of 1 x 256 x 512 (batch-1 sampling) is split by columns too.
     for threads in [1, 2] {
-        for dims in [(32, 256, 512), (512, 64, 128), (3, 4, 8)] {
+        for dims in [(32, 256, 512), (512, 64, 128), (1, 256, 512), (3, 4, 8)] {
             for c_kind in 0..3 {
                 let what = format!("{threads} threads, {dims:?}, added term kind {c_kind}");
                 assert_eq!(

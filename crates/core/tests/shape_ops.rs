@@ -379,7 +379,11 @@ fn slice_gradients_tiling_overlapping_and_mixed_with_whole_ones() {
     assert_close(&grad_of(&g, &x), &[1., 2., 2., 3., 1., 2., 2., 3.], 0.0);
     // overlapping (0..3 and 1..4) and a gap (only 1..3) are added into zeros
     let g = loss(&x, &[(0, 3, 1.), (1, 3, 10.)]).backward().unwrap();
-    assert_close(&grad_of(&g, &x), &[1., 11., 11., 10., 1., 11., 11., 10.], 0.0);
+    assert_close(
+        &grad_of(&g, &x),
+        &[1., 11., 11., 10., 1., 11., 11., 10.],
+        0.0,
+    );
     let g = loss(&x, &[(1, 2, 5.)]).backward().unwrap();
     assert_close(&grad_of(&g, &x), &[0., 5., 5., 0., 0., 5., 5., 0.], 0.0);
     // blocks along different dims (rows 0..1 and columns 2..4) do not tile

@@ -109,6 +109,9 @@ impl<E: Element> AddmmAct<E> {
             return constant(zip_map(g, &self.y, |g, y| act.grad(g, y)), g.shape());
         }
         let n = g.shape()[1];
+        if g.numel() == 0 {
+            return constant(Vec::new(), g.shape());
+        }
         let width = n / self.acts.len();
         let (gd, yd) = (g.contiguous_data(), self.y.storage());
         let mut out = crate::storage::take(g.numel());
