@@ -3,11 +3,14 @@
 //! as column blocks of one product, and every step reads its rows of the input projection, so
 //! the input projection's gradient arrives as one row block per time step.
 //!
-//! The tape keeps such slices until the gradient is needed (the input's turn, or a whole
-//! gradient arriving for it). Slices that cover the input exactly once along one dim are then
-//! copied into a fresh buffer, with no zero fill and no read of the buffer. Anything else is
-//! added into zeros (or into the accumulated gradient) in the order the slices came, as
-//! before: disjoint slices land on different elements, so either way gives the same bits.
+//! The first slice of an input starts a buffer of the input's size that is not zero-filled:
+//! slices that land on parts nothing has covered yet (along the first slice's dim) are copied
+//! there, and only when a slice overlaps a covered part, or cuts another dim, are the parts
+//! still uncovered zeroed and the slice added. When the gradient is taken, whatever is still
+//! uncovered is zeroed. Slices that tile the input (a recurrent layer's steps, an LSTM's
+//! gates) therefore cost one copy each and no zero fill or read-modify-write, and every
+//! element still gets `0 + s₁ + s₂ + …` in the order the slices came, so the bits are those
+//! of adding them into zeros. Each slice is released as soon as it is placed.
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -16,17 +19,19 @@ use crate::error::Result;
 use crate::layout::Layout;
 use crate::tensor::{Tensor, TensorId};
 
-/// One slice gradient: `g` lies at `start..start + g.shape()[dim]` along `dim`.
-struct Slice<E: Element> {
-    dim: usize,
-    start: usize,
-    g: Tensor<E>,
+/// The gradient of one input, built from slices.
+struct Assembly<E: Element> {
+    data: Vec<E>,
+    /// `Some((dim, spans))` while only copies along `dim` have been made: the sorted,
+    /// disjoint spans of that dim they cover (the rest of `data` is unset). `None` once every
+    /// element is set.
+    partial: Option<(usize, Vec<(usize, usize)>)>,
 }
 
-/// Slice gradients per input id, in the order they arrived.
+/// Slice gradients per input id.
 #[derive(Default)]
 pub(crate) struct PendingSlices<E: Element> {
-    pending: HashMap<TensorId, Vec<Slice<E>>>,
+    pending: HashMap<TensorId, Assembly<E>>,
 }
 
 impl<E: Element> PendingSlices<E> {
@@ -36,66 +41,89 @@ impl<E: Element> PendingSlices<E> {
         }
     }
 
-    /// Records `g` as the gradient of the slice at `start` along `dim` of tensor `id` (the
-    /// caller has checked that it fits).
-    pub(crate) fn push(&mut self, id: TensorId, dim: usize, start: usize, g: Tensor<E>) {
-        self.pending
-            .entry(id)
-            .or_default()
-            .push(Slice { dim, start, g });
+    /// Places `g`, the gradient of the slice at `start` along `dim` of tensor `id` (of shape
+    /// `shape`; the caller has checked that it fits).
+    pub(crate) fn push(
+        &mut self,
+        id: TensorId,
+        shape: &[usize],
+        dim: usize,
+        start: usize,
+        g: &Tensor<E>,
+    ) {
+        let span = (start, start + g.shape()[dim]);
+        let a = self.pending.entry(id).or_insert_with(|| Assembly {
+            data: crate::storage::overwritable(crate::layout::numel(shape)),
+            partial: Some((dim, Vec::new())),
+        });
+        if let Some((d, spans)) = &mut a.partial {
+            let at = spans.partition_point(|s| s.1 <= span.0);
+            if *d == dim && spans.get(at).is_none_or(|s| s.0 >= span.1) {
+                scatter(&mut a.data, shape, dim, start, g, |x, v| *x = v);
+                spans.insert(at, span);
+                return;
+            }
+            zero_uncovered(&mut a.data, shape, *d, spans);
+            a.partial = None;
+        }
+        scatter(&mut a.data, shape, dim, start, g, |x, v| *x += v);
     }
 
-    /// The gradient of `id` (of shape `shape`): `acc` (the gradient accumulated so far, if
-    /// any) plus the slices recorded for it, or `acc` alone when there are none.
+    /// The gradient of `id` (of shape `shape`): `acc` (a gradient accumulated apart from the
+    /// slices, if any) plus the slices placed for it, or `acc` alone when there are none.
     pub(crate) fn take(
         &mut self,
         id: TensorId,
         shape: &[usize],
         acc: Option<Tensor<E>>,
     ) -> Result<Option<Tensor<E>>> {
-        let Some(slices) = self.pending.remove(&id) else {
+        let Some(mut a) = self.pending.remove(&id) else {
             return Ok(acc);
         };
-        if acc.is_none() && tiles(shape, &slices) {
-            let mut data = crate::storage::overwritable(crate::layout::numel(shape));
-            for s in &slices {
-                scatter(&mut data, shape, s, |a, b| *a = b);
-            }
-            return Tensor::from_vec(data, shape).map(Some);
+        if let Some((dim, spans)) = &a.partial {
+            zero_uncovered(&mut a.data, shape, *dim, spans);
         }
-        let mut acc = acc;
-        for s in &slices {
-            acc = Some(add_into_slice(acc, shape, s)?);
+        let sliced = Tensor::from_vec(a.data, shape)?;
+        match acc {
+            None => Ok(Some(sliced)),
+            Some(acc) => crate::tape::add_into(acc, &sliced).map(Some),
         }
-        Ok(acc)
     }
 }
 
-/// True when `slices` all cut the same dim and cover `0..shape[dim]` exactly once.
-fn tiles<E: Element>(shape: &[usize], slices: &[Slice<E>]) -> bool {
-    let dim = slices[0].dim;
-    if slices.iter().any(|s| s.dim != dim) {
-        return false;
-    }
-    let mut spans: Vec<(usize, usize)> = slices
+/// Zeroes the parts of `dim` that `spans` (sorted, disjoint) leave uncovered.
+fn zero_uncovered<E: Element>(
+    data: &mut [E],
+    shape: &[usize],
+    dim: usize,
+    spans: &[(usize, usize)],
+) {
+    let mut from = 0;
+    for &(a, b) in spans
         .iter()
-        .map(|s| (s.start, s.start + s.g.shape()[dim]))
-        .collect();
-    spans.sort_unstable();
-    let mut end = 0;
-    for (a, b) in spans {
-        if a != end {
-            return false;
+        .chain(std::iter::once(&(shape[dim], shape[dim])))
+    {
+        if a > from {
+            let region = Layout::contiguous(shape).narrow(dim, from, a - from);
+            let run = region.inner_run().max(1);
+            region.for_each_run(run, |o| data[o..o + run].fill(E::zero()));
         }
-        end = b;
+        from = b;
     }
-    end == shape[dim]
 }
 
-/// `f(buffer element, slice element)` over the region of `s` in a contiguous buffer of `shape`.
-fn scatter<E: Element>(buf: &mut [E], shape: &[usize], s: &Slice<E>, f: impl Fn(&mut E, E)) {
-    let region = Layout::contiguous(shape).narrow(s.dim, s.start, s.g.shape()[s.dim]);
-    let gd = s.g.contiguous_data();
+/// `f(buffer element, slice element)` over the slice at `start` along `dim` of a contiguous
+/// buffer of `shape`.
+fn scatter<E: Element>(
+    buf: &mut [E],
+    shape: &[usize],
+    dim: usize,
+    start: usize,
+    g: &Tensor<E>,
+    f: impl Fn(&mut E, E),
+) {
+    let region = Layout::contiguous(shape).narrow(dim, start, g.shape()[dim]);
+    let gd = g.contiguous_data();
     let run = region.inner_run().max(1);
     let mut i = 0;
     region.for_each_run(run, |o| {
@@ -106,30 +134,27 @@ fn scatter<E: Element>(buf: &mut [E], shape: &[usize], s: &Slice<E>, f: impl Fn(
     });
 }
 
-/// Adds slice `s` into an accumulated gradient of shape `shape` (zeros when there is none
-/// yet), in place when the buffer is ours.
-fn add_into_slice<E: Element>(
-    acc: Option<Tensor<E>>,
+/// Adds `g`, the gradient of the slice at `start` along `dim`, into `acc`, a gradient of shape
+/// `shape` accumulated so far, in place when the buffer is ours.
+pub(crate) fn add_into_slice<E: Element>(
+    mut acc: Tensor<E>,
     shape: &[usize],
-    s: &Slice<E>,
+    dim: usize,
+    start: usize,
+    g: &Tensor<E>,
 ) -> Result<Tensor<E>> {
     let add = |a: &mut E, b: E| *a += b;
-    if let Some(mut acc) = acc {
-        if let Some(inner) = std::sync::Arc::get_mut(&mut acc.inner) {
-            if inner.layout.is_contiguous() && inner.layout.offset() == 0 {
-                if let Some(data) = std::sync::Arc::get_mut(&mut inner.data) {
-                    if data.len() == crate::layout::numel(shape) {
-                        scatter(data, shape, s, add);
-                        return Ok(acc);
-                    }
+    if let Some(inner) = std::sync::Arc::get_mut(&mut acc.inner) {
+        if inner.layout.is_contiguous() && inner.layout.offset() == 0 {
+            if let Some(data) = std::sync::Arc::get_mut(&mut inner.data) {
+                if data.len() == crate::layout::numel(shape) {
+                    scatter(data, shape, dim, start, g, add);
+                    return Ok(acc);
                 }
             }
         }
-        let mut data = acc.to_vec();
-        scatter(&mut data, shape, s, add);
-        return Tensor::from_vec(data, shape);
     }
-    let mut data = crate::storage::zeros(crate::layout::numel(shape));
-    scatter(&mut data, shape, s, add);
+    let mut data = acc.to_vec();
+    scatter(&mut data, shape, dim, start, g, add);
     Tensor::from_vec(data, shape)
 }

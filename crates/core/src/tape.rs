@@ -297,7 +297,20 @@ impl<E: Element> Tensor<E> {
                             &node.inputs,
                             &smallvec::smallvec![Some(g.clone())],
                         )?;
-                        slices.push(input.id(), dim, start, g);
+                        // into the whole gradient so far, if one came; else placed apart
+                        match pending.remove(&input.id()) {
+                            Some(acc) => {
+                                let sum = crate::slices::add_into_slice(
+                                    acc,
+                                    input.shape(),
+                                    dim,
+                                    start,
+                                    &g,
+                                )?;
+                                pending.insert(input.id(), sum);
+                            }
+                            None => slices.push(input.id(), input.shape(), dim, start, &g),
+                        }
                     }
                 }
                 GradSlot::Node(node) => {
