@@ -3,24 +3,72 @@
 //! as column blocks of one product, and every step reads its rows of the input projection, so
 //! the input projection's gradient arrives as one row block per time step.
 //!
-//! The first slice of an input starts a buffer of the input's size that is not zero-filled:
-//! slices that land on parts nothing has covered yet (along the first slice's dim) are copied
-//! there, and only when a slice overlaps a covered part, or cuts another dim, are the parts
-//! still uncovered zeroed and the slice added. When the gradient is taken, whatever is still
-//! uncovered is zeroed. Slices that tile the input (a recurrent layer's steps, an LSTM's
-//! gates) therefore cost one copy each and no zero fill or read-modify-write, and every
-//! element still gets `0 + s₁ + s₂ + …` in the order the slices came, so the bits are those
-//! of adding them into zeros. Each slice is released as soon as it is placed.
-
-use rustc_hash::FxHashMap as HashMap;
+//! The tape's `pending` map holds either kind of gradient ([`Pending`]). A slice arriving
+//! after a whole gradient is added into it. The first slice of an input with none starts a
+//! buffer of the input's size that is not zero-filled: slices that land on parts nothing has
+//! covered yet (along the first slice's dim) are copied there, and only when a slice overlaps
+//! a covered part, or cuts another dim, are the parts still uncovered zeroed and the slice
+//! added. When the gradient is taken, whatever is still uncovered is zeroed. Slices that tile
+//! the input (a recurrent layer's steps, an LSTM's gates) therefore cost one copy each and no
+//! zero fill or read-modify-write, and every element still gets `0 + s₁ + s₂ + …` in the
+//! order the slices came, so the bits are those of adding them into zeros. Each slice is
+//! released as soon as it is placed.
 
 use crate::element::Element;
 use crate::error::Result;
 use crate::layout::Layout;
-use crate::tensor::{Tensor, TensorId};
+use crate::tensor::Tensor;
 
-/// The gradient of one input, built from slices.
-struct Assembly<E: Element> {
+/// A gradient waiting in the tape: a whole one, or one still being put together from slices.
+pub(crate) enum Pending<E: Element> {
+    Whole(Tensor<E>),
+    Sliced(Assembly<E>),
+}
+
+impl<E: Element> Pending<E> {
+    /// Starts or continues a gradient with `g`, the gradient of the slice at `start` along
+    /// `dim` of an input of shape `shape` (the caller has checked that it fits): added into a
+    /// whole gradient, placed in an assembly.
+    pub(crate) fn add_slice(
+        acc: Option<Self>,
+        shape: &[usize],
+        dim: usize,
+        start: usize,
+        g: &Tensor<E>,
+    ) -> Result<Self> {
+        Ok(match acc {
+            Some(Pending::Whole(acc)) => Pending::Whole(add_into_slice(acc, shape, dim, start, g)?),
+            Some(Pending::Sliced(mut a)) => {
+                a.place(shape, dim, start, g);
+                Pending::Sliced(a)
+            }
+            None => {
+                let mut a = Assembly {
+                    data: crate::storage::overwritable(crate::layout::numel(shape)),
+                    partial: Some((dim, Vec::new())),
+                };
+                a.place(shape, dim, start, g);
+                Pending::Sliced(a)
+            }
+        })
+    }
+
+    /// The gradient as a tensor of shape `shape` (an assembly's uncovered parts zeroed).
+    pub(crate) fn into_tensor(self, shape: &[usize]) -> Result<Tensor<E>> {
+        match self {
+            Pending::Whole(t) => Ok(t),
+            Pending::Sliced(mut a) => {
+                if let Some((dim, spans)) = &a.partial {
+                    zero_uncovered(&mut a.data, shape, *dim, spans);
+                }
+                Tensor::from_vec(a.data, shape)
+            }
+        }
+    }
+}
+
+/// A gradient built from slices.
+pub(crate) struct Assembly<E: Element> {
     data: Vec<E>,
     /// `Some((dim, spans))` while only copies along `dim` have been made: the sorted,
     /// disjoint spans of that dim they cover (the rest of `data` is unset). `None` once every
@@ -28,66 +76,22 @@ struct Assembly<E: Element> {
     partial: Option<(usize, Vec<(usize, usize)>)>,
 }
 
-/// Slice gradients per input id.
-#[derive(Default)]
-pub(crate) struct PendingSlices<E: Element> {
-    pending: HashMap<TensorId, Assembly<E>>,
-}
-
-impl<E: Element> PendingSlices<E> {
-    pub(crate) fn new() -> Self {
-        PendingSlices {
-            pending: HashMap::default(),
-        }
-    }
-
-    /// Places `g`, the gradient of the slice at `start` along `dim` of tensor `id` (of shape
-    /// `shape`; the caller has checked that it fits).
-    pub(crate) fn push(
-        &mut self,
-        id: TensorId,
-        shape: &[usize],
-        dim: usize,
-        start: usize,
-        g: &Tensor<E>,
-    ) {
+impl<E: Element> Assembly<E> {
+    /// Copies `g` in where it lands on uncovered parts of the same dim; else sets every
+    /// element (zeroing what is uncovered) and adds it.
+    fn place(&mut self, shape: &[usize], dim: usize, start: usize, g: &Tensor<E>) {
         let span = (start, start + g.shape()[dim]);
-        let a = self.pending.entry(id).or_insert_with(|| Assembly {
-            data: crate::storage::overwritable(crate::layout::numel(shape)),
-            partial: Some((dim, Vec::new())),
-        });
-        if let Some((d, spans)) = &mut a.partial {
+        if let Some((d, spans)) = &mut self.partial {
             let at = spans.partition_point(|s| s.1 <= span.0);
             if *d == dim && spans.get(at).is_none_or(|s| s.0 >= span.1) {
-                scatter(&mut a.data, shape, dim, start, g, |x, v| *x = v);
+                scatter(&mut self.data, shape, dim, start, g, |x, v| *x = v);
                 spans.insert(at, span);
                 return;
             }
-            zero_uncovered(&mut a.data, shape, *d, spans);
-            a.partial = None;
+            zero_uncovered(&mut self.data, shape, *d, spans);
+            self.partial = None;
         }
-        scatter(&mut a.data, shape, dim, start, g, |x, v| *x += v);
-    }
-
-    /// The gradient of `id` (of shape `shape`): `acc` (a gradient accumulated apart from the
-    /// slices, if any) plus the slices placed for it, or `acc` alone when there are none.
-    pub(crate) fn take(
-        &mut self,
-        id: TensorId,
-        shape: &[usize],
-        acc: Option<Tensor<E>>,
-    ) -> Result<Option<Tensor<E>>> {
-        let Some(mut a) = self.pending.remove(&id) else {
-            return Ok(acc);
-        };
-        if let Some((dim, spans)) = &a.partial {
-            zero_uncovered(&mut a.data, shape, *dim, spans);
-        }
-        let sliced = Tensor::from_vec(a.data, shape)?;
-        match acc {
-            None => Ok(Some(sliced)),
-            Some(acc) => crate::tape::add_into(acc, &sliced).map(Some),
-        }
+        scatter(&mut self.data, shape, dim, start, g, |x, v| *x += v);
     }
 }
 
@@ -136,7 +140,7 @@ fn scatter<E: Element>(
 
 /// Adds `g`, the gradient of the slice at `start` along `dim`, into `acc`, a gradient of shape
 /// `shape` accumulated so far, in place when the buffer is ours.
-pub(crate) fn add_into_slice<E: Element>(
+fn add_into_slice<E: Element>(
     mut acc: Tensor<E>,
     shape: &[usize],
     dim: usize,

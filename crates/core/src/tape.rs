@@ -14,6 +14,7 @@ use smallvec::SmallVec;
 
 use crate::element::Element;
 use crate::error::{Error, Result, ResultExt};
+use crate::slices::Pending;
 use crate::tensor::{Inner, Tensor, TensorId};
 
 /// Gradients for an op's inputs, one entry per input (`None`: no gradient for that input).
@@ -272,14 +273,16 @@ impl<E: Element> Tensor<E> {
         }
         let _guard = no_grad();
         let order = reachable_in_reverse_order(self);
-        let mut pending: HashMap<TensorId, Tensor<E>> =
+        let mut pending: HashMap<TensorId, Pending<E>> =
             HashMap::with_capacity_and_hasher(order.len(), Default::default());
-        pending.insert(self.id(), grad.clone());
+        pending.insert(self.id(), Pending::Whole(grad.clone()));
         let mut store = GradStore::new();
         let mut deferred = crate::deferred::DeferredProducts::new();
-        let mut slices = crate::slices::PendingSlices::new();
         for t in &order {
-            let acc = slices.take(t.id(), t.shape(), pending.remove(&t.id()))?;
+            let acc = match pending.remove(&t.id()) {
+                Some(p) => Some(p.into_tensor(t.shape())?),
+                None => None,
+            };
             let g = match (acc, deferred.take(t.id(), t.layout())?) {
                 (None, None) => continue,
                 (Some(g), None) | (None, Some(g)) => g,
@@ -297,20 +300,9 @@ impl<E: Element> Tensor<E> {
                             &node.inputs,
                             &smallvec::smallvec![Some(g.clone())],
                         )?;
-                        // into the whole gradient so far, if one came; else placed apart
-                        match pending.remove(&input.id()) {
-                            Some(acc) => {
-                                let sum = crate::slices::add_into_slice(
-                                    acc,
-                                    input.shape(),
-                                    dim,
-                                    start,
-                                    &g,
-                                )?;
-                                pending.insert(input.id(), sum);
-                            }
-                            None => slices.push(input.id(), input.shape(), dim, start, &g),
-                        }
+                        let acc = pending.remove(&input.id());
+                        let sum = Pending::add_slice(acc, input.shape(), dim, start, &g)?;
+                        pending.insert(input.id(), sum);
                     }
                 }
                 GradSlot::Node(node) => {
@@ -355,17 +347,11 @@ impl<E: Element> Tensor<E> {
                                 input.shape()
                             )));
                         }
-                        // slices that came before this gradient are added first, in order
-                        let acc =
-                            slices.take(input.id(), input.shape(), pending.remove(&input.id()))?;
-                        match acc {
-                            Some(prev) => {
-                                pending.insert(input.id(), add_into(prev, &ig)?);
-                            }
-                            None => {
-                                pending.insert(input.id(), ig);
-                            }
-                        }
+                        let sum = match pending.remove(&input.id()) {
+                            Some(prev) => add_into(prev.into_tensor(input.shape())?, &ig)?,
+                            None => ig,
+                        };
+                        pending.insert(input.id(), Pending::Whole(sum));
                     }
                 }
                 GradSlot::None => {}

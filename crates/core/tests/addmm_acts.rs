@@ -192,3 +192,34 @@ fn addmm_acts_gives_the_bits_of_addmm_narrow_and_the_activations() {
         }
     }
 }
+
+#[test]
+fn a_split_addmm_adds_its_term_on_both_halves() {
+    // Plain addmm adds `c` through the same per-block epilogue: on two threads the helper's
+    // half gets it too. Checked against the triple loop, for a column split (an LSTM step's
+    // shape, as a slice of a wider tensor) and a row split (a broadcast bias row).
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    for (m, k, n) in [(32, 256, 512), (512, 64, 128)] {
+        let a = rnd(&[m, k], 40);
+        let b = rnd(&[k, n], 41);
+        let wide = rnd(&[m, 2 * n], 42);
+        let bias = rnd(&[n], 43);
+        for c in [
+            wide.narrow(1, n, n).unwrap(),
+            bias.broadcast_to(&[m, n]).unwrap(),
+        ] {
+            let got = pool.install(|| c.addmm(&a, &b).unwrap().to_f64_vec());
+            let (av, bv, cv) = (a.to_f64_vec(), b.to_f64_vec(), c.to_f64_vec());
+            let want: Vec<f64> = (0..m * n)
+                .map(|e| {
+                    let (i, j) = (e / n, e % n);
+                    cv[e] + (0..k).map(|p| av[i * k + p] * bv[p * n + j]).sum::<f64>()
+                })
+                .collect();
+            assert_close(&got, &want, 1e-10);
+        }
+    }
+}

@@ -90,12 +90,9 @@ impl<E: Element> AddmmAct<E> {
                 ),
             ));
         }
+        let (y, shape) = addmm_values("addmm_act", c, a, b, acts)?;
+        let (d, l) = out(y, &shape);
         let acts: SmallVec<[Activation; 4]> = acts.into();
-        let (d, l) = {
-            let epi = add_then_activate(c, acts.clone(), n / acts.len());
-            let (y, shape) = addmm_values("addmm_act", c, a, b, Some(epi))?;
-            out(y, &shape)
-        };
         let saved = (d.clone(), l.clone());
         Ok(Tensor::from_op(d, l, &[c, a, b], || AddmmAct {
             acts,
@@ -126,13 +123,10 @@ impl<E: Element> AddmmAct<E> {
     }
 }
 
-/// The epilogue of [`AddmmAct`]'s product: `y += c`, then column block `j` (of `width`
-/// columns) through `acts[j]`, on each block of the product where it was computed.
-fn add_then_activate<E: Element>(
-    c: &Tensor<E>,
-    acts: SmallVec<[Activation; 4]>,
-    width: usize,
-) -> Epilogue<E> {
+/// The epilogue of an [`Addmm`] or [`AddmmAct`] product: `y += c`, then, with activations,
+/// column block `j` (of `n / acts.len()` columns) through `acts[j]`, on each block of the
+/// product where it was computed. `c` must have the product's shape `[m, n]`.
+pub(super) fn add_then_activate<E: Element>(c: &Tensor<E>, acts: &[Activation]) -> Epilogue<E> {
     // rows of `c` are read as slices (a broadcast bias row has row stride 0)
     let c = match c.layout().strides() {
         [_, 1] => c.clone(),
@@ -141,6 +135,8 @@ fn add_then_activate<E: Element>(
     };
     let (data, offset) = (c.storage_arc().clone(), c.layout().offset());
     let rs = c.layout().strides().first().copied().unwrap_or(0);
+    let width = c.shape().get(1).copied().unwrap_or(0) / acts.len().max(1);
+    let acts: SmallVec<[Activation; 4]> = acts.into();
     Arc::new(move |blk: Block<'_, E>| {
         let end = blk.j0 + blk.cols;
         for r in 0..blk.rows {
@@ -150,7 +146,7 @@ fn add_then_activate<E: Element>(
                 *y += cv;
             }
             let mut j = blk.j0;
-            while j < end {
+            while j < end && !acts.is_empty() {
                 let q = j / width;
                 let stop = ((q + 1) * width).min(end);
                 acts[q].apply(&mut row[j - blk.j0..stop - blk.j0]);

@@ -12,8 +12,8 @@ use crate::tensor::Tensor;
 use std::sync::Arc;
 
 /// Elementwise work on a finished block of a 2-D product, run by the thread that computed the
-/// block, so that the helper's half of a split product does its share (what
-/// [`AddmmAct`](super::addmm_act::AddmmAct) adds and activates).
+/// block, so that the helper's half of a split product does its share: the added term of
+/// [`Addmm`] and [`AddmmAct`](super::addmm_act::AddmmAct), and the latter's activations.
 pub(crate) type Epilogue<E> = Arc<dyn Fn(Block<'_, E>) + Send + Sync>;
 
 /// Rows `i0..i0 + rows` and columns `j0..j0 + cols` of a product, row `r` at
@@ -470,21 +470,22 @@ pub struct Addmm;
 impl Addmm {
     /// Applies the op.
     pub fn forward<E: Element>(c: &Tensor<E>, a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {
-        let (y, shape) = addmm_values("addmm", c, a, b, None)?;
+        let (y, shape) = addmm_values("addmm", c, a, b, &[])?;
         let (d, l) = super::out(y, &shape);
         Ok(Tensor::from_op(d, l, &[c, a, b], || Addmm))
     }
 }
 
 /// The elements and shape of `c + a @ b` (2-D factors, `c` of the product's shape), with
-/// errors naming `op`. With an epilogue, `epi` adds `c` (and does whatever else it does) on
-/// each block of the product instead.
+/// errors naming `op`, then `acts` by column block (none for a plain `addmm`): `c` is added
+/// and the activations applied on each block of the product by the thread that computed it
+/// ([`add_then_activate`](super::addmm_act::add_then_activate)).
 pub(super) fn addmm_values<E: Element>(
     op: &'static str,
     c: &Tensor<E>,
     a: &Tensor<E>,
     b: &Tensor<E>,
-    epi: Option<Epilogue<E>>,
+    acts: &[super::addmm_act::Activation],
 ) -> Result<(Vec<E>, Vec<usize>)> {
     if a.rank() != 2 || b.rank() != 2 {
         return Err(Error::shape(
@@ -504,25 +505,8 @@ pub(super) fn addmm_values<E: Element>(
             ),
         ));
     }
-    let (mut y, shape) = matmul_vec(a, b, epi.as_ref())?;
-    if epi.is_none() {
-        add_assign(&mut y, c);
-    }
-    Ok((y, shape))
-}
-
-/// `y += c` elementwise, `y` dense row-major in `c`'s logical order, `c` any layout (walked run
-/// by run, never gathered).
-fn add_assign<E: Element>(y: &mut [E], c: &Tensor<E>) {
-    let run = c.layout().inner_run().max(1);
-    let d = c.storage();
-    let mut i = 0;
-    c.layout().for_each_run(run, |o| {
-        for (yv, &cv) in y[i..i + run].iter_mut().zip(&d[o..o + run]) {
-            *yv += cv;
-        }
-        i += run;
-    });
+    let epi = super::addmm_act::add_then_activate(c, acts);
+    matmul_vec(a, b, Some(&epi))
 }
 
 impl<E: Element> Op<E> for Addmm {
