@@ -211,8 +211,8 @@ fn fmadd(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-/// `n` and `r` with `z = n ln2 + r`, `|r| <= ln2 / 2` (ln2 split in a high part exact in f32
-/// and a low correction; `n` rounded half to even), and `t`, whose bits hold `n` (see
+/// `(t, r)` with `z = n ln2 + r`, `|r| <= ln2 / 2` (ln2 split in a high part exact in f32
+/// and a low correction; `n` rounded half to even) and `t` a float whose bits hold `n` (see
 /// [`pow2`]). `z` must be within ±127 ln2.
 #[inline(always)]
 fn reduce_ln2(z: f32) -> (f32, f32) {

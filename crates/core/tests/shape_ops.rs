@@ -396,16 +396,18 @@ fn slice_gradients_tiling_overlapping_and_mixed_with_whole_ones() {
     let g = l.backward().unwrap();
     assert_close(&grad_of(&g, &x), &[1., 1., 3., 3., 0., 0., 2., 2.], 0.0);
     // a whole gradient to a non-leaf that also gets slices, before and after them: y = 2x
-    // feeds y.narrow (weights 1, 2, 3) and y itself (weight 100)
+    // feeds y.narrow (weights 1, 2, 3) and y itself (weight 100). Backward visits y's users
+    // newest first, so the whole gradient comes first when its user is built last.
     for whole_first in [false, true] {
         let y = x.mul_scalar(2.);
-        let whole = y.mul_scalar(100.).sum_all();
-        let sliced = loss(&y, &blocks);
-        let l = if whole_first {
-            sliced.add(&whole).unwrap()
+        let (whole, sliced) = if whole_first {
+            let sliced = loss(&y, &blocks);
+            (y.mul_scalar(100.).sum_all(), sliced)
         } else {
-            whole.add(&sliced).unwrap()
+            let whole = y.mul_scalar(100.).sum_all();
+            (whole, loss(&y, &blocks))
         };
+        let l = whole.add(&sliced).unwrap();
         let g = l.backward().unwrap();
         assert_close(
             &grad_of(&g, &x),

@@ -258,7 +258,9 @@ impl<E: Element> Stack<E> {
         let (a, b, features) = x.dims3()?;
         let (seq_len, batch) = if bf { (b, a) } else { (a, b) };
         // All time steps at once: [L·N, F] @ W_ihᵀ with time-major rows, so that step t is
-        // the contiguous block of rows t·N.. of the projection.
+        // the contiguous block of rows t·N.. of the projection, in the forward product and in
+        // its gradient. A batch-first input is copied time-major for this (one pass over x per
+        // layer); read as a column block of [N, L·G], a step touched N rows a page apart.
         let rows = if bf { x.transpose(0, 1)? } else { x.clone() };
         let gx = p.project_input(&rows.reshape(&[a * b, features])?)?;
         let mut outs: Vec<Option<Tensor<E>>> = vec![None; seq_len];
