@@ -43,6 +43,13 @@ pub trait Op<E: Element>: Send + Sync + 'static {
         None
     }
 
+    /// For an op whose output holds rows of its only input in a known order (an embedding
+    /// lookup, a reshape): how, so [`Tensor::row_lookup`] can follow the chain.
+    /// Default `None`.
+    fn row_source(&self) -> Option<crate::lookup::RowSource<'_>> {
+        None
+    }
+
     /// For a 2-D product `y = a @ b` whose `b` may be used many times (a recurrent weight, once
     /// per time step): `Some(1)` asks the tape to call [`Op::backward_deferring`] so that
     /// `dL/db = aᵀ g` is collected and summed as one GEMM over all uses. Default `None`.

@@ -142,3 +142,70 @@ fn gradcheck_index_table() {
         ),
     ]);
 }
+
+#[test]
+fn row_lookup_follows_index_select_through_reshapes() {
+    let table = leaf(&[0., 1., 2., 3., 4., 5.], &[3, 2]);
+    let picked = table.index_select(0, &[2, 0, 2, 1]).unwrap();
+    let found = picked
+        .row_lookup()
+        .expect("an index_select along dim 0 is a lookup");
+    assert_eq!(found.table.id(), table.id());
+    assert_eq!(found.ids, vec![2, 0, 2, 1]);
+    // reshapes that keep the last dim keep the row order, however many times
+    let x = picked
+        .reshape(&[2, 2, 2])
+        .unwrap()
+        .reshape(&[1, 4, 2])
+        .unwrap();
+    let found = x
+        .row_lookup()
+        .expect("reshapes keeping the last dim are followed");
+    assert_eq!(found.table.id(), table.id());
+    assert_eq!(found.ids, vec![2, 0, 2, 1]);
+    // a reshape keeps the element order, so a detour through another row length is fine
+    let detour = picked.reshape(&[2, 4]).unwrap().reshape(&[4, 2]).unwrap();
+    assert_eq!(
+        detour.row_lookup().expect("back to rows of 2").ids,
+        vec![2, 0, 2, 1]
+    );
+}
+
+#[test]
+fn row_lookup_refuses_what_is_not_rows_of_a_matrix() {
+    let table = leaf(&[0., 1., 2., 3., 4., 5.], &[3, 2]);
+    let picked = table.index_select(0, &[2, 0, 2, 1]).unwrap();
+    // a reshape changing the last dim mixes rows
+    assert!(picked.reshape(&[2, 4]).unwrap().row_lookup().is_none());
+    assert!(picked.reshape(&[8]).unwrap().row_lookup().is_none());
+    // a transposed view reads the rows in another order
+    let batch = picked.reshape(&[2, 2, 2]).unwrap();
+    assert!(batch.transpose(0, 1).unwrap().row_lookup().is_none());
+    // any other op, and a lookup along another dim
+    assert!(picked.exp().row_lookup().is_none());
+    assert!(x23()
+        .index_select(1, &[0, 2])
+        .unwrap()
+        .row_lookup()
+        .is_none());
+    // a table of rank 3: its "rows" are matrices
+    let cube = leaf(&[0.; 8], &[2, 2, 2]);
+    assert!(cube
+        .index_select(0, &[1, 0, 1])
+        .unwrap()
+        .row_lookup()
+        .is_none());
+    // nothing recorded: a constant table, or grad mode off
+    let constant = t64(&[0., 1., 2., 3., 4., 5.], &[3, 2]);
+    assert!(constant
+        .index_select(0, &[1, 1])
+        .unwrap()
+        .row_lookup()
+        .is_none());
+    let _off = retrograd_core::no_grad();
+    assert!(table
+        .index_select(0, &[1, 1])
+        .unwrap()
+        .row_lookup()
+        .is_none());
+}

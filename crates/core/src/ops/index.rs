@@ -6,6 +6,7 @@ use super::{constant, grads1, grads2, out};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::layout::{contiguous_strides, resolve_dim, Dims, Layout};
+use crate::lookup::RowSource;
 use crate::tape::{InputGrads, Op};
 use crate::tensor::Tensor;
 
@@ -65,6 +66,9 @@ impl IndexSelect {
 impl<E: Element> Op<E> for IndexSelect {
     fn name(&self) -> &'static str {
         "index_select"
+    }
+    fn row_source(&self) -> Option<RowSource<'_>> {
+        (self.dim == 0 && self.in_shape.len() == 2).then(|| RowSource::Picked(&self.idx))
     }
     fn backward(&self, _: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
         let (outer, size, inner) = around(&self.in_shape, self.dim);

@@ -9,6 +9,7 @@ use super::{constant, grads1, out};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::layout::{numel, resolve_dim, Dims, Layout};
+use crate::lookup::RowSource;
 use crate::tape::{InputGrads, Op};
 use crate::tensor::Tensor;
 
@@ -75,6 +76,9 @@ impl Reshape {
 impl<E: Element> Op<E> for Reshape {
     fn name(&self) -> &'static str {
         "reshape"
+    }
+    fn row_source(&self) -> Option<RowSource<'_>> {
+        Some(RowSource::Reshaped)
     }
     /// The gradient is `g` reshaped: a view when `g` is contiguous (backward runs without
     /// recording), a copy otherwise.

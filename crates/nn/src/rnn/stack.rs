@@ -255,14 +255,10 @@ impl<E: Element> Stack<E> {
         masks: Option<&Masks>,
     ) -> Result<(Tensor<E>, Carry<E>)> {
         let p = self.cells[idx].prepare(self.kind)?;
-        let (a, b, features) = x.dims3()?;
+        let (a, b, _) = x.dims3()?;
         let (seq_len, batch) = if bf { (b, a) } else { (a, b) };
-        // All time steps at once: [L·N, F] @ W_ihᵀ with time-major rows, so that step t is
-        // the contiguous block of rows t·N.. of the projection, in the forward product and in
-        // its gradient. A batch-first input is copied time-major for this (one pass over x per
-        // layer); read as a column block of [N, L·G], a step touched N rows a page apart.
-        let rows = if bf { x.transpose(0, 1)? } else { x.clone() };
-        let gx = p.project_input(&rows.reshape(&[a * b, features])?)?;
+        // All time steps at once, time-major: step t is the contiguous row block t·N...
+        let gx = p.project_sequence(x, bf)?;
         let mut outs: Vec<Option<Tensor<E>>> = vec![None; seq_len];
         let mut state = init;
         for s in 0..seq_len {
