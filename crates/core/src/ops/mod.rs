@@ -14,6 +14,7 @@ pub mod matmul;
 pub mod reduce;
 pub mod shape;
 pub mod softmax;
+pub mod ternary;
 pub mod unary;
 
 use crate::storage::Storage;

@@ -1,0 +1,170 @@
+//! Elementwise ops of three tensors: `addcmul` and `lerp` (PyTorch's names and argument
+//! order). Each is one node and one pass where the composite takes two or three; the GRU and
+//! LSTM steps use them. Shapes are broadcast first, as in [`binary`](super::binary), and the
+//! values and gradients are computed in the composite's order, so they have its bits.
+
+use smallvec::smallvec;
+
+use super::{constant, out};
+use crate::element::Element;
+use crate::error::Result;
+use crate::layout::broadcast_shapes;
+use crate::tape::{InputGrads, Op};
+use crate::tensor::Tensor;
+
+/// Broadcasts three tensors to their common shape (views; no copy when already equal).
+fn broadcast3<E: Element>(op: &'static str, t: [&Tensor<E>; 3]) -> Result<[Tensor<E>; 3]> {
+    if t[0].shape() == t[1].shape() && t[1].shape() == t[2].shape() {
+        return Ok(t.map(Tensor::clone));
+    }
+    let shape = broadcast_shapes(op, t[0].shape(), t[1].shape())?;
+    let shape = broadcast_shapes(op, &shape, t[2].shape())?;
+    Ok([
+        t[0].broadcast_to(&shape)?,
+        t[1].broadcast_to(&shape)?,
+        t[2].broadcast_to(&shape)?,
+    ])
+}
+
+/// Applies `f` to three tensors of the same shape elementwise, returning a contiguous buffer.
+/// Strided operands (gate slices) are walked run by run, like `zip_map`.
+fn zip3_map<E: Element>(t: [&Tensor<E>; 3], f: impl Fn(E, E, E) -> E) -> Vec<E> {
+    let n = t[0].numel();
+    let mut out = crate::storage::take(n);
+    let run = t.iter().map(|x| x.layout().inner_run()).min().unwrap_or(1);
+    if t.iter().any(|x| !x.is_contiguous()) && run > 1 {
+        let offsets = |x: &Tensor<E>| {
+            let mut v = Vec::with_capacity(n / run);
+            x.layout().for_each_run(run, |o| v.push(o));
+            v
+        };
+        let (ob, oc) = (offsets(t[1]), offsets(t[2]));
+        let (sa, sb, sc) = (t[0].storage(), t[1].storage(), t[2].storage());
+        let mut k = 0;
+        t[0].layout().for_each_run(run, |oa| {
+            let (a, b, c) = (
+                &sa[oa..oa + run],
+                &sb[ob[k]..ob[k] + run],
+                &sc[oc[k]..oc[k] + run],
+            );
+            out.extend(a.iter().zip(b).zip(c).map(|((&a, &b), &c)| f(a, b, c)));
+            k += 1;
+        });
+        return out;
+    }
+    let (a, b, c) = (
+        t[0].contiguous_data(),
+        t[1].contiguous_data(),
+        t[2].contiguous_data(),
+    );
+    out.extend(
+        a.iter()
+            .zip(b.iter())
+            .zip(c.iter())
+            .map(|((&a, &b), &c)| f(a, b, c)),
+    );
+    out
+}
+
+/// `y = a + v·(b ⊙ c)` (PyTorch's `addcmul(input, tensor1, tensor2, value=v)`);
+/// `dy/da = 1`, `dy/db = v·c`, `dy/dc = v·b`.
+///
+/// Computed as `a + v·(b·c)` and, for the gradients, `v·(g·c)` and `v·(g·b)`: with `v = 1`
+/// the bits of `a.add(&b.mul(&c)?)`.
+pub struct Addcmul<E: Element> {
+    value: E,
+}
+
+impl<E: Element> Addcmul<E> {
+    /// Applies the op (broadcasting).
+    pub fn forward(a: &Tensor<E>, b: &Tensor<E>, c: &Tensor<E>, value: f64) -> Result<Tensor<E>> {
+        let v = E::of_f64(value);
+        let [a, b, c] = broadcast3("addcmul", [a, b, c])?;
+        let (d, l) = out(zip3_map([&a, &b, &c], |a, b, c| a + v * (b * c)), a.shape());
+        Ok(Tensor::from_op(d, l, &[&a, &b, &c], || Addcmul {
+            value: v,
+        }))
+    }
+}
+
+impl<E: Element> Op<E> for Addcmul<E> {
+    fn name(&self) -> &'static str {
+        "addcmul"
+    }
+    fn backward(&self, x: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
+        let (s, v) = (g.shape(), self.value);
+        let times = |other: &Tensor<E>| constant(super::zip_map(g, other, |g, o| v * (g * o)), s);
+        Ok(smallvec![
+            x[0].tracks_grad().then(|| g.clone()),
+            x[1].tracks_grad().then(|| times(&x[2])),
+            x[2].tracks_grad().then(|| times(&x[1])),
+        ])
+    }
+}
+
+/// `y = a + w ⊙ (b − a)` (PyTorch's `lerp(input, end, weight)`): `a` where `w = 0`, `b` where
+/// `w = 1`. `dy/da = 1 − w`, `dy/db = w`, `dy/dw = b − a`.
+///
+/// Computed in the composite's order, `a + w·(b − a)`, and `dL/da` as `g − g·w`, so it has
+/// the bits of `a.add(&w.mul(&b.sub(&a)?)?)` and of its gradients.
+pub struct Lerp;
+
+impl Lerp {
+    /// Applies the op (broadcasting).
+    pub fn forward<E: Element>(a: &Tensor<E>, b: &Tensor<E>, w: &Tensor<E>) -> Result<Tensor<E>> {
+        let [a, b, w] = broadcast3("lerp", [a, b, w])?;
+        let (d, l) = out(zip3_map([&a, &b, &w], |a, b, w| a + w * (b - a)), a.shape());
+        Ok(Tensor::from_op(d, l, &[&a, &b, &w], || Lerp))
+    }
+}
+
+impl<E: Element> Op<E> for Lerp {
+    fn name(&self) -> &'static str {
+        "lerp"
+    }
+    fn backward(&self, x: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
+        let s = g.shape();
+        let (a, b, w) = (&x[0], &x[1], &x[2]);
+        let da = a
+            .tracks_grad()
+            .then(|| constant(super::zip_map(g, w, |g, w| g - g * w), s));
+        let db = b
+            .tracks_grad()
+            .then(|| constant(super::zip_map(g, w, |g, w| g * w), s));
+        let dw = w
+            .tracks_grad()
+            .then(|| constant(zip3_map([g, b, a], |g, b, a| g * (b - a)), s));
+        Ok(smallvec![da, db, dw])
+    }
+}
+
+impl<E: Element> Tensor<E> {
+    /// `self + value · (t1 ⊙ t2)` with broadcasting, see [`Addcmul`].
+    ///
+    /// ```
+    /// use retrograd_core::Tensor;
+    /// let a = Tensor::<f32>::from_vec(vec![1., 2.], &[2])?;
+    /// let b = Tensor::<f32>::from_vec(vec![3., 4.], &[2])?;
+    /// let c = Tensor::<f32>::from_vec(vec![5., 6.], &[2])?;
+    /// assert_eq!(a.addcmul(&b, &c, 1.0)?.to_vec(), vec![16., 26.]);
+    /// assert_eq!(a.addcmul(&b, &c, -0.5)?.to_vec(), vec![-6.5, -10.]);
+    /// # Ok::<(), retrograd_core::Error>(())
+    /// ```
+    pub fn addcmul(&self, t1: &Tensor<E>, t2: &Tensor<E>, value: f64) -> Result<Tensor<E>> {
+        Addcmul::forward(self, t1, t2, value)
+    }
+
+    /// `self + weight ⊙ (end − self)` with broadcasting, see [`Lerp`].
+    ///
+    /// ```
+    /// use retrograd_core::Tensor;
+    /// let start = Tensor::<f32>::from_vec(vec![0., 10.], &[2])?;
+    /// let end = Tensor::<f32>::from_vec(vec![4., 20.], &[2])?;
+    /// let w = Tensor::<f32>::from_vec(vec![0.25, 1.0], &[2])?;
+    /// assert_eq!(start.lerp(&end, &w)?.to_vec(), vec![1., 20.]);
+    /// # Ok::<(), retrograd_core::Error>(())
+    /// ```
+    pub fn lerp(&self, end: &Tensor<E>, weight: &Tensor<E>) -> Result<Tensor<E>> {
+        Lerp::forward(self, end, weight)
+    }
+}
