@@ -17,10 +17,11 @@ pub(crate) struct Carry<E: Element> {
 /// already added as [`Prepared`] arranges them) and the previous state.
 ///
 /// * RNN: `h' = act(gx + h Whhᵀ)` (one `addmm_act`)
-/// * LSTM: `i,f,g,o = σ,σ,tanh,σ(gx + h Whhᵀ)` by column block (one `addmm_acts`); `c' = f⊙c + i⊙g`;
-///   `h' = o⊙tanh(c')`, then `h' Whrᵀ` with a projection.
+/// * LSTM: `i,f,g,o = σ,σ,tanh,σ(gx + h Whhᵀ)` by column block (one `addmm_acts`); `c' = f⊙c + i⊙g`
+///   (`mul` then `addcmul`); `h' = o⊙tanh(c')`, then `h' Whrᵀ` with a projection.
 /// * GRU: `r,z = σ(gx_{r,z} + (h Whhᵀ)_{r,z})` (`b_hr`, `b_hz` are in `gx`),
-///   `n = tanh(gx_n + r⊙((h Whhᵀ)_n + b_hn))`, `h' = (1-z)⊙n + z⊙h`, computed as `n + z⊙(h - n)`.
+///   `n = tanh(gx_n + r⊙((h Whhᵀ)_n + b_hn))` (an `addcmul`), `h' = (1-z)⊙n + z⊙h`, computed as
+///   `n + z⊙(h - n)` (one `lerp`).
 pub(crate) fn step<E: Element>(
     kind: CellKind,
     p: &Prepared<E>,
@@ -48,7 +49,7 @@ pub(crate) fn step<E: Element>(
             let f = gates.narrow(1, hs, hs)?;
             let g = gates.narrow(1, 2 * hs, hs)?;
             let o = gates.narrow(1, 3 * hs, hs)?;
-            let c = f.mul(c)?.add(&i.mul(&g)?)?;
+            let c = f.mul(c)?.addcmul(&i, &g, 1.0)?;
             let h = o.mul(&c.tanh())?;
             let h = match &p.w_hr_t {
                 Some(w) => h.matmul(w)?,
@@ -70,8 +71,8 @@ pub(crate) fn step<E: Element>(
                 Some(b) => hw_n.add(b)?,
                 None => hw_n,
             };
-            let n = gx.narrow(1, 2 * hs, hs)?.add(&r.mul(&hw_n)?)?.tanh();
-            let h = n.add(&z.mul(&h.sub(&n)?)?)?;
+            let n = gx.narrow(1, 2 * hs, hs)?.addcmul(&r, &hw_n, 1.0)?.tanh();
+            let h = n.lerp(h, &z)?;
             Ok(Carry { h, c: None })
         }
     }
