@@ -238,7 +238,7 @@ fn pow2(t: f32) -> f32 {
 
 /// `e^x` for `f32` without a libm call, so loops over it vectorize.
 ///
-/// Range reduction `x = n ln2 + r` ([`reduce_ln2`]), a degree-6 Taylor polynomial for `e^r`
+/// Range reduction `x = n ln2 + r` (`reduce_ln2`), a degree-6 Taylor polynomial for `e^r`
 /// (truncation error below 2e-8 relative on that interval) in Horner form with fused
 /// multiply-adds, and `2^n` assembled from exponent bits. Overflow gives `+inf`, results below
 /// the normal range flush to 0, NaN stays NaN. Within 3 ulp of `f64::exp` (test below).
