@@ -110,10 +110,12 @@ pub trait Element:
 #[doc(hidden)]
 pub type TileFn<E> = for<'a> fn(usize, [&'a [E]; 4], &[E], &mut [E; 256]);
 
-/// A [`TileFn`] that adds to the sums already in `out` when its last argument is `true` (one
-/// more `fma` per term, continuing each chain), and starts from zero when it is `false`.
+/// A [`TileFn`] that writes its `4 x 64` tile into `out` with row stride `ldo` (row `i` at
+/// `out[i * ldo..i * ldo + 64]`), adding to the sums already there when its last argument is
+/// `true` (one more `fma` per term, continuing each chain), and starting from zero when it is
+/// `false`: `(k, a, b, out, ldo, add)`.
 #[doc(hidden)]
-pub type AccTileFn<E> = for<'a> fn(usize, [&'a [E]; 4], &[E], &mut [E; 256], bool);
+pub type AccTileFn<E> = for<'a> fn(usize, [&'a [E]; 4], &[E], &mut [E], usize, bool);
 
 /// A packed-panel product's tile kernel and how it walks a `k x 64` panel (see the crate's
 /// `panel` module).

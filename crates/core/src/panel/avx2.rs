@@ -16,19 +16,20 @@ use std::arch::x86_64::{__m256, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_setzero_
 /// Lanes of one register.
 const L: usize = 8;
 
-/// The tile, continuing the sums in `out` when `add` is set; handed out only by
-/// [`super::avx2_kernels`], after the CPU reported AVX2 and FMA.
+/// The tile, written to `out` with row stride `ldo` and continuing the sums there when `add`
+/// is set; handed out only by [`super::avx2_kernels`], after the CPU reported AVX2 and FMA.
 pub(super) fn tile_entry(
     k: usize,
     a: [&[f32]; MR],
     b: &[f32],
-    out: &mut [f32; MR * NR],
+    out: &mut [f32],
+    ldo: usize,
     add: bool,
 ) {
     // SAFETY: `tile` is an ordinary safe function compiled for AVX2 and FMA; calling it is
     // sound on a CPU that has both, which `avx2_kernels` checked (`is_x86_feature_detected!`)
     // before handing out this entry point. Its memory accesses are bounds-checked slices.
-    unsafe { tile(k, a, b, out, add) }
+    unsafe { tile(k, a, b, out, ldo, add) }
 }
 
 /// Handed out only by [`super::f32_row`], after the CPU reported AVX2 and FMA.
@@ -49,15 +50,20 @@ fn store(r: __m256, d: &mut [f32]) {
     d[..L].copy_from_slice(&bytemuck::cast::<__m256, [f32; L]>(r));
 }
 
-/// The `4 x 64` tile as three column blocks (see the module doc), from the sums in `out`
-/// when `add` is set.
+/// The `4 x 64` tile as three column blocks (see the module doc), row `i` at `out[i * ldo..]`,
+/// from the sums there when `add` is set.
 #[target_feature(enable = "avx2,fma")]
-fn tile(k: usize, a: [&[f32]; MR], b: &[f32], out: &mut [f32; MR * NR], add: bool) {
+fn tile(k: usize, a: [&[f32]; MR], b: &[f32], out: &mut [f32], ldo: usize, add: bool) {
     let a = a.map(|r| &r[..k]);
     let b = &b[..k * NR];
-    block::<3, 0>(a, b, out, add);
-    block::<3, 24>(a, b, out, add);
-    block::<2, 48>(a, b, out, add);
+    // the four output rows, NR elements each, as disjoint slices
+    let (r0, rest) = out.split_at_mut(ldo);
+    let (r1, rest) = rest.split_at_mut(ldo);
+    let (r2, r3) = rest.split_at_mut(ldo);
+    let mut rows = [&mut r0[..NR], &mut r1[..NR], &mut r2[..NR], &mut r3[..NR]];
+    block::<3, 0>(a, b, &mut rows, add);
+    block::<3, 24>(a, b, &mut rows, add);
+    block::<2, 48>(a, b, &mut rows, add);
 }
 
 /// Columns `C0 .. C0 + 8 V` of the tile: `4 x V` accumulators (zero, or loaded from `out`
@@ -67,12 +73,12 @@ fn tile(k: usize, a: [&[f32]; MR], b: &[f32], out: &mut [f32; MR * NR], add: boo
 fn block<const V: usize, const C0: usize>(
     a: [&[f32]; MR],
     b: &[f32],
-    out: &mut [f32; MR * NR],
+    out: &mut [&mut [f32]; MR],
     add: bool,
 ) {
     let mut acc = [[_mm256_setzero_ps(); V]; MR];
     if add {
-        for (row, src) in acc.iter_mut().zip(out.chunks_exact(NR)) {
+        for (row, src) in acc.iter_mut().zip(out.iter()) {
             for (v, r) in row.iter_mut().enumerate() {
                 *r = load(&src[C0 + v * L..]);
             }
@@ -93,7 +99,7 @@ fn block<const V: usize, const C0: usize>(
             }
         }
     }
-    for (row, dst) in acc.iter().zip(out.chunks_exact_mut(NR)) {
+    for (row, dst) in acc.iter().zip(out.iter_mut()) {
         for (v, r) in row.iter().enumerate() {
             store(*r, &mut dst[C0 + v * L..]);
         }

@@ -179,7 +179,7 @@ fn every_simd_tile_gives_the_scalar_tiles_bits() {
             scalar_tile(k, rows, &b, &mut want);
             match kernels.tiles {
                 Tiles::Whole(tile) => tile(k, rows, &b, &mut got),
-                Tiles::Chunked(tile) => tile(k, rows, &b, &mut got, false),
+                Tiles::Chunked(tile) => tile(k, rows, &b, &mut got, NR, false),
             }
             assert_eq!(
                 want.map(f32::to_bits),
@@ -235,16 +235,20 @@ fn chunked_cases(acc: AccTileFn<f32>) {
         for am in both_layouts(&a, &at, m, k) {
             for j0 in (0..n).step_by(NR) {
                 let w = n - j0;
-                let run = |tiles| {
-                    let mut c = vec![f32::NAN; m * w];
-                    product(tiles, (m, k, n), j0, am, &panels, &mut c, w);
-                    c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-                };
-                assert_eq!(
-                    run(Tiles::Chunked(acc)),
-                    run(Tiles::Whole(scalar_tile)),
-                    "{m}x{k}x{n} from {j0}"
-                );
+                // c as wide as the result, and wider (whole tiles are summed in c itself, so
+                // its row stride matters; the columns past the result must stay untouched)
+                for ldc in [w, w + 5] {
+                    let run = |tiles| {
+                        let mut c = vec![f32::NAN; m * ldc];
+                        product(tiles, (m, k, n), j0, am, &panels, &mut c, ldc);
+                        c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                    };
+                    assert_eq!(
+                        run(Tiles::Chunked(acc)),
+                        run(Tiles::Whole(scalar_tile)),
+                        "{m}x{k}x{n} from {j0}, ldc {ldc}"
+                    );
+                }
             }
         }
     }
