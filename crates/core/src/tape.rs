@@ -286,10 +286,10 @@ impl<E: Element> Tensor<E> {
         let mut store = GradStore::new();
         let mut deferred = crate::deferred::DeferredProducts::new();
         for t in &order {
-            let acc = match pending.remove(&t.id()) {
-                Some(p) => Some(p.into_tensor(t.shape())?),
-                None => None,
-            };
+            let acc = pending
+                .remove(&t.id())
+                .map(|p| p.into_tensor(t.shape()))
+                .transpose()?;
             let g = match (acc, deferred.take(t.id(), t.layout())?) {
                 (None, None) => continue,
                 (Some(g), None) | (None, Some(g)) => g,

@@ -41,36 +41,42 @@ pub(crate) fn map<E: Element>(x: &Tensor<E>, f: impl Fn(E) -> E) -> Vec<E> {
     out
 }
 
+/// Calls `f` with matching runs of tensors of one shape, in row-major order: for each run, the
+/// slice of every tensor's elements. A strided or broadcast operand (a gate slice, a bias row)
+/// is walked run by run instead of gathered, when every operand has inner runs longer than
+/// one element (each inner run is a product of trailing dims of the same shape, so the
+/// shortest divides the others); otherwise, or when all are contiguous, `f` gets one run of
+/// everything.
+pub(crate) fn for_matching_runs<E: Element, const N: usize>(
+    ts: [&Tensor<E>; N],
+    mut f: impl FnMut([&[E]; N]),
+) {
+    let run = ts.iter().map(|t| t.layout().inner_run()).min().unwrap_or(1);
+    if ts.iter().all(|t| t.is_contiguous()) || run <= 1 {
+        let data = ts.map(|t| t.contiguous_data());
+        f(std::array::from_fn(|i| &data[i][..]));
+        return;
+    }
+    let offsets = ts.map(|t| {
+        let mut v = Vec::with_capacity(t.numel() / run);
+        t.layout().for_each_run(run, |o| v.push(o));
+        v
+    });
+    let stores = ts.map(|t| t.storage());
+    for k in 0..offsets[0].len() {
+        f(std::array::from_fn(|i| {
+            &stores[i][offsets[i][k]..offsets[i][k] + run]
+        }));
+    }
+}
+
 /// Applies `f` pairwise to two tensors of the same shape, returning a contiguous buffer.
 pub(crate) fn zip_map<E: Element>(a: &Tensor<E>, b: &Tensor<E>, f: impl Fn(E, E) -> E) -> Vec<E> {
     debug_assert_eq!(a.shape(), b.shape(), "zip_map needs equal shapes");
-    if !a.is_contiguous() || !b.is_contiguous() {
-        // a strided or broadcast operand (a gate slice, a bias row): walk both run by run
-        // instead of gathering. Each inner run is a product of trailing dims of the same shape
-        // (a dense operand's covers them all), so the shorter one divides the longer.
-        let run = a.layout().inner_run().min(b.layout().inner_run());
-        if run > 1 {
-            let mut b_runs = Vec::with_capacity(b.numel() / run);
-            b.layout().for_each_run(run, |o| b_runs.push(o));
-            let (sa, sb) = (a.storage(), b.storage());
-            let mut out = crate::storage::take(a.numel());
-            let mut k = 0;
-            a.layout().for_each_run(run, |o| {
-                let ob = b_runs[k];
-                out.extend(
-                    sa[o..o + run]
-                        .iter()
-                        .zip(&sb[ob..ob + run])
-                        .map(|(&x, &y)| f(x, y)),
-                );
-                k += 1;
-            });
-            return out;
-        }
-    }
-    let (da, db) = (a.contiguous_data(), b.contiguous_data());
     let mut out = crate::storage::take(a.numel());
-    out.extend(da.iter().zip(db.iter()).map(|(&x, &y)| f(x, y)));
+    for_matching_runs([a, b], |[x, y]| {
+        out.extend(x.iter().zip(y).map(|(&x, &y)| f(x, y)));
+    });
     out
 }
 

@@ -27,42 +27,11 @@ fn broadcast3<E: Element>(op: &'static str, t: [&Tensor<E>; 3]) -> Result<[Tenso
 }
 
 /// Applies `f` to three tensors of the same shape elementwise, returning a contiguous buffer.
-/// Strided operands (gate slices) are walked run by run, like `zip_map`.
 fn zip3_map<E: Element>(t: [&Tensor<E>; 3], f: impl Fn(E, E, E) -> E) -> Vec<E> {
-    let n = t[0].numel();
-    let mut out = crate::storage::take(n);
-    let run = t.iter().map(|x| x.layout().inner_run()).min().unwrap_or(1);
-    if t.iter().any(|x| !x.is_contiguous()) && run > 1 {
-        let offsets = |x: &Tensor<E>| {
-            let mut v = Vec::with_capacity(n / run);
-            x.layout().for_each_run(run, |o| v.push(o));
-            v
-        };
-        let (ob, oc) = (offsets(t[1]), offsets(t[2]));
-        let (sa, sb, sc) = (t[0].storage(), t[1].storage(), t[2].storage());
-        let mut k = 0;
-        t[0].layout().for_each_run(run, |oa| {
-            let (a, b, c) = (
-                &sa[oa..oa + run],
-                &sb[ob[k]..ob[k] + run],
-                &sc[oc[k]..oc[k] + run],
-            );
-            out.extend(a.iter().zip(b).zip(c).map(|((&a, &b), &c)| f(a, b, c)));
-            k += 1;
-        });
-        return out;
-    }
-    let (a, b, c) = (
-        t[0].contiguous_data(),
-        t[1].contiguous_data(),
-        t[2].contiguous_data(),
-    );
-    out.extend(
-        a.iter()
-            .zip(b.iter())
-            .zip(c.iter())
-            .map(|((&a, &b), &c)| f(a, b, c)),
-    );
+    let mut out = crate::storage::take(t[0].numel());
+    super::for_matching_runs(t, |[a, b, c]| {
+        out.extend(a.iter().zip(b).zip(c).map(|((&a, &b), &c)| f(a, b, c)));
+    });
     out
 }
 

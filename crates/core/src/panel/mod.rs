@@ -263,12 +263,14 @@ pub(crate) fn product<E: Element>(
             &zero[..]
         }
     };
-    // one tile at a time for whole blocks; for a chunked walk one per block of rows, in a
-    // recycled buffer (a product runs at every time step)
+    // one tile at a time for whole blocks; a chunked walk sums whole tiles in `c` and needs
+    // a tile per block of rows (in a recycled buffer) only when some tiles are ragged
     let mut out = [E::zero(); MR * NR];
+    let blocks = m.div_ceil(MR);
+    let ragged = m % MR != 0 || n % NR != 0;
     let mut outs = match tiles {
-        Tiles::Whole(_) => Vec::new(),
-        Tiles::Chunked(_) => crate::storage::zeros(m.div_ceil(MR) * MR * NR),
+        Tiles::Chunked(_) if ragged => crate::storage::zeros(blocks * MR * NR),
+        _ => Vec::new(),
     };
     let place = |c: &mut [E], i0: usize, c0: usize, cols: usize, out: &[E]| {
         for i in 0..MR.min(m - i0) {
@@ -292,20 +294,18 @@ pub(crate) fn product<E: Element>(
                 let whole = |t: usize| (t + 1) * MR <= m && cols == NR;
                 for p0 in (0..k).step_by(KC) {
                     let p1 = (p0 + KC).min(k);
-                    for (t, spare) in tile_blocks(&mut outs).enumerate() {
+                    for t in 0..blocks {
                         let rows = std::array::from_fn(|i| &row(t * MR + i)[p0..p1]);
                         let (dst, ld) = if whole(t) {
                             (&mut c[t * MR * ldc + c0..], ldc)
                         } else {
-                            (&mut spare[..], NR)
+                            (&mut outs[t * MR * NR..(t + 1) * MR * NR], NR)
                         };
                         acc(p1 - p0, rows, &panel[p0 * NR..p1 * NR], dst, ld, p0 > 0);
                     }
                 }
-                for (t, spare) in tile_blocks(&mut outs).enumerate() {
-                    if !whole(t) {
-                        place(c, t * MR, c0, cols, spare);
-                    }
+                for t in (0..blocks).filter(|&t| !whole(t)) {
+                    place(c, t * MR, c0, cols, &outs[t * MR * NR..(t + 1) * MR * NR]);
                 }
             }
         }
@@ -319,12 +319,6 @@ pub(crate) fn product<E: Element>(
 
 /// The depth of one chunk in [`Tiles::Chunked`].
 const KC: usize = 64;
-
-/// The `MR x NR` tiles of a buffer of whole tiles, one per block of rows.
-fn tile_blocks<E>(outs: &mut [E]) -> impl Iterator<Item = &mut [E; MR * NR]> {
-    outs.chunks_exact_mut(MR * NR)
-        .map(|t| t.try_into().expect("whole tiles"))
-}
 
 /// [`product`] for one row: `c = a @ b[:, j0..n]` two panels at a time.
 fn product_row<E: Element>(
