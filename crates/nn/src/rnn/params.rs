@@ -183,6 +183,15 @@ mod tests {
         assert_eq!(route(&[0, 1, 3, 2], false)?, Some("addmm"));
         // not a lookup any more
         assert_eq!(route(&[0, 1, 3, 2, 1, 0], true)?, Some("addmm"));
+        // dropout records an op in training and is the identity in eval mode
+        let x = table
+            .index_select(0, &[0, 1, 3, 2, 1, 0])?
+            .reshape(&[2, 3, 2])?;
+        let dropped = |training| x.dropout(0.5, training, &mut StdRng::seed_from_u64(4));
+        let eval = p.project_sequence(&dropped(false)?, true)?;
+        assert_eq!(eval.op_name(), Some("index_select"));
+        let train = p.project_sequence(&dropped(true)?, true)?;
+        assert_eq!(train.op_name(), Some("addmm"));
         Ok(())
     }
 }
