@@ -169,7 +169,12 @@ impl<E: Element> Stack<E> {
         };
         let mut h_n = Vec::with_capacity(layers_dirs);
         let mut c_n = Vec::with_capacity(layers_dirs);
+        // Layers between the first and the last pass their outputs on time-major: the next
+        // layer's input projection then reads them as one matrix with no transposing copy
+        // (forward, and again for its gradient). Only the last layer stacks batch-first.
+        let mut in_bf = bf;
         for layer in 0..cfg.num_layers {
+            let out_bf = bf && layer + 1 == cfg.num_layers;
             if layer > 0 && self.training && cfg.dropout > 0.0 {
                 let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
                 input = input.dropout(cfg.dropout, true, &mut *rng)?;
@@ -190,7 +195,7 @@ impl<E: Element> Stack<E> {
                     layer * dirs + dir,
                     dir == 1,
                     &input,
-                    bf,
+                    (in_bf, out_bf),
                     init,
                     masks.as_ref(),
                 )
@@ -222,6 +227,7 @@ impl<E: Element> Stack<E> {
                 [fwd, rev] => Tensor::cat(&[fwd, rev], 2)?,
                 _ => outs.swap_remove(0),
             };
+            in_bf = out_bf;
         }
 
         let finish = |states: Vec<Tensor<E>>| -> Result<Tensor<E>> {
@@ -244,13 +250,14 @@ impl<E: Element> Stack<E> {
     }
 
     /// One layer-direction over the whole sequence: `x` is (L, N, F) or, when `bf`,
-    /// (N, L, F); returns the outputs in the same layout and the final state.
+    /// (N, L, F); returns the outputs, (L, N, H) or, when `out_bf`, (N, L, H), and the final
+    /// state.
     fn run_direction(
         &self,
         idx: usize,
         reverse: bool,
         x: &Tensor<E>,
-        bf: bool,
+        (bf, out_bf): (bool, bool),
         init: Carry<E>,
         masks: Option<&Masks>,
     ) -> Result<(Tensor<E>, Carry<E>)> {
@@ -283,7 +290,7 @@ impl<E: Element> Stack<E> {
             });
         }
         let outs: Vec<&Tensor<E>> = outs.iter().flatten().collect();
-        let output = Tensor::stack(&outs, if bf { 1 } else { 0 })?;
+        let output = Tensor::stack(&outs, if out_bf { 1 } else { 0 })?;
         Ok((output, state))
     }
 }
