@@ -43,6 +43,7 @@ pub mod plateau;
 pub mod rmsprop;
 pub mod schedule;
 pub mod sgd;
+mod split;
 pub mod state;
 
 pub use adagrad::{Adagrad, AdagradConfig};

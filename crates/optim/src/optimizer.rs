@@ -83,7 +83,7 @@ pub(crate) fn check_unit(op: &'static str, what: &str, value: f64) -> Result<()>
 }
 
 /// Per-parameter optimizer state that can be saved to and restored from an [`OptimState`].
-pub(crate) trait SlotState<E: Element>: Sized {
+pub(crate) trait SlotState<E: Element>: Sized + Send {
     /// Hyperparameters deciding which buffers exist (e.g. amsgrad).
     type Config;
     /// Writes this parameter's step and buffers.
@@ -134,15 +134,16 @@ impl<E: Element, S: SlotState<E>> ParamSet<E, S> {
     }
 
     /// Calls `update(values, grad, state)` for every parameter with a gradient, after checking
-    /// all gradient shapes first (so a bad store changes nothing).
+    /// all gradient shapes first (so a bad store changes nothing). Parameters are independent,
+    /// so large sets are updated on both threads (see `split.rs`); the bits are the same.
     pub(crate) fn step(
         &mut self,
         op: &'static str,
         grads: &GradStore<E>,
-        mut update: impl FnMut(&mut [E], &[E], &mut Option<S>),
+        update: impl Fn(&mut [E], &[E], &mut Option<S>) + Sync,
     ) -> Result<()> {
         let mut todo = Vec::with_capacity(self.entries.len());
-        for (i, (name, p)) in self.entries.iter().enumerate() {
+        for ((name, p), slot) in self.entries.iter().zip(self.state.iter_mut()) {
             let Some(g) = grads.get_id(p.id()) else {
                 continue;
             };
@@ -156,14 +157,17 @@ impl<E: Element, S: SlotState<E>> ParamSet<E, S> {
                     ),
                 ));
             }
-            todo.push((i, g));
+            todo.push((p, slot, g));
         }
-        for (i, g) in todo {
-            let g = g.contiguous_data();
-            let slot = &mut self.state[i];
-            self.entries[i].1.update(|w| update(w, &g, slot))?;
-        }
-        Ok(())
+        // parameters are independent: large sets are updated on both threads (same bits)
+        crate::split::for_each_split(
+            todo,
+            |(p, _, _)| p.numel(),
+            |(p, slot, g)| {
+                let g = g.contiguous_data();
+                p.update(|w| update(w, &g, slot))
+            },
+        )
     }
 
     /// Writes the parameter shapes and every existing slot.
@@ -248,7 +252,7 @@ impl<E: Element, C: HParams, S: SlotState<E, Config = C>> Core<E, C, S> {
     pub(crate) fn step(
         &mut self,
         grads: &GradStore<E>,
-        update: impl FnMut(&mut [E], &[E], &mut Option<S>),
+        update: impl Fn(&mut [E], &[E], &mut Option<S>) + Sync,
     ) -> Result<()> {
         self.set.step(self.names.step, grads, update)
     }
