@@ -10,6 +10,7 @@
 //! cargo bench --bench workloads -- --generate 2000   # batch-1 sampling speed (B1 model)
 //! cargo bench --bench workloads -- --soak 20000      # B1 with truncated BPTT, RSS every 1000 steps
 //! cargo bench --bench workloads -- --gemm-peak       # GFLOP/s of a 1024^3 GEMM on this machine
+//! cargo bench --bench workloads -- --fma-peak        # GFLOP/s of bare FMAs: the kernels' ceiling
 //! ```
 //! Output lines match `../shared/bench/pytorch_reference.py`: name, tokens/s, ms/step, loss.
 
@@ -369,6 +370,45 @@ fn soak(steps: usize) -> Result<()> {
     Ok(())
 }
 
+/// GFLOP/s of f32 fused multiply-adds with no memory traffic, on each of `threads` threads at
+/// once: the ceiling every GEMM kernel works under. Twelve independent chains of eight lanes
+/// (96 accumulators, the register tile of an AVX2 kernel), each `x = x * a + b`, two flops per
+/// lane; with `target-cpu=native` on an FMA machine they compile to `vfmadd` on 256-bit
+/// registers.
+fn fma_peak(threads: usize) {
+    let run = || {
+        let (a, b) = (
+            std::hint::black_box(1.000_000_1f32),
+            std::hint::black_box(0.999_999_9f32),
+        );
+        let mut acc = [[0f32; 8]; 12];
+        let reps: usize = 50_000_000;
+        let t = Instant::now();
+        for _ in 0..reps {
+            for row in acc.iter_mut() {
+                for v in row.iter_mut() {
+                    *v = v.mul_add(a, b);
+                }
+            }
+        }
+        let dt = t.elapsed().as_secs_f64();
+        std::hint::black_box(acc);
+        (reps * 12 * 8 * 2) as f64 / dt / 1e9
+    };
+    let rates: Vec<f64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(run)).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(0.0))
+            .collect()
+    });
+    println!(
+        "fma-peak	gflops={:.1}	per_thread={:.1}",
+        rates.iter().sum::<f64>(),
+        rates.iter().sum::<f64>() / threads.max(1) as f64
+    );
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let value = |flag: &str| {
@@ -393,6 +433,10 @@ fn main() -> Result<()> {
     }
     if args.iter().any(|a| a == "--gemm-peak") {
         return gemm_peak();
+    }
+    if args.iter().any(|a| a == "--fma-peak") {
+        fma_peak(retrograd::core::num_threads());
+        return Ok(());
     }
     if let Some(n) = value("--soak") {
         return soak(n.parse().unwrap_or(20000));
