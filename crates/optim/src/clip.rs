@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use retrograd_core::{Element, Error, GradStore, Parameter, Result, Tensor};
 
-use crate::split::for_each_split;
+use crate::split::map_split;
 
 /// Which vector norm [`clip_grad_norm`] measures.
 ///
@@ -152,28 +152,20 @@ pub fn clip_grad_norm<'a, E: Element>(
     }
     let norm_type = norm_type.validate(OP)?;
     let present = present(grads, params);
-    let gradient = |p: &Parameter<E>| {
-        grads
-            .get_id(p.id())
-            .expect("present() only keeps parameters whose gradient is in the store")
-            .clone()
-    };
+    let gradients: Vec<Tensor<E>> = present
+        .iter()
+        .map(|(_, p)| {
+            grads
+                .get_id(p.id())
+                .expect("present() only keeps parameters whose gradient is in the store")
+                .clone()
+        })
+        .collect();
     // each parameter's norm (on both threads when there are many elements), combined in
     // parameter order
-    let mut norms = vec![0.0; present.len()];
-    let jobs: Vec<(&mut f64, Tensor<E>)> = norms
-        .iter_mut()
-        .zip(&present)
-        .map(|(n, (_, p))| (n, gradient(p)))
-        .collect();
-    for_each_split(
-        jobs,
-        |(_, g)| g.numel(),
-        |(n, g)| {
-            *n = norm_type.norm_of(&g.contiguous_data());
-            Ok(())
-        },
-    )?;
+    let norms = map_split(gradients.clone(), Tensor::numel, |g| {
+        Ok(norm_type.norm_of(&g.contiguous_data()))
+    })?;
     let total = norm_type.norm(norms.iter().copied());
     if error_if_nonfinite && !total.is_finite() {
         let culprit = present
@@ -192,26 +184,12 @@ pub fn clip_grad_norm<'a, E: Element>(
     if coef >= E::one() {
         return Ok(total);
     }
-    let mut scaled: Vec<Option<Tensor<E>>> = vec![None; present.len()];
-    let jobs: Vec<(&mut Option<Tensor<E>>, Tensor<E>)> = scaled
-        .iter_mut()
-        .zip(&present)
-        .map(|(s, (_, p))| (s, gradient(p)))
-        .collect();
-    for_each_split(
-        jobs,
-        |(_, g)| g.numel(),
-        |(s, g)| {
-            let v: Vec<E> = g.contiguous_data().iter().map(|&x| x * coef).collect();
-            *s = Some(Tensor::from_vec(v, g.shape())?);
-            Ok(())
-        },
-    )?;
-    // every job has set its gradient (an error would have returned above)
+    let scaled = map_split(gradients, Tensor::numel, |g| {
+        let v: Vec<E> = g.contiguous_data().iter().map(|&x| x * coef).collect();
+        Tensor::from_vec(v, g.shape())
+    })?;
     for ((_, p), t) in present.iter().zip(scaled) {
-        if let Some(t) = t {
-            grads.insert(p.id(), t);
-        }
+        grads.insert(p.id(), t);
     }
     Ok(total)
 }

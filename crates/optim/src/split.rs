@@ -43,6 +43,26 @@ pub(crate) fn for_each_split<T: Send>(
     ra.and(rb)
 }
 
+/// `f` of every item, in the items' order, computed as [`for_each_split`] runs them.
+pub(crate) fn map_split<T: Send, R: Send>(
+    items: Vec<T>,
+    size: impl Fn(&T) -> usize,
+    f: impl Fn(T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let mut out: Vec<Option<R>> = items.iter().map(|_| None).collect();
+    let jobs: Vec<(&mut Option<R>, T)> = out.iter_mut().zip(items).collect();
+    for_each_split(
+        jobs,
+        |(_, item)| size(item),
+        |(slot, item)| {
+            *slot = Some(f(item)?);
+            Ok(())
+        },
+    )?;
+    // every slot is set: an error would have returned above
+    Ok(out.into_iter().flatten().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +96,12 @@ mod tests {
             },
         );
         assert!(err.unwrap_err().to_string().contains("four"));
+    }
+
+    #[test]
+    fn mapped_results_keep_the_items_order() {
+        let items: Vec<usize> = (0..7).collect();
+        let squares = map_split(items, |_| 1 << 14, |i| Ok(i * i)).unwrap();
+        assert_eq!(squares, vec![0, 1, 4, 9, 16, 25, 36]);
     }
 }
