@@ -169,12 +169,11 @@ impl<E: Element> Stack<E> {
         };
         let mut h_n = Vec::with_capacity(layers_dirs);
         let mut c_n = Vec::with_capacity(layers_dirs);
-        // Layers between the first and the last pass their outputs on time-major: the next
-        // layer's input projection then reads them as one matrix with no transposing copy
-        // (forward, and again for its gradient). Only the last layer stacks batch-first.
-        let mut in_bf = bf;
         for layer in 0..cfg.num_layers {
-            let out_bf = bf && layer + 1 == cfg.num_layers;
+            // Only the user's input and the last layer's output are batch-first: between
+            // layers outputs stay time-major, so the next layer's input projection reads them
+            // as one matrix with no transposing copy (forward, and again for its gradient).
+            let (in_bf, out_bf) = (bf && layer == 0, bf && layer + 1 == cfg.num_layers);
             if layer > 0 && self.training && cfg.dropout > 0.0 {
                 let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
                 input = input.dropout(cfg.dropout, true, &mut *rng)?;
@@ -227,7 +226,6 @@ impl<E: Element> Stack<E> {
                 [fwd, rev] => Tensor::cat(&[fwd, rev], 2)?,
                 _ => outs.swap_remove(0),
             };
-            in_bf = out_bf;
         }
 
         let finish = |states: Vec<Tensor<E>>| -> Result<Tensor<E>> {
