@@ -1,5 +1,7 @@
-//! The GEMM dispatcher: `matrixmultiply` for real work, direct loops for tiny products
-//! (batch-1 recurrent steps, outer products) where packing costs more than the arithmetic.
+//! The GEMM dispatcher: a packing GEMM library for real work (`Element::gemm`: for `f32`, the
+//! `gemm` crate when the left operand's rows are contiguous, else `matrixmultiply`; see
+//! `element::prefers_gemm_crate`), direct loops for tiny products (batch-1 recurrent steps,
+//! outer products) where packing costs more than the arithmetic.
 
 use crate::element::Element;
 
@@ -37,7 +39,7 @@ impl<E> MatRef<'_, E> {
     }
 }
 
-/// Whether [`gemm`] hands an `m x k x n` product to `matrixmultiply` (which packs its operands)
+/// Whether [`gemm`] hands an `m x k x n` product to a GEMM library (which packs its operands)
 /// rather than to the direct loops.
 pub(crate) fn packs(m: usize, k: usize, n: usize) -> bool {
     m * k * n > SMALL_GEMM_FMAS && m > 1
@@ -46,7 +48,7 @@ pub(crate) fn packs(m: usize, k: usize, n: usize) -> bool {
 /// `c = a @ b` for `a: m x k`, `b: k x n` and a dense row-major `c: m x n` (overwritten).
 ///
 /// Large products are split into one block per thread of the rayon pool, each a
-/// single-threaded `matrixmultiply` call: by rows when `m >= n` (the blocks of `c` are then
+/// single-threaded `Element::gemm` call: by rows when `m >= n` (the blocks of `c` are then
 /// contiguous), else by columns (every thread but the first writes its columns into a scratch
 /// block, copied in afterwards). The split is static, so a given thread count always gives the
 /// same bits.
@@ -116,7 +118,7 @@ pub(crate) fn two_way_split(m: usize, k: usize, n: usize) -> Option<Half> {
     }
 }
 
-/// One block of a split product into `c` (row stride `ldc`): `matrixmultiply` when it packs,
+/// One block of a split product into `c` (row stride `ldc`): `Element::gemm` when it packs,
 /// else the direct loops (only one-row products are split below that size).
 fn block_product<E: Element>(
     (m, k, n): (usize, usize, usize),
@@ -185,7 +187,7 @@ impl Half {
     }
 }
 
-/// One single-threaded `matrixmultiply` call writing `c` with row stride `ldc`.
+/// One single-threaded `Element::gemm` call writing `c` with row stride `ldc`.
 fn serial<E: Element>(
     m: usize,
     k: usize,
@@ -349,6 +351,54 @@ pub(crate) fn naive(m: usize, k: usize, n: usize, a: MatRef<f64>, b: MatRef<f64>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_f32_path_is_close_to_the_exact_product() {
+        // f32 products go to the `gemm` crate or to `matrixmultiply` by shape and layout (see
+        // `element::prefers_gemm_crate`); each pair of layouts below takes both backends
+        for &(m, k, n) in &[(40, 64, 96), (200, 64, 96), (300, 129, 40), (1, 64, 640)] {
+            let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let at: Vec<f32> = (0..m * k).map(|x| a[(x % m) * k + x / m]).collect();
+            let bt: Vec<f32> = (0..k * n).map(|x| b[(x % k) * n + x / k]).collect();
+            let exact = |i: usize, j: usize| -> f64 {
+                (0..k)
+                    .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
+                    .sum()
+            };
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let (ad, ars, acs) = if ta { (&at[..], 1, m) } else { (&a[..], k, 1) };
+                let (bd, brs, bcs) = if tb { (&bt[..], 1, k) } else { (&b[..], n, 1) };
+                let am = MatRef {
+                    data: ad,
+                    rs: ars,
+                    cs: acs,
+                };
+                let bm = MatRef {
+                    data: bd,
+                    rs: brs,
+                    cs: bcs,
+                };
+                for threads in 1..=2 {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let mut c = vec![f32::NAN; m * n];
+                    pool.install(|| gemm(m, k, n, am, bm, &mut c));
+                    for i in 0..m {
+                        for j in 0..n {
+                            let (x, y) = (c[i * n + j] as f64, exact(i, j));
+                            assert!(
+                                (x - y).abs() < 1e-5 * k as f64,
+                                "{m}x{k}x{n} a^T {ta} b^T {tb}, {threads} threads: {x} vs {y}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn every_path_matches_the_naive_product() {

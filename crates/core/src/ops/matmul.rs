@@ -1,4 +1,4 @@
-//! Matrix products: through `matrixmultiply`, the direct loops of `gemm.rs`, or a reused
+//! Matrix products: through a GEMM library (`gemm.rs`), the direct loops of `gemm.rs`, or a reused
 //! right-hand side's packed panels (`panel/`). Operands are passed by stride, so a transposed
 //! view (`b.t()`) costs no copy.
 
