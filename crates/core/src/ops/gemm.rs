@@ -356,7 +356,14 @@ mod tests {
     fn every_f32_path_is_close_to_the_exact_product() {
         // f32 products go to the `gemm` crate or to `matrixmultiply` by shape and layout (see
         // `element::prefers_gemm_crate`); each pair of layouts below takes both backends
-        for &(m, k, n) in &[(40, 64, 96), (200, 64, 96), (300, 129, 40), (1, 64, 640)] {
+        for &(m, k, n) in &[
+            (40, 64, 96),
+            (200, 64, 96),
+            (300, 129, 40),
+            (1, 64, 640),
+            (300, 129, 1), // one column
+            (130, 300, 2),
+        ] {
             let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
             let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
             let at: Vec<f32> = (0..m * k).map(|x| a[(x % m) * k + x / m]).collect();
