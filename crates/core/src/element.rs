@@ -453,6 +453,27 @@ mod tests {
         let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
         let prod = |i: usize, j: usize| (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum::<f32>();
         assert!(prefers_gemm_crate(m, 1, 1) && !prefers_gemm_crate(m, m as isize, 1));
+        // an empty inner dimension gives `beta c` on both (here zeros, `c` unread)
+        for csa in [1, m as isize] {
+            let mut c = vec![f32::NAN; m * n];
+            f32::gemm(
+                m,
+                0,
+                n,
+                1.0,
+                &[],
+                0,
+                csa,
+                &[],
+                n as isize,
+                1,
+                0.0,
+                &mut c,
+                n as isize,
+                1,
+            );
+            assert!(c.iter().all(|&v| v == 0.0), "k = 0, csa {csa}");
+        }
         for (ad, rsa, csa) in [(&a, k as isize, 1isize), (&at, 1, m as isize)] {
             let mut c = vec![f32::NAN; m * n];
             f32::gemm(
