@@ -207,3 +207,52 @@ impl<E: Element> Tensor<E> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Tensor;
+
+    #[test]
+    fn row_blocks_on_two_threads_give_the_bits_of_one() {
+        // 301 rows of 300 classes: past the split size, with halves of 151 and 150 rows; every
+        // tenth target ignored, so the backward's row offsets into the targets matter
+        let (n, c) = (301, 300);
+        let x: Vec<f32> = (0..n * c).map(|i| (i as f32 * 0.37).sin() * 4.0).collect();
+        let t: Vec<i64> = (0..n as i64)
+            .map(|i| {
+                if i % 10 == 3 {
+                    -100
+                } else {
+                    (i * 37) % c as i64
+                }
+            })
+            .collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let logits = Tensor::from_vec(x.clone(), &[n, c])
+                    .unwrap()
+                    .requires_grad();
+                let loss = logits.cross_entropy(&t).unwrap();
+                let g = loss.backward().unwrap();
+                (loss.item().unwrap(), g.get(&logits).unwrap().to_vec())
+            })
+        };
+        let (one, two) = (run(1), run(2));
+        assert_eq!(one.0.to_bits(), two.0.to_bits());
+        assert_eq!(one.1, two.1);
+        // and the gradient is softmax minus one-hot over the counted rows
+        let counted = t.iter().filter(|&&v| v >= 0).count() as f32;
+        let row = 5;
+        let xr = &x[row * c..(row + 1) * c];
+        let m = xr.iter().copied().fold(f32::MIN, f32::max);
+        let z: f32 = xr.iter().map(|v| (v - m).exp()).sum();
+        let j = t[row] as usize;
+        let want = ((xr[j] - m).exp() / z - 1.0) / counted;
+        assert!((two.1[row * c + j] - want).abs() < 1e-7);
+        assert!(two.1[3 * c..4 * c].iter().all(|&v| v == 0.0)); // an ignored row
+    }
+}

@@ -82,8 +82,10 @@ pub(crate) fn zip_map<E: Element>(a: &Tensor<E>, b: &Tensor<E>, f: impl Fn(E, E)
 
 /// Runs `f(first_row, x_rows, out_rows, aux_rows)` over blocks of whole rows: `x` and `out`
 /// hold `row_len` elements per row, `aux` one. Large inputs are split into one block per
-/// thread of the rayon pool; small ones run on the calling thread. Nothing runs when
-/// `row_len` is 0.
+/// thread of the rayon pool; small ones run on the calling thread. With two threads the caller
+/// takes the first block itself ([`crate::threads::join`]) instead of waiting while two pool
+/// workers wake: in B2 on two threads the fastest step went from 48.1–49.2 to 47.5–48.7 ms
+/// (six alternating runs). Nothing runs when `row_len` is 0.
 pub(crate) fn for_row_blocks<E: Element>(
     x: &[E],
     out: &mut [E],
@@ -105,6 +107,15 @@ pub(crate) fn for_row_blocks<E: Element>(
         return;
     }
     let per = rows.div_ceil(threads);
+    if threads == 2 {
+        // the caller takes the first half itself rather than waiting for two pool workers
+        let (x0, x1) = x.split_at(per * row_len);
+        let (o0, o1) = out.split_at_mut(per * row_len);
+        let (a0, a1) = aux.split_at_mut(per);
+        let f = &f;
+        crate::threads::join(|| f(0, x0, o0, a0), || f(per, x1, o1, a1));
+        return;
+    }
     x.par_chunks(per * row_len)
         .zip(out.par_chunks_mut(per * row_len))
         .zip(aux.par_chunks_mut(per))
