@@ -82,10 +82,9 @@ pub(crate) fn zip_map<E: Element>(a: &Tensor<E>, b: &Tensor<E>, f: impl Fn(E, E)
 
 /// Runs `f(first_row, x_rows, out_rows, aux_rows)` over blocks of whole rows: `x` and `out`
 /// hold `row_len` elements per row, `aux` one. Large inputs are split into one block per
-/// thread of the rayon pool; small ones run on the calling thread. With two threads the caller
-/// takes the first block itself ([`crate::threads::join`]) instead of waiting while two pool
-/// workers wake: in B2 on two threads the fastest step went from 48.1–49.2 to 47.5–48.7 ms
-/// (six alternating runs). Nothing runs when `row_len` is 0.
+/// thread of the rayon pool, the caller taking the first itself rather than waiting while pool
+/// workers wake (in B2 on two threads the fastest step went from 48.1–49.2 to 47.5–48.7 ms, six
+/// alternating runs); small ones run on the calling thread. Nothing runs when `row_len` is 0.
 pub(crate) fn for_row_blocks<E: Element>(
     x: &[E],
     out: &mut [E],
@@ -93,7 +92,6 @@ pub(crate) fn for_row_blocks<E: Element>(
     row_len: usize,
     f: impl Fn(usize, &[E], &mut [E], &mut [E]) + Sync,
 ) {
-    use rayon::prelude::*;
     /// From this many elements a row-wise op is split over threads (measured on B2's
     /// 400 x 10000 logits; a 2-core split pays for itself well below that).
     const PARALLEL_MIN: usize = 1 << 16;
@@ -107,20 +105,21 @@ pub(crate) fn for_row_blocks<E: Element>(
         return;
     }
     let per = rows.div_ceil(threads);
-    if threads == 2 {
-        // the caller takes the first half itself rather than waiting for two pool workers
-        let (x0, x1) = x.split_at(per * row_len);
-        let (o0, o1) = out.split_at_mut(per * row_len);
-        let (a0, a1) = aux.split_at_mut(per);
-        let f = &f;
-        crate::threads::join(|| f(0, x0, o0, a0), || f(per, x1, o1, a1));
+    let mut blocks = x
+        .chunks(per * row_len)
+        .zip(out.chunks_mut(per * row_len))
+        .zip(aux.chunks_mut(per))
+        .enumerate();
+    let Some((_, ((x0, o0), a0))) = blocks.next() else {
         return;
-    }
-    x.par_chunks(per * row_len)
-        .zip(out.par_chunks_mut(per * row_len))
-        .zip(aux.par_chunks_mut(per))
-        .enumerate()
-        .for_each(|(i, ((xb, ob), ab))| f(i * per, xb, ob, ab));
+    };
+    let f = &f;
+    rayon::in_place_scope(|s| {
+        for (i, ((xb, ob), ab)) in blocks {
+            s.spawn(move |_| f(i * per, xb, ob, ab));
+        }
+        f(0, x0, o0, a0);
+    });
 }
 
 /// Storage and layout for a fresh contiguous op output.
