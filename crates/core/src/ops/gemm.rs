@@ -352,6 +352,60 @@ pub(crate) fn naive(m: usize, k: usize, n: usize, a: MatRef<f64>, b: MatRef<f64>
 mod tests {
     use super::*;
 
+    /// Runs [`gemm`] on `a: m x k` and `b: k x n` (given row-major) in every pair of layouts,
+    /// each operand row-major or stored transposed, on pools of `1..=max_threads` threads, and
+    /// hands each result (its `c` started as NaN) to `check` with a label.
+    fn on_every_layout<E: Element>(
+        (m, k, n): (usize, usize, usize),
+        (a, b): (&[E], &[E]),
+        max_threads: usize,
+        mut check: impl FnMut(&[E], &str),
+    ) {
+        // a(i, p) stored transposed at p * m + i, and b(p, j) at j * k + p
+        let at: Vec<E> = (0..m * k).map(|x| a[(x % m) * k + x / m]).collect();
+        let bt: Vec<E> = (0..k * n).map(|x| b[(x % k) * n + x / k]).collect();
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let am = if ta {
+                MatRef {
+                    data: &at[..],
+                    rs: 1,
+                    cs: m,
+                }
+            } else {
+                MatRef {
+                    data: a,
+                    rs: k,
+                    cs: 1,
+                }
+            };
+            let bm = if tb {
+                MatRef {
+                    data: &bt[..],
+                    rs: 1,
+                    cs: k,
+                }
+            } else {
+                MatRef {
+                    data: b,
+                    rs: n,
+                    cs: 1,
+                }
+            };
+            for threads in 1..=max_threads {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut c = vec![E::nan(); m * n];
+                pool.install(|| gemm(m, k, n, am, bm, &mut c));
+                check(
+                    &c,
+                    &format!("{m}x{k}x{n} a^T {ta} b^T {tb}, {threads} threads"),
+                );
+            }
+        }
+    }
+
     #[test]
     fn every_f32_path_is_close_to_the_exact_product() {
         // f32 products go to the `gemm` crate or to `matrixmultiply` by shape and layout (see
@@ -366,44 +420,19 @@ mod tests {
         ] {
             let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
             let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
-            let at: Vec<f32> = (0..m * k).map(|x| a[(x % m) * k + x / m]).collect();
-            let bt: Vec<f32> = (0..k * n).map(|x| b[(x % k) * n + x / k]).collect();
             let exact = |i: usize, j: usize| -> f64 {
                 (0..k)
                     .map(|p| a[i * k + p] as f64 * b[p * n + j] as f64)
                     .sum()
             };
-            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                let (ad, ars, acs) = if ta { (&at[..], 1, m) } else { (&a[..], k, 1) };
-                let (bd, brs, bcs) = if tb { (&bt[..], 1, k) } else { (&b[..], n, 1) };
-                let am = MatRef {
-                    data: ad,
-                    rs: ars,
-                    cs: acs,
-                };
-                let bm = MatRef {
-                    data: bd,
-                    rs: brs,
-                    cs: bcs,
-                };
-                for threads in 1..=2 {
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads)
-                        .build()
-                        .unwrap();
-                    let mut c = vec![f32::NAN; m * n];
-                    pool.install(|| gemm(m, k, n, am, bm, &mut c));
-                    for i in 0..m {
-                        for j in 0..n {
-                            let (x, y) = (c[i * n + j] as f64, exact(i, j));
-                            assert!(
-                                (x - y).abs() < 1e-5 * k as f64,
-                                "{m}x{k}x{n} a^T {ta} b^T {tb}, {threads} threads: {x} vs {y}"
-                            );
-                        }
+            on_every_layout((m, k, n), (&a, &b), 2, |c, label| {
+                for i in 0..m {
+                    for j in 0..n {
+                        let (x, y) = (c[i * n + j] as f64, exact(i, j));
+                        assert!((x - y).abs() < 1e-5 * k as f64, "{label}: {x} vs {y}");
                     }
                 }
-            }
+            });
         }
     }
 
@@ -425,47 +454,25 @@ mod tests {
         ] {
             let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
             let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.11).cos()).collect();
-            // b given row-major (cs = 1) and transposed (rs = 1); a row-major and transposed
-            let layouts = [(k, 1, n, 1), (1, m, n, 1), (k, 1, 1, k), (1, m, 1, k)];
-            for &(ars, acs, brs, bcs) in &layouts {
-                let ad: Vec<f64> = if ars == 1 {
-                    // store a transposed: a(i,p) at p*m + i
-                    (0..m * k).map(|x| a[(x % m) * k + x / m]).collect()
-                } else {
-                    a.clone()
-                };
-                let bd: Vec<f64> = if brs == 1 {
-                    (0..k * n).map(|x| b[(x % k) * n + x / k]).collect()
-                } else {
-                    b.clone()
-                };
-                let am = MatRef {
-                    data: &ad,
-                    rs: ars,
-                    cs: acs,
-                };
-                let bm = MatRef {
-                    data: &bd,
-                    rs: brs,
-                    cs: bcs,
-                };
-                let want = naive(m, k, n, am, bm);
-                // one thread, two, and three (uneven blocks)
-                for threads in 1..=3 {
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads)
-                        .build()
-                        .unwrap();
-                    let mut c = vec![f64::NAN; m * n];
-                    pool.install(|| gemm(m, k, n, am, bm, &mut c));
-                    for (x, y) in c.iter().zip(&want) {
-                        assert!(
-                            (x - y).abs() < 1e-9,
-                            "{m}x{k}x{n} layout {ars},{acs},{brs},{bcs}, {threads} threads: {x} vs {y}"
-                        );
-                    }
+            let (am, bm) = (
+                MatRef {
+                    data: &a[..],
+                    rs: k,
+                    cs: 1,
+                },
+                MatRef {
+                    data: &b[..],
+                    rs: n,
+                    cs: 1,
+                },
+            );
+            let want = naive(m, k, n, am, bm);
+            // one thread, two, and three (uneven blocks)
+            on_every_layout((m, k, n), (&a, &b), 3, |c, label| {
+                for (x, y) in c.iter().zip(&want) {
+                    assert!((x - y).abs() < 1e-9, "{label}: {x} vs {y}");
                 }
-            }
+            });
         }
     }
 }
