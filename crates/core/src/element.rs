@@ -87,9 +87,9 @@ pub trait Element:
     /// before the call into the GEMM crate, so a bad call can never read out of bounds).
     ///
     /// `f64` products, and the `f32` products that `prefers_gemm_crate` leaves to it, run on
-    /// `matrixmultiply`; the other `f32` products on the `gemm` crate (its kernels were 5–25%
-    /// faster on the left operands with contiguous rows that forward products and input
-    /// gradients have).
+    /// `matrixmultiply`; the other `f32` products on the `gemm` crate (it took 0.6–0.97 of
+    /// `matrixmultiply`'s time on the left operands with contiguous rows that forward products
+    /// and input gradients have).
     #[allow(clippy::too_many_arguments)]
     fn gemm(
         m: usize,
@@ -160,7 +160,7 @@ fn within(rows: usize, cols: usize, rs: isize, cs: isize, len: usize) -> bool {
 /// contiguous, and either it has 128 rows or more or `b`'s rows are contiguous too.
 ///
 /// Measured on the project's AVX2 machine (Zen 3, one thread, min of several products): with
-/// `a` row-major, `gemm` took 0.9–0.97 of `matrixmultiply`'s time from 128 rows on whatever
+/// `a` row-major, `gemm` took 0.78–0.97 of `matrixmultiply`'s time from 128 rows on whatever
 /// `b`'s layout (B2's 400x200x10000 decoder 17.8 against 19.8 ms, its 400x10000x200 input
 /// gradient 18.6 against 20.4, B1's 2048x1024x64 input gradient 3.1 against 4.0); below 128
 /// rows it won with a row-major `b` (0.6–0.9 of the time for `m = 16`) but lost with a
