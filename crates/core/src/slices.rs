@@ -13,6 +13,12 @@
 //! zero fill or read-modify-write, and every element still gets `0 + s₁ + s₂ + …` in the
 //! order the slices came, so the bits are those of adding them into zeros. Each slice is
 //! released as soon as it is placed.
+//!
+//! Rows picked from a matrix (`index_select` along dim 0, reported by
+//! [`grad_rows`](crate::tape::Op::grad_rows)) come back the same way: each gradient row is
+//! added into its row of the accumulated gradient ([`Pending::add_rows`]), so a table read
+//! one batch of rows per time step keeps one gradient instead of a zero-filled copy per
+//! step.
 
 use crate::element::Element;
 use crate::error::Result;
@@ -51,6 +57,24 @@ impl<E: Element> Pending<E> {
                 Pending::Sliced(a)
             }
         })
+    }
+
+    /// Starts or continues the gradient of a 2-D input of shape `shape` with `g`, whose row
+    /// `j` is the gradient of the input's row `rows[j]` (the caller has checked the shapes and
+    /// rows): each row of `g` is added into its row in order, in place when the buffer is
+    /// ours, starting from zeros when nothing came before. With no earlier gradient the sums
+    /// are those of `index_select`'s own backward (`0 + g₀ + g₁ + …` per row).
+    pub(crate) fn add_rows(
+        acc: Option<Self>,
+        shape: &[usize],
+        rows: &[usize],
+        g: &Tensor<E>,
+    ) -> Result<Self> {
+        let acc = match acc {
+            None => Tensor::from_vec(crate::storage::zeros(crate::layout::numel(shape)), shape)?,
+            Some(p) => p.into_tensor(shape)?,
+        };
+        Ok(Pending::Whole(add_rows_into(acc, shape, rows, g)?))
     }
 
     /// The gradient as a tensor of shape `shape` (an assembly's uncovered parts zeroed).
@@ -160,5 +184,37 @@ fn add_into_slice<E: Element>(
     }
     let mut data = acc.to_vec();
     scatter(&mut data, shape, dim, start, g, add);
+    Tensor::from_vec(data, shape)
+}
+
+/// Adds row `j` of `g` into row `rows[j]` of `acc` (2-D, `cols` columns), in order: in place
+/// when `acc`'s buffer is ours and contiguous from offset 0, else into a copy.
+fn add_rows_into<E: Element>(
+    mut acc: Tensor<E>,
+    shape: &[usize],
+    rows: &[usize],
+    g: &Tensor<E>,
+) -> Result<Tensor<E>> {
+    let cols = shape[1].max(1);
+    let gd = g.contiguous_data();
+    let add = |data: &mut [E]| {
+        for (&i, src) in rows.iter().zip(gd.chunks_exact(cols)) {
+            for (d, &v) in data[i * cols..(i + 1) * cols].iter_mut().zip(src) {
+                *d += v;
+            }
+        }
+    };
+    if let Some(inner) = std::sync::Arc::get_mut(&mut acc.inner) {
+        if inner.layout.is_contiguous() && inner.layout.offset() == 0 {
+            if let Some(data) = std::sync::Arc::get_mut(&mut inner.data) {
+                if data.len() == crate::layout::numel(shape) {
+                    add(data);
+                    return Ok(acc);
+                }
+            }
+        }
+    }
+    let mut data = acc.to_vec();
+    add(&mut data);
     Tensor::from_vec(data, shape)
 }

@@ -43,6 +43,16 @@ pub trait Op<E: Element>: Send + Sync + 'static {
         None
     }
 
+    /// For an op with one 2-D input whose output is rows of that input (`index_select` along
+    /// dim 0): the row picked for each output row. The tape then adds each row of `grad` into
+    /// that row of the input's accumulated gradient, in order, instead of calling `backward`
+    /// and adding a zero-filled gradient of the whole input (a recurrent layer picks one
+    /// batch of rows of a projected embedding table per time step). The default, `None`,
+    /// uses `backward`.
+    fn grad_rows(&self) -> Option<&[usize]> {
+        None
+    }
+
     /// For an op whose output holds rows of its only input in a known order (an embedding
     /// lookup, a reshape): how, so [`Tensor::row_lookup`] can follow the chain.
     /// Default `None`.
@@ -312,6 +322,21 @@ impl<E: Element> Tensor<E> {
                         pending.insert(input.id(), sum);
                     }
                 }
+                GradSlot::Node(node) if node.op.grad_rows().is_some() => {
+                    let rows = node.op.grad_rows().unwrap_or_default();
+                    let input = &node.inputs[0];
+                    if input.tracks_grad() {
+                        check_grad_rows(node.op.name(), input.shape(), rows, g.shape())?;
+                        crate::anomaly::check_backward(
+                            node.op.name(),
+                            &node.inputs,
+                            &smallvec::smallvec![Some(g.clone())],
+                        )?;
+                        let acc = pending.remove(&input.id());
+                        let sum = Pending::add_rows(acc, input.shape(), rows, &g)?;
+                        pending.insert(input.id(), sum);
+                    }
+                }
                 GradSlot::Node(node) => {
                     let name = node.op.name();
                     let defer = node
@@ -419,6 +444,23 @@ pub(crate) fn add_into<E: Element>(mut acc: Tensor<E>, g: &Tensor<E>) -> Result<
         *a += *b;
     }
     Ok(acc)
+}
+
+/// Checks a `grad_rows` report against the input and gradient shapes (a custom op may
+/// report any rows; a wrong report must be an error, not a panic).
+fn check_grad_rows(name: &str, input: &[usize], rows: &[usize], g: &[usize]) -> Result<()> {
+    let fits = matches!((input, g), ([n, c], [r, gc]) if c == gc && *r == rows.len()
+        && rows.iter().all(|&i| i < *n));
+    if fits {
+        Ok(())
+    } else {
+        Err(Error::Backward(format!(
+            "op {name} reported grad_rows ({} rows, largest {:?}) for a gradient of shape {g:?} \
+             and an input of shape {input:?}",
+            rows.len(),
+            rows.iter().max()
+        )))
+    }
 }
 
 /// Checks that a gradient of shape `g` fits at `start` along `dim` of an input of shape `input`

@@ -250,6 +250,61 @@ fn gradcheck_checks_ops_using_grad_slice() {
     expect_gradcheck_error(gradcheck(f((0, 0)), &x, Default::default()), &["input 0"]);
 }
 
+/// Rows `picked` of a matrix, declaring through `Op::grad_rows` that row `j` of its gradient
+/// belongs to input row `reported[j]`: right when `reported == picked`.
+struct PickRows {
+    reported: Vec<usize>,
+}
+
+impl Op<f64> for PickRows {
+    fn name(&self) -> &'static str {
+        "pick_rows"
+    }
+    fn backward(&self, _: &[Tensor<f64>], _: &Tensor<f64>) -> Result<InputGrads<f64>> {
+        Err(Error::invalid("pick_rows", "the tape must use grad_rows"))
+    }
+    fn grad_rows(&self) -> Option<&[usize]> {
+        Some(&self.reported)
+    }
+}
+
+fn pick_rows(x: &Tensor<f64>, picked: &[usize], reported: &[usize]) -> Result<Tensor<f64>> {
+    let cols = x.dims2()?.1;
+    let v = x.to_vec();
+    let data: Vec<f64> = picked
+        .iter()
+        .flat_map(|&i| v[i * cols..(i + 1) * cols].to_vec())
+        .collect();
+    Ok(Tensor::from_op(
+        Arc::new(data.into()),
+        Layout::contiguous(&[picked.len(), cols]),
+        &[x],
+        || PickRows {
+            reported: reported.to_vec(),
+        },
+    ))
+}
+
+#[test]
+fn gradcheck_checks_ops_using_grad_rows() {
+    // rows picked twice, and the input used again after: the rows are added into a gradient
+    // that already holds another contribution
+    let x = [rnd(&[4, 3], 7)];
+    let f = |reported: &'static [usize]| {
+        move |t: &[Tensor<f64>]| {
+            pick_rows(&t[0], &[2, 0, 2], reported)?
+                .tanh()
+                .sum_all()
+                .mul(&t[0].sum_all())
+        }
+    };
+    gradcheck(f(&[2, 0, 2]), &x, Default::default()).unwrap();
+    expect_gradcheck_error(
+        gradcheck(f(&[2, 1, 2]), &x, Default::default()),
+        &["input 0"],
+    );
+}
+
 #[test]
 fn a_custom_op_with_inconsistent_gradients_is_an_error_not_a_panic() {
     use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -263,6 +318,20 @@ fn a_custom_op_with_inconsistent_gradients_is_an_error_not_a_panic() {
             Ok(Err(e)) => assert!(e.to_string().contains("row_slice"), "{e}"),
             Ok(Ok(_)) => panic!("grad_slice {reported:?} must be rejected"),
             Err(_) => panic!("grad_slice {reported:?} made backward panic"),
+        }
+    }
+    // grad_rows naming a row past the end of the input, or too few rows for the gradient
+    for reported in [&[0, 3][..], &[1][..]] {
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            pick_rows(&x, &[0, 1], reported)
+                .unwrap()
+                .sum_all()
+                .backward()
+        }));
+        match r {
+            Ok(Err(e)) => assert!(e.to_string().contains("pick_rows"), "{e}"),
+            Ok(Ok(_)) => panic!("grad_rows {reported:?} must be rejected"),
+            Err(_) => panic!("grad_rows {reported:?} made backward panic"),
         }
     }
     // backward returning a gradient of the wrong shape

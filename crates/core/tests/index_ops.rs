@@ -25,6 +25,39 @@ fn index_select_rows_with_repeated_ids() {
 }
 
 #[test]
+fn rows_picked_step_by_step_add_into_one_gradient() {
+    // A recurrent layer picks one batch of rows of a projected table per step. The tape adds
+    // each pick's rows into the table's gradient (`grad_rows`), after whatever came first:
+    // here `2 * table` (the last use, so its gradient arrives first), then the picks.
+    // table [[0,1],[2,3],[4,5]]; steps pick [1,1] and [0,2]; loss = Σ w ⊙ picks + Σ 2 table.
+    let table = leaf(&[0., 1., 2., 3., 4., 5.], &[3, 2]);
+    let a = table.index_select(0, &[1, 1]).unwrap();
+    let b = table.index_select(0, &[0, 2]).unwrap();
+    let wa = t64(&[1., 2., 3., 4.], &[2, 2]);
+    let wb = t64(&[10., 20., 30., 40.], &[2, 2]);
+    let loss = a
+        .mul(&wa)
+        .unwrap()
+        .sum_all()
+        .add(&b.mul(&wb).unwrap().sum_all())
+        .unwrap()
+        .add(&table.mul_scalar(2.0).sum_all())
+        .unwrap();
+    let g = loss.backward().unwrap();
+    // row 0: 2 + [10, 20]; row 1: 2 + [1, 2] + [3, 4]; row 2: 2 + [30, 40]
+    assert_close(&grad_of(&g, &table), &[12., 22., 6., 8., 32., 42.], 0.0);
+    // a 3-D input takes index_select's own backward (rows of a matrix only go by grad_rows)
+    let x = leaf(&[1., 2., 3., 4., 5., 6., 7., 8.], &[2, 2, 2]);
+    let g = x
+        .index_select(0, &[1, 1])
+        .unwrap()
+        .sum_all()
+        .backward()
+        .unwrap();
+    assert_close(&grad_of(&g, &x), &[0., 0., 0., 0., 2., 2., 2., 2.], 0.0);
+}
+
+#[test]
 fn index_select_along_dim_1() {
     // columns [2,2,0] of [[1,2,3],[4,5,6]] → [[3,3,1],[6,6,4]];
     // d(sum): column 0 used once, column 1 never, column 2 twice.

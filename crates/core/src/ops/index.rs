@@ -70,6 +70,11 @@ impl<E: Element> Op<E> for IndexSelect {
     fn row_source(&self) -> Option<RowSource<'_>> {
         (self.dim == 0 && self.in_shape.len() == 2).then(|| RowSource::Picked(&self.idx))
     }
+    /// Rows of a 2-D input go back as rows: the tape adds them into the input's gradient
+    /// (the same sums as `backward` when nothing else feeds that gradient).
+    fn grad_rows(&self) -> Option<&[usize]> {
+        (self.dim == 0 && self.in_shape.len() == 2).then(|| &self.idx[..])
+    }
     fn backward(&self, _: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
         let (outer, size, inner) = around(&self.in_shape, self.dim);
         let mut dx = crate::storage::zeros(outer * size * inner);

@@ -262,13 +262,13 @@ impl<E: Element> Stack<E> {
         let p = self.cells[idx].prepare(self.kind)?;
         let (a, b, _) = x.dims3()?;
         let (seq_len, batch) = if bf { (b, a) } else { (a, b) };
-        // All time steps at once, time-major: step t is the contiguous row block t·N...
+        // All time steps at once (or the projected table each step picks from), time-major.
         let gx = p.project_sequence(x, bf)?;
         let mut outs: Vec<Option<Tensor<E>>> = vec![None; seq_len];
         let mut state = init;
         for s in 0..seq_len {
             let t = if reverse { seq_len - 1 - s } else { s };
-            let gx_t = gx.narrow(0, t * batch, batch)?;
+            let gx_t = gx.step(t, batch)?;
             let next = step(self.kind, &p, &gx_t, &state)?;
             let mask_h = masks.and_then(|m| m.h.at(t));
             outs[t] = Some(match mask_h {
