@@ -13,14 +13,25 @@
 //! same order. Every chunk is one block, and the rows after the last chunk are added a block
 //! at a time, so where the products go through `matrixmultiply` the chunked sum has the bits
 //! of the single product over all stacked rows, whichever thread computes which chunk.
+//!
+//! Where an `f32` panel kernel exists and `g` fills whole panels ([`panel_tiles`]), each
+//! chunk's product goes through it instead, from the pairs themselves: the `a`s transposed
+//! side by side, the `g`s' rows packed into panels, no stacked copy for `matrixmultiply` to
+//! pack again. Over a chunk's depth the panel kernel gives `matrixmultiply`'s bits, and the
+//! chunks are still added in order (one chunk's rows at a time on one thread too), so the
+//! gradient is the same either way. That route forms `aᵀ g` row-major; the sum is transposed
+//! once at the end when the weight is read transposed (`x.matmul(&w.t())`).
 
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::element::Element;
+use crate::element::{Element, PanelTiles};
 use crate::error::Result;
 use crate::helper::{background, Background};
 use crate::layout::Layout;
+use crate::ops::gemm::MatRef;
+use crate::panel;
 use crate::tensor::{Tensor, TensorId};
+use crate::twin::transpose_into;
 
 /// A factor pair `(a, g)` standing for the product `aᵀ g`.
 type Factors<E> = (Tensor<E>, Tensor<E>);
@@ -41,6 +52,9 @@ struct Recorded<E: Element> {
     /// No more chunks for this tensor: a pair of a chunk's rows or more came, or chunks would
     /// not pay (a small gradient, or products on one thread).
     unchunked: bool,
+    /// The panel kernel every chunk's product goes through (see [`panel_tiles`]), or `None`
+    /// for `matrixmultiply`: decided by the first pair's shapes, which every pair shares.
+    tiles: Option<PanelTiles<E>>,
 }
 
 /// Factor pairs per tensor id.
@@ -55,6 +69,110 @@ fn stacked_product<E: Element>(pairs: &[Factors<E>], like: &Layout) -> Result<Te
     let _no_grad = crate::tape::no_grad();
     let (a, g) = stacked(pairs)?;
     crate::ops::matmul::at_g_like(&a, &g, like)
+}
+
+/// The panel kernel that forms `Σ aᵀ g` for factors of `a_cols` and `n` columns, if this
+/// build and CPU have one for `E` and the product is a large one whose right-hand side
+/// packs into whole panels (`n` a multiple of [`panel::NR`]).
+///
+/// A chunk is at most [`CHUNK_ROWS`] stacked rows deep, and over such a depth the panel
+/// kernel's sums are `matrixmultiply`'s bits (see [`panel`]), so either route gives the same
+/// gradient. On the AVX2 machine (one thread) B1's 256x256x1024 chunk took 1.45–1.51 ms
+/// through panels against 1.67–1.78 through `matrixmultiply`, B4's 128x256x384 0.27 against
+/// 0.29–0.30; B2's 200 columns of `a` gained nothing and stay on `matrixmultiply`
+/// (800 columns of `g`: twelve whole panels and a ragged one).
+fn panel_tiles<E: Element>(a_cols: usize, n: usize) -> Option<PanelTiles<E>> {
+    let tiles = E::panel_tile()?;
+    (n.is_multiple_of(panel::NR)
+        && a_cols.is_multiple_of(panel::MR)
+        && a_cols * n * CHUNK_ROWS >= CHUNK_MIN_FMAS)
+        .then_some(tiles)
+}
+
+/// `Σ aᵀ g` over `pairs` (at most [`CHUNK_ROWS`] rows in all) as a row-major
+/// `[a_cols, n]` tensor, through the panel kernel: the `a`s are transposed side by side into
+/// one row-major `aᵀ` and the `g`s' rows packed into panels, each copied once (where the
+/// `matrixmultiply` route stacks them, then packs them again).
+fn panel_product<E: Element>(tiles: PanelTiles<E>, pairs: &[Factors<E>]) -> Result<Tensor<E>> {
+    let (a_cols, n) = (pairs[0].0.shape()[1], pairs[0].1.shape()[1]);
+    let rows: usize = pairs.iter().map(|(a, _)| a.shape()[0]).sum();
+    debug_assert!(rows <= CHUNK_ROWS);
+    // every element of both is written below
+    let mut at = crate::storage::overwritable(a_cols * rows);
+    let mut panels = crate::storage::overwritable(rows * n);
+    let mut row0 = 0;
+    for (a, g) in pairs {
+        let r = a.shape()[0];
+        transpose_into(&a.contiguous_data(), r, a_cols, &mut at[row0..], rows);
+        panel::pack_rows(&g.contiguous_data(), (rows, n), row0, &mut panels);
+        row0 += r;
+    }
+    let mut out = crate::storage::overwritable(a_cols * n);
+    let a_t = MatRef {
+        data: &at,
+        rs: rows,
+        cs: 1,
+    };
+    panel::product(tiles, (a_cols, rows, n), 0, a_t, &panels, &mut out, n);
+    crate::storage::give(at);
+    crate::storage::give(panels);
+    Ok(crate::ops::constant(out, &[a_cols, n]))
+}
+
+/// A chunk's product: laid out like `like` through `matrixmultiply`, or row-major through
+/// panels when `tiles` is given (then [`laid_out_like`] makes the sum look like `like`).
+fn chunk_product<E: Element>(
+    tiles: Option<PanelTiles<E>>,
+    pairs: &[Factors<E>],
+    like: &Layout,
+) -> Result<Tensor<E>> {
+    match tiles {
+        Some(tiles) => panel_product(tiles, pairs),
+        None => stacked_product(pairs, like),
+    }
+}
+
+/// The row-major `[k, n]` sum of panel-route chunks, laid out like `like`: as it is, or as a
+/// contiguous `[n, k]` transpose seen through `.t()` when `like` is column-major (the `w.t()`
+/// of `x.matmul(&w.t())`), as [`matmul::at_g_like`](crate::ops::matmul::at_g_like) lays it
+/// out. One transpose per gradient, after the chunks are added (the sums are the same).
+fn laid_out_like<E: Element>(sum: Tensor<E>, like: &Layout) -> Result<Tensor<E>> {
+    let s = like.strides();
+    if s.len() == 2 && s[0] == 1 && s[1] > 1 {
+        let (k, n) = (sum.shape()[0], sum.shape()[1]);
+        let mut t = crate::storage::overwritable(k * n);
+        transpose_into(&sum.contiguous_data(), k, n, &mut t, k);
+        crate::ops::constant(t, &[n, k]).t()
+    } else {
+        Ok(sum)
+    }
+}
+
+/// `pairs` cut into groups of at most [`CHUNK_ROWS`] stacked rows (a pair crossing a group's
+/// end is narrowed into both), in order.
+fn chunk_groups<E: Element>(pairs: &[Factors<E>]) -> Result<Vec<Vec<Factors<E>>>> {
+    let mut groups: Vec<Vec<Factors<E>>> = Vec::new();
+    let mut open = CHUNK_ROWS;
+    for (a, g) in pairs {
+        let mut start = 0;
+        let rows = a.shape()[0];
+        while start < rows {
+            if open == CHUNK_ROWS {
+                groups.push(Vec::new());
+                open = 0;
+            }
+            let len = (CHUNK_ROWS - open).min(rows - start);
+            let last = groups.last_mut().expect("one group at least");
+            if start == 0 && len == rows {
+                last.push((a.clone(), g.clone()));
+            } else {
+                last.push((a.narrow(0, start, len)?, g.narrow(0, start, len)?));
+            }
+            open += len;
+            start += len;
+        }
+    }
+    Ok(groups)
 }
 
 /// The `a`s and the `g`s of `pairs`, stacked by rows.
@@ -95,6 +213,7 @@ impl<E: Element> DeferredProducts<E> {
             open: Vec::new(),
             open_rows: 0,
             unchunked: false,
+            tiles: panel_tiles::<E>(a.shape()[1], g.shape()[1]),
         });
         let rows = a.shape()[0];
         r.unchunked |= rows >= CHUNK_ROWS
@@ -107,11 +226,12 @@ impl<E: Element> DeferredProducts<E> {
         }
         let head = CHUNK_ROWS - r.open_rows;
         let rest = rows - head;
+        let tiles = r.tiles;
         r.open.push((a.narrow(0, 0, head)?, g.narrow(0, 0, head)?));
         let pairs = std::mem::take(&mut r.open);
         let like = like.clone();
         r.chunks
-            .push(background(move || stacked_product(&pairs, &like)));
+            .push(background(move || chunk_product(tiles, &pairs, &like)));
         r.open_rows = rest;
         if rest > 0 {
             r.open
@@ -129,12 +249,20 @@ impl<E: Element> DeferredProducts<E> {
         let Some(r) = self.recorded.remove(&id) else {
             return Ok(None);
         };
-        if r.chunks.is_empty() {
+        let tiles = r.tiles;
+        if r.chunks.is_empty() && tiles.is_none() {
             return stacked_product(&r.open, like).map(Some);
         }
         let mut sum: Option<Tensor<E>> = None;
         for part in r.chunks.into_iter().map(Background::join) {
             sum = Some(accumulate(sum, part?)?);
+        }
+        if let Some(tiles) = tiles {
+            let _no_grad = crate::tape::no_grad();
+            for group in chunk_groups(&r.open)? {
+                sum = Some(accumulate(sum, panel_product(tiles, &group)?)?);
+            }
+            return sum.map(|s| laid_out_like(s, like)).transpose();
         }
         if r.open_rows > 0 {
             let (a, g) = stacked(&r.open)?;

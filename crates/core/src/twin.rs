@@ -55,30 +55,44 @@ impl<E: Element> Twin<E> {
     }
 }
 
-/// The row-major `[cols, rows]` transpose of a row-major `[rows, cols]` matrix, eight source
-/// columns at a time: each source row gives one element to each of eight output rows, so
-/// reads stay sequential and eight write streams advance together (a 1024x256 matrix took
-/// 64 µs this way and 675 µs in 16x16 tiles, whose column-wise writes were 4 KiB apart).
+/// The row-major `[cols, rows]` transpose of a row-major `[rows, cols]` matrix (see
+/// [`transpose_into`]).
 fn transpose<E: Element>(src: &[E], rows: usize, cols: usize) -> Vec<E> {
-    const W: usize = 8;
     // every element is written below
     let mut out = crate::storage::overwritable(rows * cols);
+    transpose_into(src, rows, cols, &mut out, rows);
+    out
+}
+
+/// Writes the transpose of `src`, a row-major `[rows, cols]` matrix, into `dst` with row
+/// stride `ld` (`dst[c * ld + r] = src[r * cols + c]`; with `ld > rows` the columns
+/// `rows..ld` of `dst` are left as they are), eight source columns at a time: each source row
+/// gives one element to each of eight output rows, so reads stay sequential and eight write
+/// streams advance together (a 1024x256 matrix took 64 µs this way and 675 µs in 16x16
+/// tiles, whose column-wise writes were 4 KiB apart).
+pub(crate) fn transpose_into<E: Element>(
+    src: &[E],
+    rows: usize,
+    cols: usize,
+    dst: &mut [E],
+    ld: usize,
+) {
+    const W: usize = 8;
+    debug_assert!(ld >= rows && src.len() == rows * cols);
     let full = cols / W * W;
     for c0 in (0..full).step_by(W) {
-        let dst = &mut out[c0 * rows..(c0 + W) * rows];
         for (r, row) in src.chunks_exact(cols).enumerate() {
             let s: &[E; W] = row[c0..c0 + W].try_into().expect("eight columns");
             for (j, &v) in s.iter().enumerate() {
-                dst[j * rows + r] = v;
+                dst[(c0 + j) * ld + r] = v;
             }
         }
     }
     for c in full..cols {
         for (r, row) in src.chunks_exact(cols).enumerate() {
-            out[c * rows + r] = row[c];
+            dst[c * ld + r] = row[c];
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -114,5 +128,19 @@ mod tests {
                 assert_eq!(t[c * rows + r], src[r * cols + c]);
             }
         }
+    }
+
+    #[test]
+    fn a_transpose_into_a_wider_buffer_fills_its_own_columns_only() {
+        // two 3x2 blocks side by side in a [2, 7] buffer: columns 0..3 and 3..6, column 6 kept
+        let a: Vec<f32> = (0..6).map(|i| i as f32).collect();
+        let b: Vec<f32> = (0..6).map(|i| 10.0 + i as f32).collect();
+        let mut dst = vec![-1.0f32; 14];
+        transpose_into(&a, 3, 2, &mut dst, 7);
+        transpose_into(&b, 3, 2, &mut dst[3..], 7);
+        assert_eq!(
+            dst,
+            [0., 2., 4., 10., 12., 14., -1., 1., 3., 5., 11., 13., 15., -1.]
+        );
     }
 }

@@ -209,6 +209,25 @@ pub(crate) fn pack<E: Element>(k: usize, n: usize, b: MatRef<E>) -> Vec<E> {
     out
 }
 
+/// Packs rows `row0..row0 + r` of a `k x n` right-hand side into `panels`, laid out as
+/// [`pack`] lays out the whole matrix; `src` holds those `r` rows, row-major. `n` must be a
+/// multiple of [`NR`] (no panel is padded), so that the rows of several sources can be
+/// packed one source after the other (the stacked gradient factors of `deferred.rs`).
+pub(crate) fn pack_rows<E: Element>(
+    src: &[E],
+    (k, n): (usize, usize),
+    row0: usize,
+    panels: &mut [E],
+) {
+    debug_assert!(n.is_multiple_of(NR) && src.len().is_multiple_of(n) && panels.len() == k * n);
+    for (p, row) in src.chunks_exact(n).enumerate() {
+        for (q, cols) in row.chunks_exact(NR).enumerate() {
+            let dst = (q * k + row0 + p) * NR;
+            panels[dst..dst + NR].copy_from_slice(cols);
+        }
+    }
+}
+
 /// `c = a @ b` for `a: m x k` and `b` given as the panels of a `k x n` matrix (see [`pack`]),
 /// writing the `m x n` result into `c` with row stride `ldc`. Only columns `j0..n` are
 /// computed when `j0 > 0` (a multiple of [`NR`]); they land in `c` from its column 0.

@@ -54,6 +54,26 @@ fn packing_reads_every_layout_of_b() {
     }
 }
 
+#[test]
+fn rows_packed_source_by_source_equal_the_whole_packed_at_once() {
+    // a 7 x 128 rhs (two panels) packed as rows 0..3 then 3..7 from two sources
+    let (k, n) = (7, 2 * NR);
+    let b: Vec<f64> = (0..k * n).map(|x| x as f64).collect();
+    let whole = pack(
+        k,
+        n,
+        MatRef {
+            data: &b,
+            rs: n,
+            cs: 1,
+        },
+    );
+    let mut parts = vec![-1.0; k * n];
+    pack_rows(&b[..3 * n], (k, n), 0, &mut parts);
+    pack_rows(&b[3 * n..], (k, n), 3, &mut parts);
+    assert_eq!(parts, whole);
+}
+
 /// The row-major `m x k` matrix `a` stored column-major.
 fn column_major<E: Copy>(a: &[E], m: usize, k: usize) -> Vec<E> {
     (0..m * k).map(|x| a[(x % m) * k + x / m]).collect()
