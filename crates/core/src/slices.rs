@@ -165,56 +165,55 @@ fn scatter<E: Element>(
 /// Adds `g`, the gradient of the slice at `start` along `dim`, into `acc`, a gradient of shape
 /// `shape` accumulated so far, in place when the buffer is ours.
 fn add_into_slice<E: Element>(
-    mut acc: Tensor<E>,
+    acc: Tensor<E>,
     shape: &[usize],
     dim: usize,
     start: usize,
     g: &Tensor<E>,
 ) -> Result<Tensor<E>> {
-    let add = |a: &mut E, b: E| *a += b;
-    if let Some(inner) = std::sync::Arc::get_mut(&mut acc.inner) {
-        if inner.layout.is_contiguous() && inner.layout.offset() == 0 {
-            if let Some(data) = std::sync::Arc::get_mut(&mut inner.data) {
-                if data.len() == crate::layout::numel(shape) {
-                    scatter(data, shape, dim, start, g, add);
-                    return Ok(acc);
-                }
-            }
-        }
-    }
-    let mut data = acc.to_vec();
-    scatter(&mut data, shape, dim, start, g, add);
-    Tensor::from_vec(data, shape)
+    update(acc, shape, |data| {
+        scatter(data, shape, dim, start, g, |a: &mut E, b| *a += b)
+    })
 }
 
-/// Adds row `j` of `g` into row `rows[j]` of `acc` (2-D, `cols` columns), in order: in place
-/// when `acc`'s buffer is ours and contiguous from offset 0, else into a copy.
+/// Adds row `j` of `g` into row `rows[j]` of `acc` (2-D, `shape[1]` columns), in order, in
+/// place when the buffer is ours.
 fn add_rows_into<E: Element>(
-    mut acc: Tensor<E>,
+    acc: Tensor<E>,
     shape: &[usize],
     rows: &[usize],
     g: &Tensor<E>,
 ) -> Result<Tensor<E>> {
     let cols = shape[1].max(1);
     let gd = g.contiguous_data();
-    let add = |data: &mut [E]| {
+    update(acc, shape, |data| {
         for (&i, src) in rows.iter().zip(gd.chunks_exact(cols)) {
             for (d, &v) in data[i * cols..(i + 1) * cols].iter_mut().zip(src) {
                 *d += v;
             }
         }
-    };
+    })
+}
+
+/// `acc` (of shape `shape`) after `f` has changed its elements in row-major order: in `acc`'s
+/// own buffer when nothing else holds it and it is laid out contiguously from offset 0, else
+/// in a copy.
+fn update<E: Element>(
+    mut acc: Tensor<E>,
+    shape: &[usize],
+    f: impl FnOnce(&mut [E]),
+) -> Result<Tensor<E>> {
     if let Some(inner) = std::sync::Arc::get_mut(&mut acc.inner) {
         if inner.layout.is_contiguous() && inner.layout.offset() == 0 {
             if let Some(data) = std::sync::Arc::get_mut(&mut inner.data) {
                 if data.len() == crate::layout::numel(shape) {
-                    add(data);
+                    f(data);
                     return Ok(acc);
                 }
             }
         }
     }
     let mut data = acc.to_vec();
-    add(&mut data);
+    f(&mut data);
     Tensor::from_vec(data, shape)
 }

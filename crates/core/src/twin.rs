@@ -81,10 +81,12 @@ pub(crate) fn transpose_into<E: Element>(
     debug_assert!(ld >= rows && src.len() == rows * cols);
     let full = cols / W * W;
     for c0 in (0..full).step_by(W) {
+        // the eight output rows this strip writes (the last one up to its `rows` columns)
+        let strip = &mut dst[c0 * ld..(c0 + W - 1) * ld + rows];
         for (r, row) in src.chunks_exact(cols).enumerate() {
             let s: &[E; W] = row[c0..c0 + W].try_into().expect("eight columns");
             for (j, &v) in s.iter().enumerate() {
-                dst[(c0 + j) * ld + r] = v;
+                strip[j * ld + r] = v;
             }
         }
     }
