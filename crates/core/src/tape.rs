@@ -307,85 +307,91 @@ impl<E: Element> Tensor<E> {
             };
             match &t.inner.grad {
                 GradSlot::Leaf => store.accumulate(t.id(), g)?,
-                GradSlot::Node(node) if node.op.grad_slice().is_some() => {
-                    let (dim, start) = node.op.grad_slice().unwrap_or_default();
-                    let input = &node.inputs[0];
-                    if input.tracks_grad() {
-                        check_grad_slice(node.op.name(), input.shape(), dim, start, g.shape())?;
-                        crate::anomaly::check_backward(
-                            node.op.name(),
-                            &node.inputs,
-                            &smallvec::smallvec![Some(g.clone())],
-                        )?;
-                        let acc = pending.remove(&input.id());
-                        let sum = Pending::add_slice(acc, input.shape(), dim, start, &g)?;
-                        pending.insert(input.id(), sum);
+                GradSlot::Node(node) => match placed(node.op.as_ref()) {
+                    Some(place) => {
+                        let input = &node.inputs[0];
+                        if input.tracks_grad() {
+                            let name = node.op.name();
+                            match place {
+                                Placed::Slice(dim, start) => {
+                                    check_grad_slice(name, input.shape(), dim, start, g.shape())?
+                                }
+                                Placed::Rows(rows) => {
+                                    check_grad_rows(name, input.shape(), rows, g.shape())?
+                                }
+                            }
+                            crate::anomaly::check_backward(
+                                name,
+                                &node.inputs,
+                                &smallvec::smallvec![Some(g.clone())],
+                            )?;
+                            let acc = pending.remove(&input.id());
+                            let sum = match place {
+                                Placed::Slice(dim, start) => {
+                                    Pending::add_slice(acc, input.shape(), dim, start, &g)?
+                                }
+                                Placed::Rows(rows) => {
+                                    Pending::add_rows(acc, input.shape(), rows, &g)?
+                                }
+                            };
+                            pending.insert(input.id(), sum);
+                        }
                     }
-                }
-                GradSlot::Node(node) if node.op.grad_rows().is_some() => {
-                    let rows = node.op.grad_rows().unwrap_or_default();
-                    let input = &node.inputs[0];
-                    if input.tracks_grad() {
-                        check_grad_rows(node.op.name(), input.shape(), rows, g.shape())?;
-                        crate::anomaly::check_backward(
-                            node.op.name(),
-                            &node.inputs,
-                            &smallvec::smallvec![Some(g.clone())],
-                        )?;
-                        let acc = pending.remove(&input.id());
-                        let sum = Pending::add_rows(acc, input.shape(), rows, &g)?;
-                        pending.insert(input.id(), sum);
-                    }
-                }
-                GradSlot::Node(node) => {
-                    let name = node.op.name();
-                    let defer = node
-                        .op
-                        .deferred_input(&node.inputs)
-                        .filter(|&i| node.inputs.get(i).is_some_and(|x| x.tracks_grad()));
-                    let input_grads = match defer {
-                        Some(i) => {
-                            let (grads, a, ga) = node
-                                .op
-                                .backward_deferring(&node.inputs, &g)
-                                .with_context(|| format!("backward of {name}"))?;
-                            let (m, rows) = (a.dims2()?, ga.dims2()?);
-                            let want = node.inputs[i].shape();
-                            if m.0 != rows.0 || want != [m.1, rows.1] {
-                                return Err(Error::Backward(format!(
+                    None => {
+                        let name = node.op.name();
+                        let defer = node
+                            .op
+                            .deferred_input(&node.inputs)
+                            .filter(|&i| node.inputs.get(i).is_some_and(|x| x.tracks_grad()));
+                        let input_grads = match defer {
+                            Some(i) => {
+                                let (grads, a, ga) =
+                                    node.op
+                                        .backward_deferring(&node.inputs, &g)
+                                        .with_context(|| format!("backward of {name}"))?;
+                                let (m, rows) = (a.dims2()?, ga.dims2()?);
+                                let want = node.inputs[i].shape();
+                                if m.0 != rows.0 || want != [m.1, rows.1] {
+                                    return Err(Error::Backward(format!(
                                     "op {name} deferred factors {:?} and {:?} for an input of shape {want:?}",
                                     a.shape(),
                                     ga.shape()
                                 )));
+                                }
+                                deferred.push(
+                                    node.inputs[i].id(),
+                                    a,
+                                    ga,
+                                    node.inputs[i].layout(),
+                                )?;
+                                grads
                             }
-                            deferred.push(node.inputs[i].id(), a, ga, node.inputs[i].layout())?;
-                            grads
-                        }
-                        None => node
-                            .op
-                            .backward(&node.inputs, &g)
-                            .with_context(|| format!("backward of {name}"))?,
-                    };
-                    crate::anomaly::check_backward(name, &node.inputs, &input_grads)?;
-                    for (input, ig) in node.inputs.iter().zip(input_grads) {
-                        let Some(ig) = ig else { continue };
-                        if !input.tracks_grad() {
-                            continue;
-                        }
-                        if ig.shape() != input.shape() {
-                            return Err(Error::Backward(format!(
+                            None => node
+                                .op
+                                .backward(&node.inputs, &g)
+                                .with_context(|| format!("backward of {name}"))?,
+                        };
+                        crate::anomaly::check_backward(name, &node.inputs, &input_grads)?;
+                        for (input, ig) in node.inputs.iter().zip(input_grads) {
+                            let Some(ig) = ig else { continue };
+                            if !input.tracks_grad() {
+                                continue;
+                            }
+                            if ig.shape() != input.shape() {
+                                return Err(Error::Backward(format!(
                                 "op {name} returned a gradient of shape {:?} for an input of shape {:?}",
                                 ig.shape(),
                                 input.shape()
                             )));
+                            }
+                            let sum = match pending.remove(&input.id()) {
+                                Some(prev) => add_into(prev.into_tensor(input.shape())?, &ig)?,
+                                None => ig,
+                            };
+                            pending.insert(input.id(), Pending::Whole(sum));
                         }
-                        let sum = match pending.remove(&input.id()) {
-                            Some(prev) => add_into(prev.into_tensor(input.shape())?, &ig)?,
-                            None => ig,
-                        };
-                        pending.insert(input.id(), Pending::Whole(sum));
                     }
-                }
+                },
                 GradSlot::None => {}
             }
         }
@@ -444,6 +450,24 @@ pub(crate) fn add_into<E: Element>(mut acc: Tensor<E>, g: &Tensor<E>) -> Result<
         *a += *b;
     }
     Ok(acc)
+}
+
+/// Where an op's only input gets its gradient placed by the tape instead of `backward`
+/// ([`Op::grad_slice`], [`Op::grad_rows`]).
+#[derive(Clone, Copy)]
+enum Placed<'a> {
+    /// At `start` along `dim`.
+    Slice(usize, usize),
+    /// Row `j` of the gradient into row `rows[j]`.
+    Rows(&'a [usize]),
+}
+
+/// How `op` has its input's gradient placed, if it does.
+fn placed<E: Element>(op: &dyn Op<E>) -> Option<Placed<'_>> {
+    match op.grad_slice() {
+        Some((dim, start)) => Some(Placed::Slice(dim, start)),
+        None => op.grad_rows().map(Placed::Rows),
+    }
 }
 
 /// Checks a `grad_rows` report against the input and gradient shapes (a custom op may
