@@ -72,8 +72,10 @@ fn stacked_product<E: Element>(pairs: &[Factors<E>], like: &Layout) -> Result<Te
 }
 
 /// The panel kernel that forms `Σ aᵀ g` for factors of `a_cols` and `n` columns, if this
-/// build and CPU have one for `E` and the product is a large one whose right-hand side
-/// packs into whole panels (`n` a multiple of [`panel::NR`]).
+/// build and CPU have one for `E` and the product is a large one in whole tiles: its
+/// right-hand side packs into whole panels (`n` a multiple of [`panel::NR`]) and `aᵀ` into
+/// whole blocks of rows (`a_cols` a multiple of [`panel::MR`]), so no tile goes through the
+/// kernel's buffer for ragged edges.
 ///
 /// A chunk is at most [`CHUNK_ROWS`] stacked rows deep, and over such a depth the panel
 /// kernel's sums are `matrixmultiply`'s bits (see [`panel`]), so either route gives the same
@@ -242,9 +244,10 @@ impl<E: Element> DeferredProducts<E> {
 
     /// The sum of the products recorded for `id`, if any, laid out like `like`, the tensor it
     /// is the gradient of: the chunks' products added in the order they were recorded, then
-    /// those of the rows after the last chunk, one chunk's rows at a time (one product when
-    /// there was no chunk), so that every sum is added in the order one product over the
-    /// whole stack would add it.
+    /// those of the rows after the last chunk, one chunk's rows at a time ([`chunk_groups`];
+    /// one `matrixmultiply` product over them all when there was no chunk and no panel
+    /// kernel), so that every sum is added in the order one product over the whole stack
+    /// would add it.
     pub(crate) fn take(&mut self, id: TensorId, like: &Layout) -> Result<Option<Tensor<E>>> {
         let Some(r) = self.recorded.remove(&id) else {
             return Ok(None);
@@ -257,25 +260,14 @@ impl<E: Element> DeferredProducts<E> {
         for part in r.chunks.into_iter().map(Background::join) {
             sum = Some(accumulate(sum, part?)?);
         }
-        if let Some(tiles) = tiles {
-            let _no_grad = crate::tape::no_grad();
-            for group in chunk_groups(&r.open)? {
-                sum = Some(accumulate(sum, panel_product(tiles, &group)?)?);
-            }
-            return sum.map(|s| laid_out_like(s, like)).transpose();
+        let _no_grad = crate::tape::no_grad();
+        for group in chunk_groups(&r.open)? {
+            sum = Some(accumulate(sum, chunk_product(tiles, &group, like)?)?);
         }
-        if r.open_rows > 0 {
-            let (a, g) = stacked(&r.open)?;
-            for start in (0..r.open_rows).step_by(CHUNK_ROWS) {
-                let len = CHUNK_ROWS.min(r.open_rows - start);
-                let part = stacked_product(
-                    &[(a.narrow(0, start, len)?, g.narrow(0, start, len)?)],
-                    like,
-                )?;
-                sum = Some(accumulate(sum, part)?);
-            }
+        match (sum, tiles) {
+            (Some(sum), Some(_)) => laid_out_like(sum, like).map(Some),
+            (sum, _) => Ok(sum),
         }
-        Ok(sum)
     }
 }
 

@@ -514,9 +514,14 @@ fn a_weight_used_at_every_step_gets_the_bits_of_one_product_over_the_stacked_ste
             .build()
             .unwrap();
         pool.install(|| {
-            for transposed in [false, true] {
-                // the gradient has 64 rows either way (panel kernels only from a second read)
-                let (k, n) = if transposed { (128, 64) } else { (64, 128) };
+            // factors whose `g` fills whole 64-column panels take the panel kernel where the CPU
+            // has one (`deferred::panel_tiles`); 100 and 130 columns take `matrixmultiply`
+            for (transposed, (k, n)) in [
+                (false, (64, 128)),
+                (true, (128, 64)),
+                (false, (100, 130)),
+                (true, (130, 100)),
+            ] {
                 let w = if transposed {
                     rnd(&[n, k], 90).cast::<f32>().requires_grad()
                 } else {
@@ -569,7 +574,7 @@ fn a_weight_used_at_every_step_gets_the_bits_of_one_product_over_the_stacked_ste
                 assert_eq!(
                     (got.len(), differ),
                     (want.len(), 0),
-                    "threads {threads}, transposed {transposed}: largest difference {worst}"
+                    "threads {threads}, transposed {transposed}, k {k}, n {n}: largest difference {worst}"
                 );
             }
         });

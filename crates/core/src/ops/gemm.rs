@@ -364,33 +364,31 @@ mod tests {
         // a(i, p) stored transposed at p * m + i, and b(p, j) at j * k + p
         let at: Vec<E> = (0..m * k).map(|x| a[(x % m) * k + x / m]).collect();
         let bt: Vec<E> = (0..k * n).map(|x| b[(x % k) * n + x / k]).collect();
+        /// A `rows x cols` matrix given row-major (`plain`) or stored transposed (`t`).
+        fn view<'a, E>(
+            plain: &'a [E],
+            t: &'a [E],
+            transposed: bool,
+            rows: usize,
+            cols: usize,
+        ) -> MatRef<'a, E> {
+            if transposed {
+                MatRef {
+                    data: t,
+                    rs: 1,
+                    cs: rows,
+                }
+            } else {
+                MatRef {
+                    data: plain,
+                    rs: cols,
+                    cs: 1,
+                }
+            }
+        }
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let am = if ta {
-                MatRef {
-                    data: &at[..],
-                    rs: 1,
-                    cs: m,
-                }
-            } else {
-                MatRef {
-                    data: a,
-                    rs: k,
-                    cs: 1,
-                }
-            };
-            let bm = if tb {
-                MatRef {
-                    data: &bt[..],
-                    rs: 1,
-                    cs: k,
-                }
-            } else {
-                MatRef {
-                    data: b,
-                    rs: n,
-                    cs: 1,
-                }
-            };
+            let am = view(a, &at, ta, m, k);
+            let bm = view(b, &bt, tb, k, n);
             for threads in 1..=max_threads {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
