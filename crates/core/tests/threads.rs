@@ -150,3 +150,57 @@ fn join_carries_grad_mode_and_anomaly_reports_to_the_other_thread() {
         assert_eq!((p, q, r), (1, 2, 3));
     });
 }
+
+#[test]
+fn map_claimed_keeps_the_order_runs_each_item_once_and_shares_the_items() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let calls = AtomicUsize::new(0);
+    let (squares, others) = pool.install(|| {
+        let me = thread::current().id();
+        let others = AtomicUsize::new(0);
+        let squares = retrograd_core::threads::map_claimed((0..40u64).collect(), |i| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            if i == 0 {
+                // the caller takes the first item; while it sleeps the worker takes the rest
+                thread::sleep(std::time::Duration::from_millis(30));
+            }
+            if thread::current().id() != me {
+                others.fetch_add(1, Ordering::Relaxed);
+            }
+            i * i
+        });
+        (squares, others.into_inner())
+    });
+    assert_eq!(squares, (0..40u64).map(|i| i * i).collect::<Vec<_>>());
+    assert_eq!(calls.into_inner(), 40);
+    assert!(others > 0, "the pool's worker took no item");
+
+    // one thread in the pool, or inside a join: everything on the caller, in order
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let on_caller = |pool: &rayon::ThreadPool, nested: bool| {
+        pool.install(|| {
+            let me = thread::current().id();
+            let run = || {
+                let ids = retrograd_core::threads::map_claimed(vec![3, 1, 2], |i| {
+                    (i, thread::current().id())
+                });
+                ids.iter().all(|(_, t)| *t == thread::current().id())
+                    && ids.iter().map(|(i, _)| *i).eq([3, 1, 2])
+            };
+            if nested {
+                retrograd_core::threads::join(run, || ()).0
+            } else {
+                run() && thread::current().id() == me
+            }
+        })
+    };
+    assert!(on_caller(&one, false));
+    assert!(on_caller(&pool, true));
+}

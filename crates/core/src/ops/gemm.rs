@@ -221,7 +221,8 @@ fn block(len: usize, parts: usize, i: usize) -> (usize, usize) {
     (i * q + i.min(r), q + usize::from(i < r))
 }
 
-/// Row blocks of `c`, one per thread; the calling thread computes the first.
+/// Row blocks of `c`, one per thread, shared through [`crate::threads::map_claimed`] (the
+/// calling thread starts with the first; a block a late worker has not taken is computed here).
 fn split_rows<E: Element>(
     m: usize,
     k: usize,
@@ -232,21 +233,22 @@ fn split_rows<E: Element>(
     threads: usize,
 ) {
     let parts = threads.min(m);
-    let (_, rows0) = block(m, parts, 0);
-    let (first, mut rest) = c.split_at_mut(rows0 * n);
-    rayon::in_place_scope(|s| {
-        for i in 1..parts {
+    let mut rest = c;
+    let blocks: Vec<(usize, usize, &mut [E])> = (0..parts)
+        .map(|i| {
             let (i0, rows) = block(m, parts, i);
             let (head, tail) = std::mem::take(&mut rest).split_at_mut(rows * n);
             rest = tail;
-            s.spawn(move |_| serial(rows, k, n, a.rows_from(i0), b, head, n));
-        }
-        serial(rows0, k, n, a, b, first, n);
+            (i0, rows, head)
+        })
+        .collect();
+    crate::threads::map_claimed(blocks, |(i0, rows, out)| {
+        serial(rows, k, n, a.rows_from(i0), b, out, n)
     });
 }
 
-/// Column blocks of `c`, one per thread: the calling thread computes the first in place, the
-/// others go to scratch blocks that are copied in afterwards.
+/// Column blocks of `c`, one per thread, shared like [`split_rows`]: the first is written into
+/// `c` in place, the others into scratch blocks that are copied in afterwards.
 fn split_cols<E: Element>(
     m: usize,
     k: usize,
@@ -257,21 +259,25 @@ fn split_cols<E: Element>(
     threads: usize,
 ) {
     let parts = threads.min(n);
-    let mut scratch: Vec<(usize, usize, Vec<E>)> = (1..parts)
+    let mut first = Some(&mut *c);
+    let blocks: Vec<(usize, usize, Option<&mut [E]>)> = (0..parts)
         .map(|i| {
             let (j0, cols) = block(n, parts, i);
-            (j0, cols, crate::storage::overwritable(m * cols))
+            (j0, cols, first.take())
         })
         .collect();
-    let (_, cols0) = block(n, parts, 0);
-    rayon::in_place_scope(|s| {
-        for (j0, cols, buf) in scratch.iter_mut() {
-            let (j0, cols) = (*j0, *cols);
-            s.spawn(move |_| serial(m, k, cols, a, b.cols_from(j0), buf, cols));
+    let scratch = crate::threads::map_claimed(blocks, |(j0, cols, dest)| match dest {
+        Some(c) => {
+            serial(m, k, cols, a, b, c, n);
+            None
         }
-        serial(m, k, cols0, a, b, c, n);
+        None => {
+            let mut buf = crate::storage::overwritable(m * cols);
+            serial(m, k, cols, a, b.cols_from(j0), &mut buf, cols);
+            Some((j0, cols, buf))
+        }
     });
-    for (j0, cols, buf) in scratch {
+    for (j0, cols, buf) in scratch.into_iter().flatten() {
         for (row, src) in c.chunks_exact_mut(n).zip(buf.chunks_exact(cols)) {
             row[j0..j0 + cols].copy_from_slice(src);
         }

@@ -81,10 +81,12 @@ pub(crate) fn zip_map<E: Element>(a: &Tensor<E>, b: &Tensor<E>, f: impl Fn(E, E)
 }
 
 /// Runs `f(first_row, x_rows, out_rows, aux_rows)` over blocks of whole rows: `x` and `out`
-/// hold `row_len` elements per row, `aux` one. Large inputs are split into one block per
-/// thread of the rayon pool, the caller taking the first itself rather than waiting while pool
-/// workers wake (in B2 on two threads the fastest step went from 48.1–49.2 to 47.5–48.7 ms, six
-/// alternating runs); small ones run on the calling thread. Nothing runs when `row_len` is 0.
+/// hold `row_len` elements per row, `aux` one. Large inputs are cut into four blocks per
+/// thread that the caller and a pool worker take in turn ([`crate::threads::map_claimed`]):
+/// the caller starts at once instead of waiting while a worker wakes, and when the worker is
+/// late the caller takes its blocks. Rows are independent, so the values do not depend on who
+/// computed which block. Small inputs run on the calling thread. Nothing runs when `row_len`
+/// is 0.
 pub(crate) fn for_row_blocks<E: Element>(
     x: &[E],
     out: &mut [E],
@@ -95,6 +97,8 @@ pub(crate) fn for_row_blocks<E: Element>(
     /// From this many elements a row-wise op is split over threads (measured on B2's
     /// 400 x 10000 logits; a 2-core split pays for itself well below that).
     const PARALLEL_MIN: usize = 1 << 16;
+    /// Blocks per thread: enough that a worker starting late still finds some.
+    const BLOCKS_PER_THREAD: usize = 4;
     let rows = aux.len();
     if row_len == 0 {
         return; // no elements (and chunks of zero length are not allowed)
@@ -104,22 +108,14 @@ pub(crate) fn for_row_blocks<E: Element>(
         f(0, x, out, aux);
         return;
     }
-    let per = rows.div_ceil(threads);
-    let mut blocks = x
+    let per = rows.div_ceil(threads * BLOCKS_PER_THREAD);
+    let blocks: Vec<_> = x
         .chunks(per * row_len)
         .zip(out.chunks_mut(per * row_len))
         .zip(aux.chunks_mut(per))
-        .enumerate();
-    let Some((_, ((x0, o0), a0))) = blocks.next() else {
-        return;
-    };
-    let f = &f;
-    rayon::in_place_scope(|s| {
-        for (i, ((xb, ob), ab)) in blocks {
-            s.spawn(move |_| f(i * per, xb, ob, ab));
-        }
-        f(0, x0, o0, a0);
-    });
+        .enumerate()
+        .collect();
+    crate::threads::map_claimed(blocks, |(i, ((xb, ob), ab))| f(i * per, xb, ob, ab));
 }
 
 /// Storage and layout for a fresh contiguous op output.
