@@ -63,6 +63,15 @@ impl<E: Element> Storage<E> {
         std::mem::take(&mut self.data)
     }
 
+    /// The elements as a `Vec` (moved out, not copied), leaving this storage empty and its
+    /// derived copies dropped; for a storage about to be dropped ([`Tensor::into_vec`]).
+    ///
+    /// [`Tensor::into_vec`]: crate::Tensor::into_vec
+    pub(crate) fn take_vec(&mut self) -> Vec<E> {
+        self.forget_copies();
+        std::mem::take(&mut self.data)
+    }
+
     /// The `[cols, rows]` row-major transpose of these elements read as a row-major
     /// `[rows, cols]` matrix, from the second request on (see [`crate::twin`]).
     pub(crate) fn transposed(&self, rows: usize, cols: usize) -> Option<&[E]> {

@@ -391,6 +391,31 @@ impl<E: Element> Tensor<E> {
         }
     }
 
+    /// The elements in row-major order as a `Vec`, moved out without a copy when this is the
+    /// only handle to the tensor and to its storage and the tensor covers the whole storage in
+    /// order (a gradient taken out of a [`GradStore`](crate::GradStore), say); copied as
+    /// [`Tensor::to_vec`] does otherwise.
+    ///
+    /// ```
+    /// use retrograd_core::Tensor;
+    /// let t = Tensor::<f32>::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2])?;
+    /// let at = t.storage().as_ptr();
+    /// let v = t.into_vec();
+    /// assert_eq!(v, vec![1.0, 2.0, 3.0, 4.0]);
+    /// assert_eq!(v.as_ptr(), at); // the same buffer: no copy
+    /// # Ok::<(), retrograd_core::Error>(())
+    /// ```
+    pub fn into_vec(mut self) -> Vec<E> {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            let l = &inner.layout;
+            let whole = l.is_contiguous() && l.offset() == 0 && l.numel() == inner.data.len();
+            if let Some(storage) = Arc::get_mut(&mut inner.data).filter(|_| whole) {
+                return storage.take_vec();
+            }
+        }
+        self.to_vec()
+    }
+
     /// The elements converted to `f64`.
     pub fn to_f64_vec(&self) -> Vec<f64> {
         self.contiguous_data().iter().map(|v| v.as_f64()).collect()

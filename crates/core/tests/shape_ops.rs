@@ -416,3 +416,25 @@ fn slice_gradients_tiling_overlapping_and_mixed_with_whole_ones() {
         );
     }
 }
+
+#[test]
+fn into_vec_moves_a_sole_buffer_and_copies_a_shared_or_partial_one() {
+    let data = vec![1., 2., 3., 4., 5., 6.];
+    // the only handle: the buffer itself comes back
+    let t = Tensor::<f64>::from_vec(data.clone(), &[2, 3]).unwrap();
+    let at = t.storage().as_ptr();
+    let v = t.into_vec();
+    assert_eq!((v.as_ptr(), &v), (at, &data));
+    // another handle to the tensor, or a view sharing its storage: a copy, the original intact
+    let t = Tensor::<f64>::from_vec(data.clone(), &[2, 3]).unwrap();
+    let twin = t.clone();
+    let v = t.into_vec();
+    assert_ne!(v.as_ptr(), twin.storage().as_ptr());
+    assert_eq!((&v, twin.to_vec()), (&data, data.clone()));
+    let row = twin.narrow(0, 1, 1).unwrap();
+    drop(twin);
+    assert_eq!(row.into_vec(), vec![4., 5., 6.]); // part of the storage: copied
+                                                  // a transposed view alone on its storage still comes out in row-major order
+    let tt = Tensor::<f64>::from_vec(data, &[2, 3]).unwrap().t().unwrap();
+    assert_eq!(tt.into_vec(), vec![1., 4., 2., 5., 3., 6.]);
+}

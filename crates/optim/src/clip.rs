@@ -163,7 +163,7 @@ pub fn clip_grad_norm<'a, E: Element>(
         .collect();
     // each parameter's norm (on both threads when there are many elements), combined in
     // parameter order
-    let norms = map_split(gradients.clone(), Tensor::numel, |g| {
+    let norms = map_split(gradients, Tensor::numel, |g| {
         Ok(norm_type.norm_of(&g.contiguous_data()))
     })?;
     let total = norm_type.norm(norms.iter().copied());
@@ -184,9 +184,18 @@ pub fn clip_grad_norm<'a, E: Element>(
     if coef >= E::one() {
         return Ok(total);
     }
-    let scaled = map_split(gradients, Tensor::numel, |g| {
-        let v: Vec<E> = g.contiguous_data().iter().map(|&x| x * coef).collect();
-        Tensor::from_vec(v, g.shape())
+    // taken out of the store, a gradient nobody else holds is scaled in its own buffer
+    let taken: Vec<Tensor<E>> = present
+        .iter()
+        .filter_map(|(_, p)| grads.remove(p.id()))
+        .collect();
+    let scaled = map_split(taken, Tensor::numel, |g| {
+        let shape = g.shape().to_vec();
+        let mut v = g.into_vec();
+        for x in v.iter_mut() {
+            *x *= coef;
+        }
+        Tensor::from_vec(v, &shape)
     })?;
     for ((_, p), t) in present.iter().zip(scaled) {
         grads.insert(p.id(), t);

@@ -43,6 +43,19 @@ fn clip_l2_by_hand() {
 }
 
 #[test]
+fn clip_scales_a_sole_gradient_in_its_buffer_and_leaves_a_held_copy_alone() {
+    let (a, b, mut g) = setup();
+    let held = g.get_id(b.id()).unwrap().clone(); // the caller keeps b's gradient
+    let a_buffer = g.get_id(a.id()).unwrap().storage().as_ptr();
+    clip_grad_norm(&mut g, [&a, &b], 6.5, NormType::L2, true).unwrap();
+    let c = 6.5 / (13.0 + 1e-6);
+    assert_eq!(g.get_id(a.id()).unwrap().storage().as_ptr(), a_buffer);
+    assert_eq!(grad(&g, &a), vec![3.0 * c, 4.0 * c]);
+    assert_eq!(grad(&g, &b), vec![12.0 * c]);
+    assert_eq!(held.to_vec(), vec![12.0]);
+}
+
+#[test]
 fn clip_inf_and_p_norms_by_hand() {
     // inf: total = max(4, 12) = 12; coefficient 6 / (12 + 1e-6)
     let (a, b, mut g) = setup();
