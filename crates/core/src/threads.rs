@@ -169,10 +169,12 @@ pub fn map_claimed<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -
         }
         take_items(true);
         // wait for workers still inside an item here, so the scope's end finds them done
-        // instead of putting this thread to sleep until they wake it
+        // instead of putting this thread to sleep until they wake it; a pool thread leaves
+        // that to the scope, which runs a job nobody took itself
         let start = Instant::now();
         let mut polls = 0u32;
-        while ended.load(Ordering::Acquire) < workers {
+        let on_pool = rayon::current_thread_index().is_some();
+        while !on_pool && ended.load(Ordering::Acquire) < workers {
             std::hint::spin_loop();
             polls = polls.wrapping_add(1);
             if polls.is_multiple_of(64) {
