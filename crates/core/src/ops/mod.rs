@@ -10,6 +10,7 @@ pub(crate) mod gemm;
 pub mod index;
 pub mod join;
 pub mod loss;
+pub mod lstm_cell;
 pub mod matmul;
 pub mod reduce;
 pub mod shape;

@@ -18,7 +18,8 @@ pub(crate) struct Carry<E: Element> {
 ///
 /// * RNN: `h' = act(gx + h Whhᵀ)` (one `addmm_act`)
 /// * LSTM: `i,f,g,o = σ,σ,tanh,σ(gx + h Whhᵀ)` by column block (one `addmm_acts`); `c' = f⊙c + i⊙g`
-///   (`mul` then `addcmul`); `h' = o⊙tanh(c')`, then `h' Whrᵀ` with a projection.
+///   and `h' = o⊙tanh(c')` (one `lstm_cell`, whose rows `[h'; c']` are narrowed into the two), then
+///   `h' Whrᵀ` with a projection.
 /// * GRU: `r,z = σ(gx_{r,z} + (h Whhᵀ)_{r,z})` (`b_hr`, `b_hz` are in `gx`),
 ///   `n = tanh(gx_n + r⊙((h Whhᵀ)_n + b_hn))` (an `addcmul`), `h' = (1-z)⊙n + z⊙h`, computed as
 ///   `n + z⊙(h - n)` (one `lerp`).
@@ -44,13 +45,9 @@ pub(crate) fn step<E: Element>(
             })?;
             use Activation::{Sigmoid, Tanh};
             let gates = gx.addmm_acts(h, &p.w_hh_t, &[Sigmoid, Sigmoid, Tanh, Sigmoid])?;
-            let hs = c.shape()[1];
-            let i = gates.narrow(1, 0, hs)?;
-            let f = gates.narrow(1, hs, hs)?;
-            let g = gates.narrow(1, 2 * hs, hs)?;
-            let o = gates.narrow(1, 3 * hs, hs)?;
-            let c = f.mul(c)?.addcmul(&i, &g, 1.0)?;
-            let h = o.mul(&c.tanh())?;
+            let n = c.shape()[0];
+            let hc = gates.lstm_cell(c)?;
+            let (h, c) = (hc.narrow(0, 0, n)?, hc.narrow(0, n, n)?);
             let h = match &p.w_hr_t {
                 Some(w) => h.matmul(w)?,
                 None => h,
