@@ -37,7 +37,7 @@ pub struct LstmCell<E: Element> {
 /// A 2-D tensor's elements for row-by-row reading: its storage from the first row on, and the
 /// row stride, when each row is contiguous (a column block of a wider tensor, say); else the
 /// elements gathered in row-major order.
-fn rows<E: Element>(x: &Tensor<E>) -> (Cow<'_, [E]>, usize) {
+pub(super) fn rows<E: Element>(x: &Tensor<E>) -> (Cow<'_, [E]>, usize) {
     let l = x.layout();
     let (cols, s) = (x.shape()[1], l.strides());
     if s[1] == 1 || cols <= 1 {

@@ -7,6 +7,7 @@ pub mod binary;
 pub mod broadcast;
 pub mod dropout;
 pub(crate) mod gemm;
+pub mod gru_cell;
 pub mod index;
 pub mod join;
 pub mod loss;

@@ -20,9 +20,9 @@ pub(crate) struct Carry<E: Element> {
 /// * LSTM: `i,f,g,o = σ,σ,tanh,σ(gx + h Whhᵀ)` by column block (one `addmm_acts`); `c' = f⊙c + i⊙g`
 ///   and `h' = o⊙tanh(c')` (one `lstm_cell`, whose rows `[h'; c']` are narrowed into the two), then
 ///   `h' Whrᵀ` with a projection.
-/// * GRU: `r,z = σ(gx_{r,z} + (h Whhᵀ)_{r,z})` (`b_hr`, `b_hz` are in `gx`),
-///   `n = tanh(gx_n + r⊙((h Whhᵀ)_n + b_hn))` (an `addcmul`), `h' = (1-z)⊙n + z⊙h`, computed as
-///   `n + z⊙(h - n)` (one `lerp`).
+/// * GRU: `h Whhᵀ` (one `matmul`), then `r,z = σ(gx_{r,z} + (h Whhᵀ)_{r,z})` (`b_hr`, `b_hz` are
+///   in `gx`), `n = tanh(gx_n + r⊙((h Whhᵀ)_n + b_hn))`, `h' = (1-z)⊙n + z⊙h` computed as
+///   `n + z⊙(h - n)` (one `gru_cell`).
 pub(crate) fn step<E: Element>(
     kind: CellKind,
     p: &Prepared<E>,
@@ -56,20 +56,7 @@ pub(crate) fn step<E: Element>(
         }
         CellKind::Gru => {
             let hw = h.matmul(&p.w_hh_t)?;
-            let hs = h.shape()[1];
-            let rz = gx
-                .narrow(1, 0, 2 * hs)?
-                .add(&hw.narrow(1, 0, 2 * hs)?)?
-                .sigmoid();
-            let r = rz.narrow(1, 0, hs)?;
-            let z = rz.narrow(1, hs, hs)?;
-            let hw_n = hw.narrow(1, 2 * hs, hs)?;
-            let hw_n = match &p.b_h {
-                Some(b) => hw_n.add(b)?,
-                None => hw_n,
-            };
-            let n = gx.narrow(1, 2 * hs, hs)?.addcmul(&r, &hw_n, 1.0)?.tanh();
-            let h = n.lerp(h, &z)?;
+            let h = gx.gru_cell(&hw, h, p.b_h.as_ref())?;
             Ok(Carry { h, c: None })
         }
     }
