@@ -90,23 +90,6 @@ fn gradcheck_ternary_ops() {
     ]);
 }
 
-/// The bits of `f`'s value and of the gradients of every leaf, for a fixed upstream gradient.
-fn bits_of(
-    leaves: &[Tensor<f32>],
-    f: impl Fn(&[Tensor<f32>]) -> Result<Tensor<f32>>,
-) -> (Vec<u32>, Vec<Vec<u32>>) {
-    let y = f(leaves).unwrap();
-    let up = Tensor::<f32>::from_vec(
-        (0..y.numel()).map(|i| (i as f32 * 0.731).sin()).collect(),
-        y.shape(),
-    )
-    .unwrap();
-    let g = y.backward_with(&up).unwrap();
-    let bits = |t: &Tensor<f32>| t.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-    let grads = leaves.iter().map(|x| bits(g.get(x).unwrap())).collect();
-    (bits(&y), grads)
-}
-
 #[test]
 fn ternary_ops_have_the_bits_of_their_composites() {
     type Operands = fn(&[Tensor<f32>]) -> Result<[Tensor<f32>; 3]>;

@@ -47,6 +47,11 @@ pub(super) fn rows<E: Element>(x: &Tensor<E>) -> (Cow<'_, [E]>, usize) {
     }
 }
 
+/// The four gate blocks `[i, f, g, o]` of `h` elements each at the start of `row`.
+fn gate_blocks<E>(row: &[E], h: usize) -> [&[E]; 4] {
+    std::array::from_fn(|k| &row[k * h..(k + 1) * h])
+}
+
 impl<E: Element> LstmCell<E> {
     /// Applies the op (no broadcasting: `gates` must be `[N, 4H]` and `c` `[N, H]`).
     pub fn forward(gates: &Tensor<E>, c: &Tensor<E>) -> Result<Tensor<E>> {
@@ -69,10 +74,7 @@ impl<E: Element> LstmCell<E> {
         let mut y = crate::storage::overwritable(2 * n * h);
         let mut t = crate::storage::overwritable(n * h);
         for r in 0..n {
-            let gr = &gd[r * gs..r * gs + 4 * h];
-            let (i, rest) = gr.split_at(h);
-            let (f, rest) = rest.split_at(h);
-            let (g, o) = rest.split_at(h);
+            let [i, f, g, o] = gate_blocks(&gd[r * gs..], h);
             let cr = &cd[r * cs..r * cs + h];
             let (hys, cys) = y.split_at_mut(n * h);
             let (hy, cy) = (&mut hys[r * h..(r + 1) * h], &mut cys[r * h..(r + 1) * h]);
@@ -107,10 +109,7 @@ impl<E: Element> Op<E> for LstmCell<E> {
         let mut dc_prev = crate::storage::overwritable(n * h);
         let mut dcn = vec![E::zero(); h];
         for r in 0..n {
-            let gr = &gd[r * gs..r * gs + 4 * h];
-            let (i, rest) = gr.split_at(h);
-            let (f, rest) = rest.split_at(h);
-            let (g, o) = rest.split_at(h);
+            let [i, f, g, o] = gate_blocks(&gd[r * gs..], h);
             let cr = &cd[r * cs..r * cs + h];
             let tr = &self.t[r * h..(r + 1) * h];
             let (dh, dc) = (&dy[r * h..(r + 1) * h], &dy[(n + r) * h..(n + r + 1) * h]);
