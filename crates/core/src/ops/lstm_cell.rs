@@ -34,6 +34,14 @@ pub struct LstmCell<E: Element> {
     t: Vec<E>,
 }
 
+impl<E: Element> Drop for LstmCell<E> {
+    /// Gives the saved buffer back to the storage cache, as a dropped tensor's is (see
+    /// `GruCell`'s drop).
+    fn drop(&mut self) {
+        crate::storage::give(std::mem::take(&mut self.t));
+    }
+}
+
 /// A 2-D tensor's elements for row-by-row reading: its storage from the first row on, and the
 /// row stride, when each row is contiguous (a column block of a wider tensor, say); else the
 /// elements gathered in row-major order.
