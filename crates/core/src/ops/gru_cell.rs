@@ -30,22 +30,9 @@ use crate::tensor::Tensor;
 /// Computed as the composite (`add`, `sigmoid`, `add`, `addcmul`, `tanh`, `lerp`) computes it,
 /// so it has the composite's bits, and so do its gradients.
 pub struct GruCell<E: Element> {
-    /// `r`, `z`, `n` and `m`, each `[N, H]` row-major.
-    r: Vec<E>,
-    z: Vec<E>,
-    n: Vec<E>,
-    m: Vec<E>,
-}
-
-impl<E: Element> Drop for GruCell<E> {
-    /// Gives the saved buffers back to the storage cache, as a dropped tensor's are, so the
-    /// next step takes them again instead of faulting in fresh pages (B4 on one thread spent
-    /// 19% of its time in the kernel zeroing them while they went back to the allocator).
-    fn drop(&mut self) {
-        for v in [&mut self.r, &mut self.z, &mut self.n, &mut self.m] {
-            crate::storage::give(std::mem::take(v));
-        }
-    }
+    /// `r`, `z`, `n` and `m`, each `[N, H]`: tensors, so their buffers go back to the storage
+    /// cache with the graph, as every saved tensor's do.
+    rznm: [Tensor<E>; 4],
 }
 
 /// Checks the shapes: `x` and `w` `[N, 3H]`, `h` `[N, H]`, `b` `[H]`; returns `(N, H)`.
@@ -94,21 +81,18 @@ impl<E: Element> GruCell<E> {
         let bd = b.map(Tensor::contiguous_data);
         let one = E::one();
         let len = n * hs;
-        let (mut r, mut z) = (
-            crate::storage::overwritable(len),
-            crate::storage::overwritable(len),
-        );
-        let (mut nn, mut m) = (
-            crate::storage::overwritable(len),
-            crate::storage::overwritable(len),
-        );
+        let [mut r, mut z, mut nn, mut m] = [0; 4].map(|_| crate::storage::overwritable(len));
         let mut y = crate::storage::overwritable(len);
         for row in 0..n {
             let xr = &xd[row * xs..row * xs + 3 * hs];
             let wr = &wd[row * ws..row * ws + 3 * hs];
             let hr = &hd[row * hst..row * hst + hs];
             let span = row * hs..(row + 1) * hs;
-            let (rr, zr) = (&mut r[span.clone()], &mut z[span.clone()]);
+            let (rr, zr, nr) = (
+                &mut r[span.clone()],
+                &mut z[span.clone()],
+                &mut nn[span.clone()],
+            );
             for ((rv, &xv), &wv) in rr.iter_mut().zip(&xr[..hs]).zip(&wr[..hs]) {
                 *rv = (xv + wv).sigmoid_k();
             }
@@ -124,7 +108,6 @@ impl<E: Element> GruCell<E> {
                 }
                 None => mr.copy_from_slice(&wr[2 * hs..]),
             }
-            let nr = &mut nn[span.clone()];
             for (((nv, &xv), &rv), &mv) in nr.iter_mut().zip(&xr[2 * hs..]).zip(&*rr).zip(&*mr) {
                 *nv = (xv + one * (rv * mv)).tanh_k();
             }
@@ -135,12 +118,9 @@ impl<E: Element> GruCell<E> {
         let (d, l) = out(y, &[n, hs]);
         let mut inputs: SmallVec<[&Tensor<E>; 4]> = smallvec::smallvec![x, w, h];
         inputs.extend(b);
-        Ok(Tensor::from_op(d, l, &inputs, || GruCell {
-            r,
-            z,
-            n: nn,
-            m,
-        }))
+        // tensors before the op is made: when nothing records, they are dropped into the cache
+        let rznm = [r, z, nn, m].map(|v| constant(v, &[n, hs]));
+        Ok(Tensor::from_op(d, l, &inputs, || GruCell { rznm }))
     }
 }
 
@@ -151,29 +131,25 @@ impl<E: Element> Op<E> for GruCell<E> {
     fn backward(&self, x: &[Tensor<E>], grad: &Tensor<E>) -> Result<InputGrads<E>> {
         let (n, hs) = (x[2].shape()[0], x[2].shape()[1]);
         let (hd, hst) = rows(&x[2]);
+        let has_b = x.len() > 3;
         let g = grad.contiguous_data();
+        let [r_all, z_all, n_all, m_all] = self.rznm.each_ref().map(|t| t.storage());
         let one = E::one();
         let mut dx = crate::storage::overwritable(n * 3 * hs);
         let mut dw = crate::storage::overwritable(n * 3 * hs);
         let mut dh = crate::storage::overwritable(n * hs);
-        let mut db = crate::storage::zeros(if x.len() > 3 { hs } else { 0 });
-        let mut dp = vec![E::zero(); hs];
+        let mut db = crate::storage::zeros(if has_b { hs } else { 0 });
         for row in 0..n {
             let span = row * hs..(row + 1) * hs;
             let (gr, hr) = (&g[span.clone()], &hd[row * hst..row * hst + hs]);
-            let (r, z) = (&self.r[span.clone()], &self.z[span.clone()]);
-            let (nr, m) = (&self.n[span.clone()], &self.m[span.clone()]);
-            let (dxr, dxz, dxn) = {
-                let d = &mut dx[row * 3 * hs..(row + 1) * 3 * hs];
-                let (a, rest) = d.split_at_mut(hs);
-                let (b, c) = rest.split_at_mut(hs);
-                (a, b, c)
-            };
-            // lerp's gradient to n (g − g·z), then tanh's: the gradient of x_n + r·m
+            let [r, z, nr, m] = [r_all, z_all, n_all, m_all].map(|a| &a[span.clone()]);
+            let dxrow = &mut dx[row * 3 * hs..(row + 1) * 3 * hs];
+            let (dxr, rest) = dxrow.split_at_mut(hs);
+            let (dxz, dp) = rest.split_at_mut(hs);
+            // lerp's gradient to n (g − g·z), then tanh's: the gradient of x_n + r·m (= ∂x_n)
             for (((pv, &gv), &zv), &nv) in dp.iter_mut().zip(gr).zip(z).zip(nr) {
                 *pv = (gv - gv * zv) * (one - nv * nv);
             }
-            dxn.copy_from_slice(&dp);
             // addcmul's gradient to r (v·(dp·m)), then sigmoid's
             for ((dv, (&pv, &mv)), &rv) in dxr.iter_mut().zip(dp.iter().zip(m)).zip(r) {
                 *dv = one * (pv * mv) * rv * (one - rv);
@@ -185,7 +161,8 @@ impl<E: Element> Op<E> for GruCell<E> {
                 *dv = gv * (hv - nv) * zv * (one - zv);
             }
             let dwr = &mut dw[row * 3 * hs..(row + 1) * 3 * hs];
-            dwr[..2 * hs].copy_from_slice(&dx[row * 3 * hs..row * 3 * hs + 2 * hs]);
+            dwr[..hs].copy_from_slice(dxr);
+            dwr[hs..2 * hs].copy_from_slice(dxz);
             // addcmul's gradient to m = w_n + b_hn (v·(dp·r)), summed over rows for b_hn
             for ((dv, &pv), &rv) in dwr[2 * hs..].iter_mut().zip(dp.iter()).zip(r) {
                 *dv = one * (pv * rv);
@@ -202,7 +179,7 @@ impl<E: Element> Op<E> for GruCell<E> {
             x[1].tracks_grad().then(|| constant(dw, &[n, 3 * hs])),
             x[2].tracks_grad().then(|| constant(dh, &[n, hs])),
         ];
-        if x.len() > 3 {
+        if has_b {
             grads.push(x[3].tracks_grad().then(|| constant(db, &[hs])));
         }
         Ok(grads)

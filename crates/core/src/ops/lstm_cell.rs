@@ -1,9 +1,8 @@
 //! The elementwise half of an LSTM step as one op: from the activated gates and the previous
 //! cell state to the new hidden and cell states. The composite it replaces is eight nodes a
 //! step (four gate `narrow`s, `mul`, `addcmul`, `tanh`, `mul`), each an allocation and a tape
-//! record for 32 x 256 elements in B1 (13.9 against 11.0 µs a step forward, 18.9 against
-//! 13.0 backward, on one thread); the values and gradients are computed in the composite's
-//! order, so they have its bits.
+//! record for 32 x 256 elements in B1 (`docs/PERFORMANCE.md` has the timings); the values and
+//! gradients are computed in the composite's order, so they have its bits.
 
 use std::borrow::Cow;
 
@@ -30,16 +29,9 @@ use crate::tensor::Tensor;
 /// (products rounded in the same order, `tanh` the elementwise kernels' `tanh_k`), so it has the
 /// composite's bits, and so do its gradients.
 pub struct LstmCell<E: Element> {
-    /// `tanh(c')`, `[N, H]` row-major.
-    t: Vec<E>,
-}
-
-impl<E: Element> Drop for LstmCell<E> {
-    /// Gives the saved buffer back to the storage cache, as a dropped tensor's is (see
-    /// `GruCell`'s drop).
-    fn drop(&mut self) {
-        crate::storage::give(std::mem::take(&mut self.t));
-    }
+    /// `tanh(c')`, `[N, H]`: a tensor, so its buffer goes back to the storage cache with the
+    /// graph, as every saved tensor's does.
+    t: Tensor<E>,
 }
 
 /// A 2-D tensor's elements for row-by-row reading: its storage from the first row on, and the
@@ -81,10 +73,10 @@ impl<E: Element> LstmCell<E> {
         let one = E::one();
         let mut y = crate::storage::overwritable(2 * n * h);
         let mut t = crate::storage::overwritable(n * h);
+        let (hys, cys) = y.split_at_mut(n * h);
         for r in 0..n {
             let [i, f, g, o] = gate_blocks(&gd[r * gs..], h);
             let cr = &cd[r * cs..r * cs + h];
-            let (hys, cys) = y.split_at_mut(n * h);
             let (hy, cy) = (&mut hys[r * h..(r + 1) * h], &mut cys[r * h..(r + 1) * h]);
             let tr = &mut t[r * h..(r + 1) * h];
             for (((cv, (&fv, &cp)), &iv), &gv) in cy.iter_mut().zip(f.iter().zip(cr)).zip(i).zip(g)
@@ -99,6 +91,8 @@ impl<E: Element> LstmCell<E> {
             }
         }
         let (d, l) = out(y, &[2 * n, h]);
+        // a tensor before the op is made: when nothing records, it is dropped into the cache
+        let t = constant(t, &[n, h]);
         Ok(Tensor::from_op(d, l, &[gates, c], || LstmCell { t }))
     }
 }
@@ -112,6 +106,7 @@ impl<E: Element> Op<E> for LstmCell<E> {
         let (gd, gs) = rows(&x[0]);
         let (cd, cs) = rows(&x[1]);
         let dy = grad.contiguous_data();
+        let t = self.t.storage();
         let one = E::one();
         let mut dgates = crate::storage::overwritable(n * 4 * h);
         let mut dc_prev = crate::storage::overwritable(n * h);
@@ -119,7 +114,7 @@ impl<E: Element> Op<E> for LstmCell<E> {
         for r in 0..n {
             let [i, f, g, o] = gate_blocks(&gd[r * gs..], h);
             let cr = &cd[r * cs..r * cs + h];
-            let tr = &self.t[r * h..(r + 1) * h];
+            let tr = &t[r * h..(r + 1) * h];
             let (dh, dc) = (&dy[r * h..(r + 1) * h], &dy[(n + r) * h..(n + r + 1) * h]);
             let dg_row = &mut dgates[r * 4 * h..(r + 1) * 4 * h];
             let (di, rest) = dg_row.split_at_mut(h);
