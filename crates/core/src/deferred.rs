@@ -101,7 +101,7 @@ fn panel_product<E: Element>(tiles: PanelTiles<E>, pairs: &[Factors<E>]) -> Resu
     debug_assert!(rows <= CHUNK_ROWS);
     // every element of both is written below
     let mut at = crate::storage::overwritable(a_cols * rows);
-    let mut panels = crate::storage::overwritable(rows * n);
+    let mut panels = panel::LineAligned::overwritable(rows * n);
     let mut row0 = 0;
     for (a, g) in pairs {
         let r = a.shape()[0];
@@ -117,7 +117,7 @@ fn panel_product<E: Element>(tiles: PanelTiles<E>, pairs: &[Factors<E>]) -> Resu
     };
     panel::product(tiles, (a_cols, rows, n), 0, a_t, &panels, &mut out, n);
     crate::storage::give(at);
-    crate::storage::give(panels);
+    crate::storage::give(panels.into_vec());
     Ok(crate::ops::constant(out, &[a_cols, n]))
 }
 

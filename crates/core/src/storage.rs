@@ -79,9 +79,9 @@ impl<E: Element> Storage<E> {
     }
 
     /// These elements packed in panels for a `k x n` right-hand side read the way `read` says,
-    /// from the second request on, or the first when `eager` (see [`crate::panel`]).
-    pub(crate) fn panels(&self, read: Read, kn: (usize, usize), eager: bool) -> Option<&[E]> {
-        self.panels.panels(&self.data, read, kn, eager)
+    /// from the second request on (see [`crate::panel`]).
+    pub(crate) fn panels(&self, read: Read, kn: (usize, usize)) -> Option<&[E]> {
+        self.panels.panels(&self.data, read, kn)
     }
 
     #[cfg(test)]

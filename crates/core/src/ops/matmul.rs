@@ -139,16 +139,16 @@ impl<E: Element> Operand<E> {
             (1, cs) if cs == k => Some(Read::Transposed),
             _ => None,
         };
-        let plan = E::panel_tile().and(panel::plan(m, k, n, a_rows));
+        let plan = E::panel_tile().is_some() && panel::plan(m, k, n, a_rows);
         match (read, plan) {
             // asked for here, so that the copy is made by the caller
-            (Some(read), Some(eager)) => {
+            (Some(read), true) => {
                 op.panels = b
                     .storage_arc()
-                    .panels(read, (k, n), eager)
+                    .panels(read, (k, n))
                     .map(|_| (read, k, n));
             }
-            (Some(Read::Transposed), None)
+            (Some(Read::Transposed), false)
                 if packed && b.storage_arc().transposed(n, k).is_some() =>
             {
                 op.twin = Some((n, k));
@@ -161,7 +161,7 @@ impl<E: Element> Operand<E> {
     /// The packed panels this operand is read through, if any.
     fn panel_data(&self) -> Option<&[E]> {
         let (read, k, n) = self.panels?;
-        self.storage.panels(read, (k, n), false)
+        self.storage.panels(read, (k, n))
     }
 
     fn view(&self) -> MatRef<'_, E> {

@@ -5,9 +5,8 @@
 //! one-thread B1 profile, packing was 21% of the step and the kernel 58%. So a storage read
 //! whole as a right-hand side keeps a copy of itself packed in panels of [`NR`] columns (each
 //! panel `k x NR`, row-major, the last one padded with zeros), one per orientation ([`Read`]),
-//! and products read that. The copy is made on the second such read, or on the first when the
-//! product has [`EAGER_M`] rows or more (the pack is then cheap next to the product); see
-//! [`plan`] for the products left to `matrixmultiply`. It is dropped when the storage is
+//! and products read that. The copy is made on the second such read; see [`plan`] for the
+//! products left to the GEMM libraries. It is dropped when the storage is
 //! mutated (an optimizer step) or freed, like the transposed copy of [`crate::twin`].
 //!
 //! [`product`] runs a `MR x NR` tile kernel over every (panel, block of [`MR`] rows) pair,
@@ -47,11 +46,15 @@ pub(crate) const MAX_K: usize = 2048;
 /// The largest left operand (elements) streamed once per panel: 1 MiB of `f32`, one core's L2.
 const MAX_A: usize = 256 * 1024;
 
-/// From this many rows, panels are made on the first read: the pack then costs under 1/128
-/// of the product. (B1's 2048x1024x64 input gradient took 2.1 ms through `matrixmultiply` and
-/// 1.06 ms through panels; B2's 400x200x10000 decoder 10.3 ms against 6.8 ms plus a 0.75 ms
-/// pack; one thread.)
-const EAGER_M: usize = 128;
+/// From this many rows a product is left to the GEMM libraries, which pack both operands in
+/// their own blocks: `gemm` (with AVX-512 kernels since 0.19's `x86-v4`) beat the panels on
+/// every such shape of B1, B2 and B4 measured on the Intel AVX-512 machine of the fourteenth
+/// session (one thread, the weight packed beforehand, min of 200 products: B2's
+/// 400x200x10000 decoder 10.7 ms against 12.6, B1's 2048x1024x64 input gradient 1.63 against
+/// 1.89, B4's 2048x256x384 projection 2.34 against 3.00), and with the AVX2 kernels
+/// `matrixmultiply` did on Zen 3 (2048x64x1024: 3.9 against 7.0 ms). At 128 rows they were
+/// even (128x256x1024: 0.48 ms both ways).
+const BIG_M: usize = 128;
 
 /// From this many multiply-adds a one-row product may read a whole right-hand side through
 /// panels (from its second read); below, the direct loops of `gemm.rs` run.
@@ -62,25 +65,21 @@ pub(crate) fn row_product(m: usize, k: usize, n: usize) -> bool {
     m == 1 && k * n >= ROW_MIN_FMAS
 }
 
-/// Whether an `m x k x n` product reads a whole right-hand side through panels: `None` when it
-/// does not, else `Some(eager)`: panels made on the first read when `eager`, else from the
-/// second. Not when `k` is beyond [`MAX_K`], nor when a left operand beyond [`MAX_A`] would be
-/// streamed from beyond L2 once per panel for more than four panels or copied to row-major
-/// first (`a_rows`: its rows are contiguous). A weight gradient `gᵀ x` has such a transposed
-/// left operand: through panels, B1's 1024x2048x256 one ran at a third of `matrixmultiply`'s
-/// speed.
+/// Whether an `m x k x n` product reads a whole right-hand side through panels (from its
+/// second read on). Not from [`BIG_M`] rows, nor when `k` is beyond [`MAX_K`], nor when a left
+/// operand beyond [`MAX_A`] would be streamed from beyond L2 once per panel for more than
+/// four panels or copied to row-major first (`a_rows`: its rows are contiguous). A weight
+/// gradient `gᵀ x` has such a transposed left operand: through panels, B1's 1024x2048x256 one
+/// ran at a third of `matrixmultiply`'s speed.
 ///
-/// With the AVX2 kernels ([`Kernels::wide`] false) only the products of fewer than
-/// [`EAGER_M`] rows read panels. On the AVX2 machine they were measured on (Zen 3, one
-/// thread), a 32x256x1024 product took 260–300 µs through panels against 300–380 through
-/// `matrixmultiply`, and a 32x1024x256 one 230–255 against 255–295; but the large-`m`
-/// products were slower (2048x64x1024: 7.0 ms against 3.9).
-pub(crate) fn plan(m: usize, k: usize, n: usize, a_rows: bool) -> Option<bool> {
-    if m >= EAGER_M && !kernels().is_some_and(|k| k.wide) {
-        return None;
-    }
+/// Below [`BIG_M`] rows the panels win: on the Zen 3 AVX2 machine (one thread), a
+/// 32x256x1024 product took 260–300 µs through panels against 300–380 through
+/// `matrixmultiply`, and a 32x1024x256 one 230–255 against 255–295; on the Intel AVX-512
+/// machine 119 µs against 157 through `matrixmultiply` and 214 through `gemm` (`w.t()`), and
+/// 115 against 147 and 100 (row-major `w`).
+pub(crate) fn plan(m: usize, k: usize, n: usize, a_rows: bool) -> bool {
     let a_fits = m * k <= MAX_A || (a_rows && n <= 4 * NR);
-    (k <= MAX_K && a_fits).then_some(m >= EAGER_M)
+    m < BIG_M && k <= MAX_K && a_fits
 }
 
 /// How a product reads a storage as its right-hand side.
@@ -108,24 +107,76 @@ struct Slot<E> {
 struct Packed<E> {
     k: usize,
     n: usize,
-    data: Vec<E>,
+    data: LineAligned<E>,
+}
+
+/// `len` elements starting on a 64-byte boundary, inside a (recycled) buffer a line longer.
+///
+/// The AVX-512 kernels load a panel row 64 bytes at a time; from a buffer where the allocator
+/// happened to put it (16-byte aligned), every such load straddles two cache lines. On the
+/// Intel AVX-512 machine of the fourteenth session (one thread, a scratch copy of the tile
+/// kernel), aligned panels took a 32x256x1024 product from 148 to 119 µs and 32x1024x256 from
+/// 144 to 115 µs.
+#[derive(Debug)]
+pub(crate) struct LineAligned<E> {
+    buf: Vec<E>,
+    start: usize,
+    len: usize,
+}
+
+impl<E: Element> LineAligned<E> {
+    /// Elements in a 64-byte line (the most a start may be moved by, plus one).
+    const LINE: usize = 64 / std::mem::size_of::<E>();
+
+    fn place(buf: Vec<E>, len: usize) -> Self {
+        // `align_offset` may give up (usize::MAX): the elements then start where they are
+        let start = buf.as_ptr().align_offset(64);
+        let start = if start < Self::LINE { start } else { 0 };
+        LineAligned { buf, start, len }
+    }
+
+    /// `len` zeros.
+    pub(crate) fn zeros(len: usize) -> Self {
+        Self::place(crate::storage::zeros(len + Self::LINE), len)
+    }
+
+    /// `len` elements of unspecified values, for a caller that writes every one.
+    pub(crate) fn overwritable(len: usize) -> Self {
+        Self::place(crate::storage::overwritable(len + Self::LINE), len)
+    }
+
+    /// The whole buffer, to hand back to the storage cache.
+    pub(crate) fn into_vec(self) -> Vec<E> {
+        self.buf
+    }
+}
+
+impl<E> std::ops::Deref for LineAligned<E> {
+    type Target = [E];
+    fn deref(&self) -> &[E] {
+        &self.buf[self.start..self.start + self.len]
+    }
+}
+
+impl<E> std::ops::DerefMut for LineAligned<E> {
+    fn deref_mut(&mut self) -> &mut [E] {
+        &mut self.buf[self.start..self.start + self.len]
+    }
 }
 
 impl<E: Element> PanelCache<E> {
-    /// The panels of `src` read as a `k x n` right-hand side the way `read` says: from the
-    /// second request on, or from the first when `eager`; `None` before, or when panels of
-    /// other dimensions were made first. `src` must hold exactly `k * n` elements.
+    /// The panels of `src` read as a `k x n` right-hand side the way `read` says, from the
+    /// second request on; `None` before, or when panels of other dimensions were made first.
+    /// `src` must hold exactly `k * n` elements.
     pub(crate) fn panels(
         &self,
         src: &[E],
         read: Read,
         (k, n): (usize, usize),
-        eager: bool,
     ) -> Option<&[E]> {
         debug_assert_eq!(src.len(), k * n);
         let slot = &self.slots[read as usize];
-        if slot.packed.get().is_none() && slot.reads.fetch_add(1, Ordering::Relaxed) == 0 && !eager
-        {
+        if slot.packed.get().is_none() && slot.reads.fetch_add(1, Ordering::Relaxed) == 0 {
             return None;
         }
         let p = slot.packed.get_or_init(|| {
@@ -155,7 +206,7 @@ impl<E: Element> PanelCache<E> {
         for slot in &mut self.slots {
             *slot.reads.get_mut() = 0;
             if let Some(p) = slot.packed.take() {
-                give(p.data);
+                give(p.data.into_vec());
             }
         }
     }
@@ -163,12 +214,12 @@ impl<E: Element> PanelCache<E> {
 
 /// The panels of a `k x n` matrix `b`: panel `q` holds columns `q * NR ..` as a row-major
 /// `k x NR` block, columns past `n` zero.
-pub(crate) fn pack<E: Element>(k: usize, n: usize, b: MatRef<E>) -> Vec<E> {
+pub(crate) fn pack<E: Element>(k: usize, n: usize, b: MatRef<E>) -> LineAligned<E> {
     /// Columns gathered together from a transposed `b`: eight contiguous source rows feed
     /// eight adjacent elements of each panel row.
     const W: usize = 8;
     let panels = n.div_ceil(NR);
-    let mut out = crate::storage::zeros(panels * k * NR);
+    let mut out = LineAligned::zeros(panels * k * NR);
     for (q, panel) in out.chunks_exact_mut(k * NR).enumerate() {
         let cols = NR.min(n - q * NR);
         let col = |jj: usize| q * NR + jj;
@@ -406,9 +457,6 @@ pub(crate) struct Kernels {
     /// The tile kernel and its walk: whole tiles for AVX-512, chunks for AVX2.
     pub(crate) tiles: Tiles<f32>,
     pub(crate) row: RowFn<f32>,
-    /// AVX-512 (a whole `MR x NR` tile in registers); false for AVX2, whose products
-    /// [`plan`] keeps to the shapes where they were measured faster.
-    pub(crate) wide: bool,
 }
 
 /// The kernels of the widest instruction set this CPU reports, if any (checked once).
@@ -421,7 +469,6 @@ pub(crate) fn kernels() -> Option<Kernels> {
                 Some(Kernels {
                     tiles: Tiles::Whole(avx512::tile_entry),
                     row: avx512::row_entry,
-                    wide: true,
                 })
             } else {
                 avx2_kernels()
@@ -440,7 +487,6 @@ pub(crate) fn avx2_kernels() -> Option<Kernels> {
         .then_some(Kernels {
             tiles: Tiles::Chunked(avx2::tile_entry),
             row: avx2::row_entry,
-            wide: false,
         })
 }
 
