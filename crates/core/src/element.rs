@@ -115,6 +115,10 @@ pub trait Element:
 #[doc(hidden)]
 pub type TileFn<E> = for<'a> fn(usize, [&'a [E]; 4], &[E], &mut [E; 256]);
 
+/// A `6 x 64` tile, as [`TileFn`] for six rows of `a`: `(k, a, b, out)`.
+#[doc(hidden)]
+pub type Tile6Fn<E> = for<'a> fn(usize, [&'a [E]; 6], &[E], &mut [E; 384]);
+
 /// A [`TileFn`] that writes its `4 x 64` tile into `out` with row stride `ldo` (row `i` at
 /// `out[i * ldo..i * ldo + 64]`), adding to the sums already there when its last argument is
 /// `true` (one more `fma` per term, continuing each chain), and starting from zero when it is
@@ -127,9 +131,15 @@ pub type AccTileFn<E> = for<'a> fn(usize, [&'a [E]; 4], &[E], &mut [E], usize, b
 #[doc(hidden)]
 #[derive(Clone, Copy)]
 pub enum PanelTiles<E: 'static> {
-    /// Each block of four rows over the whole depth, one block after the other: the panel is
-    /// read once per block (from L2 when it is larger than L1). The AVX-512 kernel runs so.
-    Whole(TileFn<E>),
+    /// Each block of six rows (`six`), and of four where six do not fit (`four`), over the
+    /// whole depth, one block after the other: the panel is read once per block (from L2 when
+    /// it is larger than L1). The AVX-512 kernels run so.
+    Whole {
+        /// The `4 x 64` tile.
+        four: TileFn<E>,
+        /// The `6 x 64` tile.
+        six: Tile6Fn<E>,
+    },
     /// The depth in chunks of 64, every block of rows taking a chunk before the next chunk
     /// starts, each block's sums kept in its own tile and continued: the chunk of the panel
     /// (16 KiB of `f32`) is read from L1 by every block after the first. The AVX2 kernel runs

@@ -143,10 +143,7 @@ impl<E: Element> Operand<E> {
         match (read, plan) {
             // asked for here, so that the copy is made by the caller
             (Some(read), true) => {
-                op.panels = b
-                    .storage_arc()
-                    .panels(read, (k, n))
-                    .map(|_| (read, k, n));
+                op.panels = b.storage_arc().panels(read, (k, n)).map(|_| (read, k, n));
             }
             (Some(Read::Transposed), false)
                 if packed && b.storage_arc().transposed(n, k).is_some() =>

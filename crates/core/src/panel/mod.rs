@@ -168,12 +168,7 @@ impl<E: Element> PanelCache<E> {
     /// The panels of `src` read as a `k x n` right-hand side the way `read` says, from the
     /// second request on; `None` before, or when panels of other dimensions were made first.
     /// `src` must hold exactly `k * n` elements.
-    pub(crate) fn panels(
-        &self,
-        src: &[E],
-        read: Read,
-        (k, n): (usize, usize),
-    ) -> Option<&[E]> {
+    pub(crate) fn panels(&self, src: &[E], read: Read, (k, n): (usize, usize)) -> Option<&[E]> {
         debug_assert_eq!(src.len(), k * n);
         let slot = &self.slots[read as usize];
         if slot.packed.get().is_none() && slot.reads.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -343,18 +338,26 @@ pub(crate) fn product<E: Element>(
         _ => Vec::new(),
     };
     let place = |c: &mut [E], i0: usize, c0: usize, cols: usize, out: &[E]| {
-        for i in 0..MR.min(m - i0) {
+        for i in 0..(out.len() / NR).min(m - i0) {
             let dst = (i0 + i) * ldc + c0;
             c[dst..dst + cols].copy_from_slice(&out[i * NR..i * NR + cols]);
         }
     };
+    let (sixes, fours) = six_row_tiles(m);
+    let mut out6 = [E::zero(); 6 * NR];
     for q in j0 / NR..n.div_ceil(NR) {
         let panel = &panels[q * k * NR..(q + 1) * k * NR];
         let (c0, cols) = (q * NR - j0, NR.min(n - q * NR));
         match tiles {
-            Tiles::Whole(tile) => {
-                for i0 in (0..m).step_by(MR) {
-                    tile(k, std::array::from_fn(|i| row(i0 + i)), panel, &mut out);
+            Tiles::Whole { four, six } => {
+                for t in 0..sixes {
+                    let i0 = 6 * t;
+                    six(k, std::array::from_fn(|i| row(i0 + i)), panel, &mut out6);
+                    place(c, i0, c0, cols, &out6);
+                }
+                for t in 0..fours {
+                    let i0 = 6 * sixes + MR * t;
+                    four(k, std::array::from_fn(|i| row(i0 + i)), panel, &mut out);
                     place(c, i0, c0, cols, &out);
                 }
             }
@@ -385,6 +388,19 @@ pub(crate) fn product<E: Element>(
     }
     crate::storage::give(zero);
     crate::storage::give(outs);
+}
+
+/// How [`Tiles::Whole`] covers `m` rows: `(sixes, fours)`, the six-row tiles first, then the
+/// four-row ones, so that at most one tile reads rows past `m` (as zeros), and none when `m`
+/// is even and above two (32 rows: four sixes and two fours).
+fn six_row_tiles(m: usize) -> (usize, usize) {
+    let (sixes, rest) = (m / 6, m % 6);
+    match rest {
+        0 => (sixes, 0),
+        2 if sixes > 0 => (sixes - 1, 2),
+        5 => (sixes + 1, 0),
+        _ => (sixes, rest.div_ceil(MR)),
+    }
 }
 
 /// The depth of one chunk in [`Tiles::Chunked`].
@@ -430,6 +446,17 @@ pub(crate) fn scalar_row<E: Element>(k: usize, a: &[E], b: [&[E]; 2], out: &mut 
 /// The reference tile: `out[i][j] = Σ_p a[i][p] b[p][j]` as one `mul_add` per term, in `p`
 /// order, for `MR` rows of `a` and `b` one panel `[p][NR]`.
 pub(crate) fn scalar_tile<E: Element>(k: usize, a: [&[E]; MR], b: &[E], out: &mut [E; MR * NR]) {
+    scalar_rows(k, &a, b, out);
+}
+
+#[cfg(test)]
+/// [`scalar_tile`] for six rows.
+pub(crate) fn scalar_tile6<E: Element>(k: usize, a: [&[E]; 6], b: &[E], out: &mut [E; 6 * NR]) {
+    scalar_rows(k, &a, b, out);
+}
+
+#[cfg(test)]
+fn scalar_rows<E: Element>(k: usize, a: &[&[E]], b: &[E], out: &mut [E]) {
     out.fill(E::zero());
     for (p, bp) in b[..k * NR].chunks_exact(NR).enumerate() {
         for (i, row) in a.iter().enumerate() {
@@ -467,7 +494,10 @@ pub(crate) fn kernels() -> Option<Kernels> {
         *KERNELS.get_or_init(|| {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 Some(Kernels {
-                    tiles: Tiles::Whole(avx512::tile_entry),
+                    tiles: Tiles::Whole {
+                        four: avx512::tile_entry,
+                        six: avx512::tile6_entry,
+                    },
                     row: avx512::row_entry,
                 })
             } else {

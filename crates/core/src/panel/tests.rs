@@ -107,6 +107,14 @@ fn products_over_panels_match_the_naive_product() {
         (9, 33, 130),
         (32, 40, 200),
         (4, 1, 65),
+        // every remainder of six-row tiles: 0, 1, 2 (two fours), 3, 4, 5 (a padded six)
+        (6, 5, 64),
+        (7, 5, 64),
+        (8, 5, 64),
+        (2, 5, 64),
+        (10, 5, 64),
+        (11, 5, 64),
+        (20, 9, 70),
     ] {
         let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
         let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.11).cos()).collect();
@@ -123,7 +131,10 @@ fn products_over_panels_match_the_naive_product() {
                 let w = n - j0;
                 let mut c = vec![f64::NAN; m * w];
                 product(
-                    Tiles::Whole(scalar_tile),
+                    Tiles::Whole {
+                        four: scalar_tile,
+                        six: scalar_tile6,
+                    },
                     (m, k, n),
                     j0,
                     am,
@@ -153,9 +164,7 @@ fn the_cache_packs_on_the_second_read_and_forgets_on_clear() {
         (2 * NR, 0.0, 1.0, 2.0, 0.0, 3.0)
     );
     // the transposed read has its own count: w.t() of [[0,1,2],[3,4,5]] is 3 x 2
-    assert!(cache
-        .panels(&src, Read::Transposed, (3, 2))
-        .is_none());
+    assert!(cache.panels(&src, Read::Transposed, (3, 2)).is_none());
     let t = cache.panels(&src, Read::Transposed, (3, 2)).unwrap();
     assert_eq!((t[0], t[1], t[NR], t[NR + 1]), (0.0, 3.0, 1.0, 4.0));
     // panels of other dimensions are never handed out
@@ -189,6 +198,23 @@ fn kernel_sets() -> Vec<(&'static str, Kernels)> {
 }
 
 #[test]
+fn six_and_four_row_tiles_cover_the_rows_with_at_most_one_padded_tile() {
+    for m in 1..200 {
+        let (sixes, fours) = six_row_tiles(m);
+        let covered = 6 * sixes + MR * fours;
+        assert!(covered >= m, "{m} rows: {sixes} sixes, {fours} fours");
+        // padding only in the last tile, and none for even m above two
+        assert!(covered - m < MR.min(6), "{m} rows: {covered} covered");
+        if m % 2 == 0 && m > 2 {
+            assert_eq!(covered, m, "{m} rows");
+        }
+    }
+    assert_eq!(six_row_tiles(32), (4, 2));
+    assert_eq!(six_row_tiles(16), (2, 1));
+    assert_eq!(six_row_tiles(20), (2, 2));
+}
+
+#[test]
 fn every_simd_tile_gives_the_scalar_tiles_bits() {
     for (name, kernels) in kernel_sets() {
         for k in [1, 2, 7, 256, 1000] {
@@ -202,7 +228,22 @@ fn every_simd_tile_gives_the_scalar_tiles_bits() {
             let (mut want, mut got) = ([0f32; MR * NR], [f32::NAN; MR * NR]);
             scalar_tile(k, rows, &b, &mut want);
             match kernels.tiles {
-                Tiles::Whole(tile) => tile(k, rows, &b, &mut got),
+                Tiles::Whole { four, six } => {
+                    four(k, rows, &b, &mut got);
+                    // six rows: the four above and two more
+                    let a6: Vec<f32> = (0..k * 6)
+                        .map(|i| ((i * 29 % 89) as f32 - 44.0) * 0.017)
+                        .collect();
+                    let rows6: [&[f32]; 6] = std::array::from_fn(|i| &a6[i * k..(i + 1) * k]);
+                    let (mut want6, mut got6) = ([0f32; 6 * NR], [f32::NAN; 6 * NR]);
+                    scalar_tile6(k, rows6, &b, &mut want6);
+                    six(k, rows6, &b, &mut got6);
+                    assert_eq!(
+                        want6.map(f32::to_bits),
+                        got6.map(f32::to_bits),
+                        "{name} six rows, k = {k}"
+                    );
+                }
                 Tiles::Chunked(tile) => tile(k, rows, &b, &mut got, NR, false),
             }
             assert_eq!(
@@ -224,7 +265,7 @@ fn the_chunked_walk_gives_the_whole_tiles_bits() {
         .into_iter()
         .filter_map(|(_, k)| match k.tiles {
             Tiles::Chunked(acc) => Some(acc),
-            Tiles::Whole(_) => None,
+            Tiles::Whole { .. } => None,
         })
         .collect();
     if chunked.is_empty() {
@@ -269,7 +310,10 @@ fn chunked_cases(acc: AccTileFn<f32>) {
                     };
                     assert_eq!(
                         run(Tiles::Chunked(acc)),
-                        run(Tiles::Whole(scalar_tile)),
+                        run(Tiles::Whole {
+                            four: scalar_tile,
+                            six: scalar_tile6,
+                        }),
                         "{m}x{k}x{n} from {j0}, ldc {ldc}"
                     );
                 }
