@@ -176,6 +176,12 @@ fn within(rows: usize, cols: usize, rs: isize, cs: isize, len: usize) -> bool {
 /// rows it won with a row-major `b` (0.6–0.9 of the time for `m = 16`) but lost with a
 /// transposed one (`w.t()`, up to 1.75x the time at `k = 1024`). With a transposed `a` (the
 /// weight gradients `gᵀ x`) it won nothing and lost up to 15% (B1's 1024x2048x64).
+///
+/// On the Intel AVX-512 machine of the fourteenth session (`gemm` 0.19 with its `x86-v4`
+/// kernels against `matrixmultiply`'s AVX-512 one, one thread) the same rule held: row-major
+/// `a` from 128 rows 1.1–1.5x faster (B2's decoder 11.2 against 13.2 ms, its input gradient
+/// 10.9 against 12.8), 32 rows with a row-major `b` 92 against 139 µs and with `w.t()` 209
+/// against 156; transposed `a` within 10% either way (B2's `gᵀ h` 14.6 against 13.7 ms).
 pub(crate) fn prefers_gemm_crate(m: usize, csa: isize, csb: isize) -> bool {
     csa == 1 && (m >= 128 || csb == 1)
 }
