@@ -76,11 +76,13 @@ pub(crate) fn row_product(m: usize, k: usize, n: usize) -> bool {
 /// gradient `gᵀ x` has such a transposed left operand: through panels, B1's 1024x2048x256 one
 /// ran at a third of `matrixmultiply`'s speed.
 ///
-/// Below [`BIG_M`] rows the panels win: on the Zen 3 AVX2 machine (one thread), a
+/// Below [`BIG_M`] rows the panels are kept: on the Zen 3 AVX2 machine (one thread), a
 /// 32x256x1024 product took 260–300 µs through panels against 300–380 through
-/// `matrixmultiply`, and a 32x1024x256 one 230–255 against 255–295; on the Intel AVX-512
-/// machine 119 µs against 157 through `matrixmultiply` and 214 through `gemm` (`w.t()`), and
-/// 115 against 147 and 100 (row-major `w`).
+/// `matrixmultiply`, and a 32x1024x256 one 230–255 against 255–295. On the Intel AVX-512
+/// machine (one thread, the four-row tile) 32x256x1024 took 119 µs against 157 through
+/// `matrixmultiply` and 214 through `gemm` (`w.t()`); 32x1024x256 115 against 147 and 92–100
+/// (row-major `w`): there `gemm` was faster, but sending those products to it made B1 faster
+/// on one thread (33.1 → 31.2 ms a step) and slower on two (19.9 → 21.4), so they stay here.
 pub(crate) fn plan(m: usize, k: usize, n: usize, a_rows: bool) -> bool {
     let a_fits = m * k <= MAX_A || (a_rows && n <= 4 * NR);
     m < BIG_M && k <= MAX_K && a_fits
