@@ -60,7 +60,7 @@ pub struct Storage<E: Element> {
 impl<E: Element> Storage<E> {
     /// The elements as a `Vec` (moved out, not copied).
     pub fn into_vec(mut self) -> Vec<E> {
-        std::mem::take(&mut self.data)
+        self.take_vec()
     }
 
     /// The elements as a `Vec` (moved out, not copied), leaving this storage empty and its

@@ -8,8 +8,7 @@
 
 use smallvec::SmallVec;
 
-use super::lstm_cell::rows;
-use super::{constant, out};
+use super::{constant, out, rows};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::tape::{InputGrads, Op};

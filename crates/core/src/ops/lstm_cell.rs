@@ -4,11 +4,9 @@
 //! record for 32 x 256 elements in B1 (`docs/PERFORMANCE.md` has the timings); the values and
 //! gradients are computed in the composite's order, so they have its bits.
 
-use std::borrow::Cow;
-
 use smallvec::smallvec;
 
-use super::{constant, out};
+use super::{constant, out, rows};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::tape::{InputGrads, Op};
@@ -32,19 +30,6 @@ pub struct LstmCell<E: Element> {
     /// `tanh(c')`, `[N, H]`: a tensor, so its buffer goes back to the storage cache with the
     /// graph, as every saved tensor's does.
     t: Tensor<E>,
-}
-
-/// A 2-D tensor's elements for row-by-row reading: its storage from the first row on, and the
-/// row stride, when each row is contiguous (a column block of a wider tensor, say); else the
-/// elements gathered in row-major order.
-pub(super) fn rows<E: Element>(x: &Tensor<E>) -> (Cow<'_, [E]>, usize) {
-    let l = x.layout();
-    let (cols, s) = (x.shape()[1], l.strides());
-    if s[1] == 1 || cols <= 1 {
-        (Cow::Borrowed(&x.storage()[l.offset()..]), s[0])
-    } else {
-        (x.contiguous_data(), cols)
-    }
 }
 
 /// The four gate blocks `[i, f, g, o]` of `h` elements each at the start of `row`.
@@ -110,7 +95,8 @@ impl<E: Element> Op<E> for LstmCell<E> {
         let one = E::one();
         let mut dgates = crate::storage::overwritable(n * 4 * h);
         let mut dc_prev = crate::storage::overwritable(n * h);
-        let mut dcn = vec![E::zero(); h];
+        // dc' of one row, every element written before it is read
+        let mut dcn = crate::storage::overwritable(h);
         for r in 0..n {
             let [i, f, g, o] = gate_blocks(&gd[r * gs..], h);
             let cr = &cd[r * cs..r * cs + h];
@@ -146,6 +132,7 @@ impl<E: Element> Op<E> for LstmCell<E> {
                 *d = dv * fv;
             }
         }
+        crate::storage::give(dcn);
         Ok(smallvec![
             x[0].tracks_grad().then(|| constant(dgates, &[n, 4 * h])),
             x[1].tracks_grad().then(|| constant(dc_prev, &[n, h])),

@@ -321,7 +321,10 @@ pub(crate) fn product<E: Element>(
         Some(rows) => (&rows[..], k),
         None => (a.data, a.rs),
     };
-    // rows past m read zeros (and are not written back)
+    // rows past m read zeros (and are not written back); the six-row cover of a whole walk
+    // pads only where m % MR != 0 too (an odd m, or m = 2)
+    let (sixes, fours) = six_row_tiles(m);
+    debug_assert!(6 * sixes + MR * fours == m || m % MR != 0);
     let zero = if m % MR == 0 {
         Vec::new()
     } else {
@@ -349,7 +352,6 @@ pub(crate) fn product<E: Element>(
             c[dst..dst + cols].copy_from_slice(&out[i * NR..i * NR + cols]);
         }
     };
-    let (sixes, fours) = six_row_tiles(m);
     let mut out6 = [E::zero(); 6 * NR];
     for q in j0 / NR..n.div_ceil(NR) {
         let panel = &panels[q * k * NR..(q + 1) * k * NR];
