@@ -7,11 +7,9 @@ pub mod binary;
 pub mod broadcast;
 pub mod dropout;
 pub(crate) mod gemm;
-pub mod gru_cell;
 pub mod index;
 pub mod join;
 pub mod loss;
-pub mod lstm_cell;
 pub mod matmul;
 pub mod reduce;
 pub mod shape;
@@ -118,19 +116,6 @@ pub(crate) fn for_row_blocks<E: Element>(
         .enumerate()
         .collect();
     crate::threads::map_claimed(blocks, |(i, ((xb, ob), ab))| f(i * per, xb, ob, ab));
-}
-
-/// A 2-D tensor's elements for row-by-row reading (the fused cell ops): its storage from the
-/// first row on, and the row stride, when each row is contiguous (a column block of a wider
-/// tensor, say); else the elements gathered in row-major order.
-pub(crate) fn rows<E: Element>(x: &Tensor<E>) -> (std::borrow::Cow<'_, [E]>, usize) {
-    let l = x.layout();
-    let (cols, s) = (x.shape()[1], l.strides());
-    if s[1] == 1 || cols <= 1 {
-        (std::borrow::Cow::Borrowed(&x.storage()[l.offset()..]), s[0])
-    } else {
-        (x.contiguous_data(), cols)
-    }
 }
 
 /// Storage and layout for a fresh contiguous op output.

@@ -17,12 +17,15 @@ pub(crate) struct Carry<E: Element> {
 /// already added as [`Prepared`] arranges them) and the previous state.
 ///
 /// * RNN: `h' = act(gx + h Whhᵀ)` (one `addmm_act`)
-/// * LSTM: `i,f,g,o = σ,σ,tanh,σ(gx + h Whhᵀ)` by column block (one `addmm_acts`); `c' = f⊙c + i⊙g`
-///   and `h' = o⊙tanh(c')` (one `lstm_cell`, whose rows `[h'; c']` are narrowed into the two), then
-///   `h' Whrᵀ` with a projection.
+/// * LSTM: `i,f,g,o = σ,σ,tanh,σ(gx + h Whhᵀ)` by column block (one `addmm_acts`, narrowed into
+///   the four gates); `c' = f⊙c + i⊙g` (`mul` then `addcmul`); `h' = o⊙tanh(c')`, then `h' Whrᵀ`
+///   with a projection.
 /// * GRU: `h Whhᵀ` (one `matmul`), then `r,z = σ(gx_{r,z} + (h Whhᵀ)_{r,z})` (`b_hr`, `b_hz` are
-///   in `gx`), `n = tanh(gx_n + r⊙((h Whhᵀ)_n + b_hn))`, `h' = (1-z)⊙n + z⊙h` computed as
-///   `n + z⊙(h - n)` (one `gru_cell`).
+///   in `gx`), `n = tanh(gx_n + r⊙((h Whhᵀ)_n + b_hn))` (an `addcmul`), `h' = (1-z)⊙n + z⊙h`,
+///   computed as `n + z⊙(h - n)` (one `lerp`).
+///
+/// Every op here is a general-purpose core op with its own gradient; no op knows it is part of a
+/// recurrent cell, so the cell's backward is whatever the tape derives from these.
 pub(crate) fn step<E: Element>(
     kind: CellKind,
     p: &Prepared<E>,
@@ -45,9 +48,13 @@ pub(crate) fn step<E: Element>(
             })?;
             use Activation::{Sigmoid, Tanh};
             let gates = gx.addmm_acts(h, &p.w_hh_t, &[Sigmoid, Sigmoid, Tanh, Sigmoid])?;
-            let n = c.shape()[0];
-            let hc = gates.lstm_cell(c)?;
-            let (h, c) = (hc.narrow(0, 0, n)?, hc.narrow(0, n, n)?);
+            let hs = c.shape()[1];
+            let i = gates.narrow(1, 0, hs)?;
+            let f = gates.narrow(1, hs, hs)?;
+            let g = gates.narrow(1, 2 * hs, hs)?;
+            let o = gates.narrow(1, 3 * hs, hs)?;
+            let c = f.mul(c)?.addcmul(&i, &g, 1.0)?;
+            let h = o.mul(&c.tanh())?;
             let h = match &p.w_hr_t {
                 Some(w) => h.matmul(w)?,
                 None => h,
@@ -56,7 +63,20 @@ pub(crate) fn step<E: Element>(
         }
         CellKind::Gru => {
             let hw = h.matmul(&p.w_hh_t)?;
-            let h = gx.gru_cell(&hw, h, p.b_h.as_ref())?;
+            let hs = h.shape()[1];
+            let rz = gx
+                .narrow(1, 0, 2 * hs)?
+                .add(&hw.narrow(1, 0, 2 * hs)?)?
+                .sigmoid();
+            let r = rz.narrow(1, 0, hs)?;
+            let z = rz.narrow(1, hs, hs)?;
+            let hw_n = hw.narrow(1, 2 * hs, hs)?;
+            let hw_n = match &p.b_h {
+                Some(b) => hw_n.add(b)?,
+                None => hw_n,
+            };
+            let n = gx.narrow(1, 2 * hs, hs)?.addcmul(&r, &hw_n, 1.0)?.tanh();
+            let h = n.lerp(h, &z)?;
             Ok(Carry { h, c: None })
         }
     }
