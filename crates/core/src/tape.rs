@@ -53,6 +53,16 @@ pub trait Op<E: Element>: Send + Sync + 'static {
         None
     }
 
+    /// For an op that reads input `input` (a 2-D table) by rows, its row `j` being the
+    /// table's row `rows[j]` (a lookup fused into a product's added term, see
+    /// [`Tensor::index_addmm_acts`]): `Some(rows)`. `backward` then returns, for that input,
+    /// one gradient row per entry of `rows` (shape `[rows.len(), cols]`), and the tape adds
+    /// each into its row of the table's accumulated gradient, in order, as for
+    /// [`Op::grad_rows`]. The default, `None`, expects a gradient of the input's shape.
+    fn grad_rows_of(&self, _input: usize) -> Option<&[usize]> {
+        None
+    }
+
     /// For an op whose output holds rows of its only input in a known order (an embedding
     /// lookup, a reshape): how, so [`Tensor::row_lookup`] can follow the chain.
     /// Default `None`.
@@ -372,9 +382,16 @@ impl<E: Element> Tensor<E> {
                                 .with_context(|| format!("backward of {name}"))?,
                         };
                         crate::anomaly::check_backward(name, &node.inputs, &input_grads)?;
-                        for (input, ig) in node.inputs.iter().zip(input_grads) {
+                        for (k, (input, ig)) in node.inputs.iter().zip(input_grads).enumerate() {
                             let Some(ig) = ig else { continue };
                             if !input.tracks_grad() {
+                                continue;
+                            }
+                            if let Some(rows) = node.op.grad_rows_of(k) {
+                                check_grad_rows(name, input.shape(), rows, ig.shape())?;
+                                let acc = pending.remove(&input.id());
+                                let sum = Pending::add_rows(acc, input.shape(), rows, &ig)?;
+                                pending.insert(input.id(), sum);
                                 continue;
                             }
                             if ig.shape() != input.shape() {

@@ -68,12 +68,39 @@ impl Activation {
 pub struct AddmmAct<E: Element> {
     acts: SmallVec<[Activation; 4]>,
     y: Tensor<E>,
+    /// The table rows added to the product's rows ([`AddmmAct::forward_rows`]).
+    rows: Option<Arc<[usize]>>,
 }
 
 impl<E: Element> AddmmAct<E> {
     /// Applies the op, `acts` one activation per column block (one for all columns).
     pub fn forward(
         c: &Tensor<E>,
+        a: &Tensor<E>,
+        b: &Tensor<E>,
+        acts: &[Activation],
+    ) -> Result<Tensor<E>> {
+        Self::make(c, None, a, b, acts)
+    }
+
+    /// `act(table[rows] + a @ b)`: the op with its added term's row `i` read from row
+    /// `rows[i]` of the 2-D `table` (a lookup of a projected embedding table) instead of
+    /// from a picked copy. The table's gradient gets `G'`'s row `i` added into row `rows[i]`
+    /// ([`Op::grad_rows_of`]). Values and gradients are those of
+    /// `table.index_select(0, rows)` followed by [`AddmmAct::forward`].
+    pub fn forward_rows(
+        table: &Tensor<E>,
+        rows: &[usize],
+        a: &Tensor<E>,
+        b: &Tensor<E>,
+        acts: &[Activation],
+    ) -> Result<Tensor<E>> {
+        Self::make(table, Some(rows.into()), a, b, acts)
+    }
+
+    fn make(
+        c: &Tensor<E>,
+        rows: Option<Arc<[usize]>>,
         a: &Tensor<E>,
         b: &Tensor<E>,
         acts: &[Activation],
@@ -90,13 +117,14 @@ impl<E: Element> AddmmAct<E> {
                 ),
             ));
         }
-        let (y, shape) = addmm_values("addmm_act", c, a, b, acts)?;
+        let (y, shape) = addmm_values("addmm_act", c, a, b, acts, rows.as_ref())?;
         let (d, l) = out(y, &shape);
         let acts: SmallVec<[Activation; 4]> = acts.into();
         let saved = (d.clone(), l.clone());
         Ok(Tensor::from_op(d, l, &[c, a, b], || AddmmAct {
             acts,
             y: Tensor::constant_over(saved.0, saved.1),
+            rows,
         }))
     }
 
@@ -125,8 +153,13 @@ impl<E: Element> AddmmAct<E> {
 
 /// The epilogue of an [`Addmm`] or [`AddmmAct`] product: `y += c`, then, with activations,
 /// column block `j` (of `n / acts.len()` columns) through `acts[j]`, on each block of the
-/// product where it was computed. `c` must have the product's shape `[m, n]`.
-pub(super) fn add_then_activate<E: Element>(c: &Tensor<E>, acts: &[Activation]) -> Epilogue<E> {
+/// product where it was computed. `c` must have the product's shape `[m, n]`, or with `rows`
+/// be a `[R, n]` table whose row `rows[i]` is added to product row `i`.
+pub(super) fn add_then_activate<E: Element>(
+    c: &Tensor<E>,
+    acts: &[Activation],
+    rows: Option<Arc<[usize]>>,
+) -> Epilogue<E> {
     // rows of `c` are read as slices (a broadcast bias row has row stride 0)
     let c = match c.layout().strides() {
         [_, 1] => c.clone(),
@@ -140,7 +173,8 @@ pub(super) fn add_then_activate<E: Element>(c: &Tensor<E>, acts: &[Activation]) 
     Arc::new(move |blk: Block<'_, E>| {
         let end = blk.j0 + blk.cols;
         for r in 0..blk.rows {
-            let start = offset + (blk.i0 + r) * rs + blk.j0;
+            let i = rows.as_ref().map_or(blk.i0 + r, |ids| ids[blk.i0 + r]);
+            let start = offset + i * rs + blk.j0;
             let row = &mut blk.data[r * blk.ld..r * blk.ld + blk.cols];
             for (y, &cv) in row.iter_mut().zip(&data[start..start + blk.cols]) {
                 *y += cv;
@@ -167,6 +201,9 @@ impl<E: Element> Op<E> for AddmmAct<E> {
     }
     fn deferred_input(&self, _: &[Tensor<E>]) -> Option<usize> {
         Some(2)
+    }
+    fn grad_rows_of(&self, input: usize) -> Option<&[usize]> {
+        (input == 0).then_some(self.rows.as_deref()).flatten()
     }
     fn backward_deferring(
         &self,
@@ -215,5 +252,28 @@ impl<E: Element> Tensor<E> {
         acts: &[Activation],
     ) -> Result<Tensor<E>> {
         AddmmAct::forward(self, a, b, acts)
+    }
+
+    /// `self.index_select(0, rows).addmm_acts(a, b, acts)` in one op, without the picked
+    /// copy (see [`AddmmAct::forward_rows`]): `self` is a 2-D table, `rows` one table row per
+    /// product row. A recurrent step adds its rows of a projected embedding table this way.
+    ///
+    /// ```
+    /// use retrograd_core::{Activation, Tensor};
+    /// let table = Tensor::<f32>::from_vec(vec![0., 0., 1., -1.], &[2, 2])?;
+    /// let h = Tensor::<f32>::from_vec(vec![1., 2., 3., 4.], &[2, 2])?;
+    /// let w = Tensor::<f32>::from_vec(vec![1., 0., 0., 1.], &[2, 2])?;
+    /// let y = table.index_addmm_acts(&[1, 0], &h, &w, &[Activation::Relu])?;
+    /// assert_eq!(y.to_vec(), vec![2., 1., 3., 4.]); // relu([1, -1] + [1, 2]), relu([0, 0] + [3, 4])
+    /// # Ok::<(), retrograd_core::Error>(())
+    /// ```
+    pub fn index_addmm_acts(
+        &self,
+        rows: &[usize],
+        a: &Tensor<E>,
+        b: &Tensor<E>,
+        acts: &[Activation],
+    ) -> Result<Tensor<E>> {
+        AddmmAct::forward_rows(self, rows, a, b, acts)
     }
 }

@@ -467,7 +467,7 @@ pub struct Addmm;
 impl Addmm {
     /// Applies the op.
     pub fn forward<E: Element>(c: &Tensor<E>, a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {
-        let (y, shape) = addmm_values("addmm", c, a, b, &[])?;
+        let (y, shape) = addmm_values("addmm", c, a, b, &[], None)?;
         let (d, l) = super::out(y, &shape);
         Ok(Tensor::from_op(d, l, &[c, a, b], || Addmm))
     }
@@ -476,13 +476,15 @@ impl Addmm {
 /// The elements and shape of `c + a @ b` (2-D factors, `c` of the product's shape), with
 /// errors naming `op`, then `acts` by column block (none for a plain `addmm`): `c` is added
 /// and the activations applied on each block of the product by the thread that computed it
-/// ([`add_then_activate`](super::addmm_act::add_then_activate)).
+/// ([`add_then_activate`](super::addmm_act::add_then_activate)). With `rows`, product row `i`
+/// gets row `rows[i]` of `c` (a `[R, n]` table) added instead of row `i`.
 pub(super) fn addmm_values<E: Element>(
     op: &'static str,
     c: &Tensor<E>,
     a: &Tensor<E>,
     b: &Tensor<E>,
     acts: &[super::addmm_act::Activation],
+    rows: Option<&Arc<[usize]>>,
 ) -> Result<(Vec<E>, Vec<usize>)> {
     if a.rank() != 2 || b.rank() != 2 {
         return Err(Error::shape(
@@ -490,19 +492,35 @@ pub(super) fn addmm_values<E: Element>(
             format!("needs 2-D factors, got {:?} and {:?}", a.shape(), b.shape()),
         ));
     }
-    if a.shape()[1] == b.shape()[0] && c.shape() != [a.shape()[0], b.shape()[1]] {
-        return Err(Error::shape(
-            op,
-            format!(
-                "added term {:?} vs product {:?} ({:?} @ {:?})",
-                c.shape(),
-                [a.shape()[0], b.shape()[1]],
-                a.shape(),
-                b.shape()
-            ),
-        ));
+    let (m, n) = (a.shape()[0], b.shape()[1]);
+    if a.shape()[1] == b.shape()[0] {
+        let fits = match (rows, c.shape()) {
+            (None, shape) => shape == [m, n],
+            (Some(ids), &[r, cols]) => cols == n && ids.len() == m && ids.iter().all(|&i| i < r),
+            (Some(_), _) => false,
+        };
+        if !fits {
+            let what = match rows {
+                None => format!("added term {:?}", c.shape()),
+                Some(ids) => format!(
+                    "rows {} (largest {:?}) of added table {:?}",
+                    ids.len(),
+                    ids.iter().max(),
+                    c.shape()
+                ),
+            };
+            return Err(Error::shape(
+                op,
+                format!(
+                    "{what} vs product {:?} ({:?} @ {:?})",
+                    [m, n],
+                    a.shape(),
+                    b.shape()
+                ),
+            ));
+        }
     }
-    let epi = super::addmm_act::add_then_activate(c, acts);
+    let epi = super::addmm_act::add_then_activate(c, acts, rows.cloned());
     matmul_vec(a, b, Some(&epi))
 }
 

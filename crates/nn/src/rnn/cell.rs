@@ -7,7 +7,7 @@ use retrograd_core::{Element, Error, Parameter, Result, Tensor};
 use super::config::{CellConfig, CellKind};
 use super::params::{CellParams, CellShape};
 use super::state::LstmState;
-use super::step::{step, Carry};
+use super::step::{step, Carry, StepInput};
 use crate::module::Module;
 
 /// The parameters and config shared by the three cell types.
@@ -91,7 +91,12 @@ impl<E: Element> CellCore<E> {
                 .transpose()?,
         };
         let p = self.params.prepare(self.kind)?;
-        let next = step(self.kind, &p, &p.project_input(&x)?, &state)?;
+        let next = step(
+            self.kind,
+            &p,
+            &StepInput::Dense(p.project_input(&x)?),
+            &state,
+        )?;
         if batched {
             return Ok(next);
         }

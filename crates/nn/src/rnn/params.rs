@@ -4,6 +4,7 @@ use rand::Rng;
 use retrograd_core::{Element, Parameter, Result, Tensor};
 
 use super::config::CellKind;
+use super::step::StepInput;
 use crate::module::join_name;
 
 /// `weight_ih [G·H, in]`, `weight_hh [G·H, H_out]`, optional biases `[G·H]` and (LSTM with
@@ -169,15 +170,17 @@ pub(crate) enum Projected<E: Element> {
 
 impl<E: Element> Projected<E> {
     /// The projection of step `t`'s `batch` rows, [N, G·H]: a view of the projected rows, or
-    /// the step's rows picked from the projected table.
+    /// the step's rows of the projected table (added by the step's product, see
+    /// [`StepInput`]).
     #[inline]
-    pub(crate) fn step(&self, t: usize, batch: usize) -> Result<Tensor<E>> {
-        match self {
-            Projected::Rows(gx) => gx.narrow(0, t * batch, batch),
-            Projected::Picked { table, ids } => {
-                table.index_select(0, &ids[t * batch..(t + 1) * batch])
-            }
-        }
+    pub(crate) fn step(&self, t: usize, batch: usize) -> Result<StepInput<'_, E>> {
+        Ok(match self {
+            Projected::Rows(gx) => StepInput::Dense(gx.narrow(0, t * batch, batch)?),
+            Projected::Picked { table, ids } => StepInput::Picked {
+                table,
+                ids: &ids[t * batch..(t + 1) * batch],
+            },
+        })
     }
 
     /// Which route made the projection (for the route test).

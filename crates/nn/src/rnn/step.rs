@@ -13,12 +13,43 @@ pub(crate) struct Carry<E: Element> {
     pub(crate) c: Option<Tensor<E>>,
 }
 
-/// Computes the next state from `gx` = the input projection of this step ([N, G·H], biases
-/// already added as [`Prepared`] arranges them) and the previous state.
+/// The input half of one step's pre-activations ([N, G·H], biases already added as
+/// [`Prepared`] arranges them).
+pub(crate) enum StepInput<'a, E: Element> {
+    /// The step's projected rows.
+    Dense(Tensor<E>),
+    /// Rows `ids` of a projected embedding table, added inside the recurrent product
+    /// (`index_addmm_acts`) where the step has one, instead of picked into a copy first.
+    Picked {
+        table: &'a Tensor<E>,
+        ids: &'a [usize],
+    },
+}
+
+impl<E: Element> StepInput<'_, E> {
+    /// `acts(self + h @ w)` by column block.
+    fn addmm_acts(&self, h: &Tensor<E>, w: &Tensor<E>, acts: &[Activation]) -> Result<Tensor<E>> {
+        match self {
+            StepInput::Dense(gx) => gx.addmm_acts(h, w, acts),
+            StepInput::Picked { table, ids } => table.index_addmm_acts(ids, h, w, acts),
+        }
+    }
+
+    /// The rows themselves.
+    fn rows(&self) -> Result<Tensor<E>> {
+        match self {
+            StepInput::Dense(gx) => Ok(gx.clone()),
+            StepInput::Picked { table, ids } => table.index_select(0, ids),
+        }
+    }
+}
+
+/// Computes the next state from `gx` = the input projection of this step and the previous
+/// state.
 ///
-/// * RNN: `h' = act(gx + h Whhᵀ)` (one `addmm_act`)
-/// * LSTM: `i,f,g,o = σ,σ,tanh,σ(gx + h Whhᵀ)` by column block (one `addmm_acts`, narrowed into
-///   the four gates); `c' = f⊙c + i⊙g` (`mul` then `addcmul`); `h' = o⊙tanh(c')`, then `h' Whrᵀ`
+/// * RNN: `h' = act(gx + h Whhᵀ)` (one `addmm_act`, or `index_addmm_acts` from a table)
+/// * LSTM: `i,f,g,o = σ,σ,tanh,σ(gx + h Whhᵀ)` by column block (one `addmm_acts` or
+///   `index_addmm_acts`, narrowed into the four gates); `c' = f⊙c + i⊙g` (`mul` then `addcmul`); `h' = o⊙tanh(c')`, then `h' Whrᵀ`
 ///   with a projection.
 /// * GRU: `h Whhᵀ` (one `matmul`), then `r,z = σ(gx_{r,z} + (h Whhᵀ)_{r,z})` (`b_hr`, `b_hz` are
 ///   in `gx`), `n = tanh(gx_n + r⊙((h Whhᵀ)_n + b_hn))` (an `addcmul`), `h' = (1-z)⊙n + z⊙h`,
@@ -29,7 +60,7 @@ pub(crate) struct Carry<E: Element> {
 pub(crate) fn step<E: Element>(
     kind: CellKind,
     p: &Prepared<E>,
-    gx: &Tensor<E>,
+    gx: &StepInput<'_, E>,
     state: &Carry<E>,
 ) -> Result<Carry<E>> {
     let h = &state.h;
@@ -39,7 +70,7 @@ pub(crate) fn step<E: Element>(
                 Nonlinearity::Tanh => Activation::Tanh,
                 Nonlinearity::Relu => Activation::Relu,
             };
-            let h = gx.addmm_act(h, &p.w_hh_t, act)?;
+            let h = gx.addmm_acts(h, &p.w_hh_t, &[act])?;
             Ok(Carry { h, c: None })
         }
         CellKind::Lstm => {
@@ -62,6 +93,7 @@ pub(crate) fn step<E: Element>(
             Ok(Carry { h, c: Some(c) })
         }
         CellKind::Gru => {
+            let gx = gx.rows()?;
             let hw = h.matmul(&p.w_hh_t)?;
             let hs = h.shape()[1];
             let rz = gx
