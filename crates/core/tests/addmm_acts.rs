@@ -112,11 +112,7 @@ fn two_steps<E: Element>(
     (m, k, n): (usize, usize, usize),
     c_kind: usize,
 ) -> Vec<Vec<f64>> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
-    pool.install(|| {
+    pool(threads).install(|| {
         let acts = [Sigmoid, Tanh, Relu, Sigmoid];
         let h0 = rnd(&[m, k], 30).cast::<E>().requires_grad();
         let w = rnd(&[n, k], 31).cast::<E>().requires_grad();
@@ -153,17 +149,7 @@ fn two_steps<E: Element>(
         };
         let y1 = step(c(0), &h0);
         let y2 = step(c(1), &y1.narrow(1, 0, k).unwrap());
-        let g = y2.mul(&y2).unwrap().sum_all().backward().unwrap();
-        let grad = |t: &Tensor<E>| g.get(t).map(|g| g.to_f64_vec()).unwrap_or_default();
-        vec![
-            y1.to_f64_vec(),
-            y2.to_f64_vec(),
-            grad(&h0),
-            grad(&w),
-            grad(&wide),
-            grad(&bias),
-            grad(&tall),
-        ]
+        two_step_values_and_grads(&y1, &y2, &[&h0, &w, &wide, &bias, &tall])
     })
 }
 

@@ -99,15 +99,10 @@ fn two_steps<E: Element>(
     threads: usize,
     (m, k, n): (usize, usize, usize),
 ) -> Vec<Vec<f64>> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
-    pool.install(|| {
+    pool(threads).install(|| {
         let acts = [Sigmoid, Sigmoid, Tanh, Sigmoid];
-        let h0 = rnd(&[m, k], 30).cast::<E>().requires_grad();
-        let w = rnd(&[n, k], 31).cast::<E>().requires_grad();
-        let table = rnd(&[7, n], 32).cast::<E>().requires_grad();
+        let [h0, w, table] = [([m, k], 30), ([n, k], 31), ([7, n], 32)]
+            .map(|(shape, seed)| rnd(&shape, seed).cast::<E>().requires_grad());
         let wt = w.t().unwrap();
         let rows = |t: usize| (0..m).map(|i| (i * 3 + t) % 7).collect::<Vec<_>>();
         let step = |t: usize, h: &Tensor<E>| {
@@ -120,15 +115,7 @@ fn two_steps<E: Element>(
         };
         let y1 = step(0, &h0);
         let y2 = step(1, &y1.narrow(1, 0, k).unwrap());
-        let g = y2.mul(&y2).unwrap().sum_all().backward().unwrap();
-        let grad = |t: &Tensor<E>| g.get(t).map(|g| g.to_f64_vec()).unwrap_or_default();
-        vec![
-            y1.to_f64_vec(),
-            y2.to_f64_vec(),
-            grad(&h0),
-            grad(&w),
-            grad(&table),
-        ]
+        two_step_values_and_grads(&y1, &y2, &[&h0, &w, &table])
     })
 }
 

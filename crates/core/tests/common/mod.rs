@@ -9,6 +9,29 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use retrograd_core::{gradcheck, GradcheckOptions, Result, Tensor};
 
+/// `[y1, y2, d/dx for x in inputs]` for the loss `sum(y2²)` of a two-step chain, as f64
+/// (an input that got no gradient gives an empty vector): what the two-step bit tests compare.
+pub fn two_step_values_and_grads<E: retrograd_core::Element>(
+    y1: &Tensor<E>,
+    y2: &Tensor<E>,
+    inputs: &[&Tensor<E>],
+) -> Vec<Vec<f64>> {
+    let g = y2.mul(y2).unwrap().sum_all().backward().unwrap();
+    let grad = |t: &Tensor<E>| g.get(t).map(|g| g.to_f64_vec()).unwrap_or_default();
+    [y1.to_f64_vec(), y2.to_f64_vec()]
+        .into_iter()
+        .chain(inputs.iter().map(|t| grad(t)))
+        .collect()
+}
+
+/// A rayon pool of `threads` threads, to run a check under a given thread count.
+pub fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+}
+
 /// Asserts `actual` and `expected` have the same length and agree elementwise within `tol`
 /// (absolute, plus `tol` relative to the expected magnitude).
 #[track_caller]
