@@ -65,6 +65,8 @@ impl Activation {
 ///
 /// With `G' = G ⊙ act'(Y)` (tanh: `1 - Y²`, sigmoid: `Y (1 - Y)`, relu: `[Y > 0]`, by column
 /// block): `dC = G'`, `dA = G' Bᵀ`, `dB = Aᵀ G'` (deferred and stacked like [`Addmm`]'s).
+/// With the added term taken as rows of a table ([`AddmmAct::forward_rows`]), row `i` of `G'`
+/// is added into the table's row `rows[i]`.
 pub struct AddmmAct<E: Element> {
     acts: SmallVec<[Activation; 4]>,
     y: Tensor<E>,

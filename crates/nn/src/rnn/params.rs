@@ -121,13 +121,14 @@ impl<E: Element> Prepared<E> {
     /// block of [N, L·G], a step would touch N rows a page apart.
     ///
     /// When x is an embedding lookup ([`Tensor::row_lookup`]) with more rows than the table,
-    /// the table is projected instead and each step picks its rows: `(T[ids]) W = (T W)[ids]`.
+    /// the table is projected instead and each step takes its rows: `(T[ids]) W = (T W)[ids]`.
     /// For a 65-symbol table and 2,048 tokens that is 30 times less work in the product and in
-    /// both products of its backward. The rows are picked step by step
-    /// ([`Projected::step`]): from a projected table small enough to stay in cache, into a
-    /// batch the step reads at once, where picking all steps' rows up front wrote (and the
-    /// backward read back) an [L·N, G·H] copy of 8 MB in B1; each step's gradient rows go
-    /// back into the projected table's gradient through the tape (`grad_rows`).
+    /// both products of its backward. The rows are taken step by step ([`Projected::step`])
+    /// from a projected table small enough to stay in cache: picking all steps' rows up front
+    /// wrote (and the backward read back) an [L·N, G·H] copy of 8 MB in B1. An RNN or LSTM
+    /// step adds them inside its product without a copy (see [`StepInput`]); each step's
+    /// gradient rows go back into the projected table's gradient through the tape
+    /// (`grad_rows_of`, or `grad_rows` for a GRU step's pick).
     pub(crate) fn project_sequence(
         &self,
         x: &Tensor<E>,
