@@ -335,16 +335,7 @@ impl<E: Element> Tensor<E> {
                                 &node.inputs,
                                 &smallvec::smallvec![Some(g.clone())],
                             )?;
-                            let acc = pending.remove(&input.id());
-                            let sum = match place {
-                                Placed::Slice(dim, start) => {
-                                    Pending::add_slice(acc, input.shape(), dim, start, &g)?
-                                }
-                                Placed::Rows(rows) => {
-                                    Pending::add_rows(acc, input.shape(), rows, &g)?
-                                }
-                            };
-                            pending.insert(input.id(), sum);
+                            place_grad(&mut pending, input, place, &g)?;
                         }
                     }
                     None => {
@@ -389,9 +380,7 @@ impl<E: Element> Tensor<E> {
                             }
                             if let Some(rows) = node.op.grad_rows_of(k) {
                                 check_grad_rows(name, input.shape(), rows, ig.shape())?;
-                                let acc = pending.remove(&input.id());
-                                let sum = Pending::add_rows(acc, input.shape(), rows, &ig)?;
-                                pending.insert(input.id(), sum);
+                                place_grad(&mut pending, input, Placed::Rows(rows), &ig)?;
                                 continue;
                             }
                             if ig.shape() != input.shape() {
@@ -469,14 +458,31 @@ pub(crate) fn add_into<E: Element>(mut acc: Tensor<E>, g: &Tensor<E>) -> Result<
     Ok(acc)
 }
 
-/// Where an op's only input gets its gradient placed by the tape instead of `backward`
-/// ([`Op::grad_slice`], [`Op::grad_rows`]).
+/// Where an op's input gets its gradient placed by the tape: its only input instead of
+/// `backward` ([`Op::grad_slice`], [`Op::grad_rows`]), or the rows `backward` returned for one
+/// input ([`Op::grad_rows_of`]).
 #[derive(Clone, Copy)]
 enum Placed<'a> {
     /// At `start` along `dim`.
     Slice(usize, usize),
     /// Row `j` of the gradient into row `rows[j]`.
     Rows(&'a [usize]),
+}
+
+/// Adds `g` into `input`'s pending gradient where `place` says (checked by the caller).
+fn place_grad<E: Element>(
+    pending: &mut HashMap<TensorId, Pending<E>>,
+    input: &Tensor<E>,
+    place: Placed<'_>,
+    g: &Tensor<E>,
+) -> Result<()> {
+    let acc = pending.remove(&input.id());
+    let sum = match place {
+        Placed::Slice(dim, start) => Pending::add_slice(acc, input.shape(), dim, start, g)?,
+        Placed::Rows(rows) => Pending::add_rows(acc, input.shape(), rows, g)?,
+    };
+    pending.insert(input.id(), sum);
+    Ok(())
 }
 
 /// How `op` has its input's gradient placed, if it does.

@@ -49,8 +49,8 @@ impl<E: Element> StepInput<'_, E> {
 ///
 /// * RNN: `h' = act(gx + h Whhᵀ)` (one `addmm_act`, or `index_addmm_acts` from a table)
 /// * LSTM: `i,f,g,o = σ,σ,tanh,σ(gx + h Whhᵀ)` by column block (one `addmm_acts` or
-///   `index_addmm_acts`, narrowed into the four gates); `c' = f⊙c + i⊙g` (`mul` then `addcmul`); `h' = o⊙tanh(c')`, then `h' Whrᵀ`
-///   with a projection.
+///   `index_addmm_acts`, narrowed into the four gates); `c' = f⊙c + i⊙g` (`mul` then
+///   `addcmul`); `h' = o⊙tanh(c')`, then `h' Whrᵀ` with a projection.
 /// * GRU: `h Whhᵀ` (one `matmul`), then `r,z = σ(gx_{r,z} + (h Whhᵀ)_{r,z})` (`b_hr`, `b_hz` are
 ///   in `gx`), `n = tanh(gx_n + r⊙((h Whhᵀ)_n + b_hn))` (an `addcmul`), `h' = (1-z)⊙n + z⊙h`,
 ///   computed as `n + z⊙(h - n)` (one `lerp`).
