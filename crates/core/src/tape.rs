@@ -70,6 +70,16 @@ pub trait Op<E: Element>: Send + Sync + 'static {
         None
     }
 
+    /// For an op whose output is the transpose of its only input, a 2-D tensor (`t()`,
+    /// `transpose(0, 1)`): `true`. A deferred product `aᵀ g` aimed at such an output is then
+    /// recorded for the input instead, as `gᵀ a` (its transpose), so that a weight read as
+    /// `w.t()` collects its gradient under `w` itself: no transposed copy, and the product is
+    /// formed when `w`'s turn comes, after every op that used it (see
+    /// [`Op::deferred_input`]). The default, `false`, records it for the output.
+    fn transposes(&self) -> bool {
+        false
+    }
+
     /// For a 2-D product `y = a @ b` whose `b` may be used many times (a recurrent weight, once
     /// per time step): `Some(1)` asks the tape to call [`Op::backward_deferring`] so that
     /// `dL/db = aᵀ g` is collected and summed as one GEMM over all uses. Default `None`.
@@ -359,12 +369,8 @@ impl<E: Element> Tensor<E> {
                                     ga.shape()
                                 )));
                                 }
-                                deferred.push(
-                                    node.inputs[i].id(),
-                                    a,
-                                    ga,
-                                    node.inputs[i].layout(),
-                                )?;
+                                let (target, a, ga) = through_transposes(&node.inputs[i], a, ga);
+                                deferred.push(target.id(), a, ga, target.layout())?;
                                 grads
                             }
                             None => node
@@ -469,6 +475,35 @@ enum Placed<'a> {
     Rows(&'a [usize]),
 }
 
+/// Where a deferred product `aᵀ g` for `t` is recorded: when `t` is a transpose
+/// ([`Op::transposes`]) of a tensor that tracks gradients, that tensor's gradient gets the
+/// transposed product `gᵀ a` (the factors swapped), and so on down a chain of transposes (a
+/// loop, not a recursion). Returns the tensor and the factors for it. `t` is 2-D (the
+/// tape checked the factors against its shape), and a transpose's input must have the
+/// transposed shape (a custom op claiming [`Op::transposes`] wrongly is not followed).
+fn through_transposes<E: Element>(
+    t: &Tensor<E>,
+    a: Tensor<E>,
+    g: Tensor<E>,
+) -> (Tensor<E>, Tensor<E>, Tensor<E>) {
+    let (mut t, mut a, mut g) = (t.clone(), a, g);
+    loop {
+        let source = match &t.inner.grad {
+            GradSlot::Node(node)
+                if node.op.transposes()
+                    && node.inputs.len() == 1
+                    && node.inputs[0].shape() == [t.shape()[1], t.shape()[0]]
+                    && node.inputs[0].tracks_grad() =>
+            {
+                node.inputs[0].clone()
+            }
+            _ => return (t, a, g),
+        };
+        std::mem::swap(&mut a, &mut g);
+        t = source;
+    }
+}
+
 /// Adds `g` into `input`'s pending gradient where `place` says (checked by the caller).
 fn place_grad<E: Element>(
     pending: &mut HashMap<TensorId, Pending<E>>,
@@ -535,4 +570,41 @@ fn check_grad_slice(
         "op {name} reported grad_slice (dim {dim}, start {start}) for a gradient of shape {g:?} \
          and an input of shape {input:?}"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids<E: Element>(t: &(Tensor<E>, Tensor<E>, Tensor<E>)) -> [TensorId; 3] {
+        [t.0.id(), t.1.id(), t.2.id()]
+    }
+
+    #[test]
+    fn a_deferred_product_for_a_transpose_goes_to_what_it_transposes() {
+        let w = Tensor::<f64>::ones(&[3, 2]).requires_grad();
+        let (a, g) = (Tensor::<f64>::ones(&[5, 2]), Tensor::<f64>::ones(&[5, 3]));
+        // w.t() is [2, 3]: aᵀ g for it is gᵀ a for w, the factors swapped
+        let wt = w.t().unwrap();
+        let r = through_transposes(&wt, a.clone(), g.clone());
+        assert_eq!(ids(&r), [w.id(), g.id(), a.id()]);
+        // down a chain: w.t().t() leads back to w with the factors as given
+        let wtt = wt.t().unwrap();
+        let r = through_transposes(&wtt, g.clone(), a.clone());
+        assert_eq!(ids(&r), [w.id(), g.id(), a.id()]);
+        // not through a transpose of a tensor without gradient, nor through other views
+        let c = Tensor::<f64>::ones(&[3, 2]).t().unwrap();
+        let r = through_transposes(&c, a.clone(), g.clone());
+        assert_eq!(ids(&r), [c.id(), a.id(), g.id()]);
+        let n = w.narrow(0, 0, 2).unwrap();
+        let r = through_transposes(&n, g.clone(), a.clone());
+        assert_eq!(ids(&r), [n.id(), g.id(), a.id()]);
+        // a 3-D permute swapping two dims is no 2-D transpose
+        let p = Tensor::<f64>::ones(&[2, 3, 4])
+            .requires_grad()
+            .permute(&[1, 0, 2])
+            .unwrap();
+        let r = through_transposes(&p, a.clone(), g.clone());
+        assert_eq!(ids(&r), [p.id(), a.id(), g.id()]);
+    }
 }

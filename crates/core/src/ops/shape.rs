@@ -114,6 +114,10 @@ impl<E: Element> Op<E> for Permute {
     fn name(&self) -> &'static str {
         "permute"
     }
+    /// A 2-D permute is a transpose (or the identity, which is not).
+    fn transposes(&self) -> bool {
+        self.inverse.as_slice() == [1, 0]
+    }
     fn backward(&self, _: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
         let l = g.layout().permute(&self.inverse)?;
         let gt = Tensor::build(
