@@ -8,6 +8,10 @@
 //! on; when the weight's turn comes (after every use, by creation order) the rest is
 //! multiplied and the partial products are added in order.
 //!
+//! A thick pair, one product over all time steps already (a decoder's `gᵀ h` over every
+//! token), is recorded once for its weight; its product starts at once too, cut by rows into
+//! blocks that the helper works through during the rest of the backward pass ([`Early`]).
+//!
 //! `CHUNK_ROWS` is `matrixmultiply`'s depth block (its `KC`, 256 for f32 and f64), and a GEMM
 //! over the whole stack adds one such block's product into its result after another, in the
 //! same order. Every chunk is one block, and the rows after the last chunk are added a block
@@ -43,9 +47,114 @@ pub(crate) const CHUNK_ROWS: usize = 256;
 /// is not worth a job, and could go through the direct loops, which sum in another order).
 const CHUNK_MIN_FMAS: usize = 2 << 20;
 
+/// From this many multiply-adds, the product of a thick pair that comes first for its tensor
+/// starts at once, in row blocks on the helper ([`Early`]).
+const EARLY_MIN_FMAS: usize = 32 << 20;
+
+/// About this many multiply-adds per row block of an [`Early`] product.
+const EARLY_BLOCK_FMAS: usize = 64 << 20;
+
+/// The product of a thick pair (one product over all time steps already, such as a decoder's
+/// `gᵀ h`) started when it was recorded: its rows cut into blocks, each a background job. The
+/// helper works through them in its spare time while the backward pass goes on (the weight's
+/// turn comes after every op that used it, at the end for a parameter), and whatever it has
+/// not started when the sum is wanted is computed by the caller.
+///
+/// A block holds whole rows of the product, each element summed over the full depth by the
+/// same `matrixmultiply` call shape as the whole product (the left operand a transposed view,
+/// at least [`panel::BIG_M`] rows, so neither the `gemm` crate nor the panel kernel takes
+/// it), so the blocks put together have the whole product's bits. Used only while the pair is
+/// the tensor's sole one: when another comes, the sum is formed over all pairs, stacked, as
+/// without this.
+struct Early<E: Element> {
+    blocks: Vec<EarlyBlock<E>>,
+    /// The product's `[rows, cols]` in memory, and whether it is seen transposed (`like`
+    /// column-major).
+    shape: (usize, usize),
+    transposed: bool,
+}
+
+/// One row block of an [`Early`] product: `leadᵀ other`, its first row `r0` of the whole.
+struct EarlyBlock<E: Element> {
+    r0: usize,
+    factors: (Tensor<E>, Tensor<E>),
+    job: Background<Result<Tensor<E>>>,
+}
+
+impl<E: Element> Early<E> {
+    /// Starts the row blocks of `aᵀ g`, laid out like `like`, or returns `None` when the
+    /// product is small, the products run on one thread, or a factor is not row-major.
+    fn start(a: &Tensor<E>, g: &Tensor<E>, like: &Layout) -> Option<Self> {
+        let s = like.strides();
+        let transposed = s.len() == 2 && s[0] == 1 && s[1] > 1;
+        // the product in memory: `leadᵀ other` (`at_g_like` forms `(gᵀ a)ᵀ` for `transposed`)
+        let (lead, other) = if transposed { (g, a) } else { (a, g) };
+        let (depth, rows) = (lead.shape()[0], lead.shape()[1]);
+        let cols = other.shape()[1];
+        let fmas = depth * rows * cols;
+        if fmas < EARLY_MIN_FMAS
+            || crate::threads::product_threads() < 2
+            || !lead.is_contiguous()
+            || !other.is_contiguous()
+        {
+            return None;
+        }
+        let parts = fmas.div_ceil(EARLY_BLOCK_FMAS).min(rows / panel::BIG_M);
+        if parts < 2 {
+            return None;
+        }
+        let mut blocks = Vec::with_capacity(parts);
+        for i in 0..parts {
+            let (r0, len) = crate::ops::gemm::block(rows, parts, i);
+            let lead_t = lead.narrow(1, r0, len).ok()?.t().ok()?;
+            let (l, o) = (lead_t.clone(), other.clone());
+            blocks.push(EarlyBlock {
+                r0,
+                factors: (lead_t, other.clone()),
+                job: background(move || {
+                    let _no_grad = crate::tape::no_grad();
+                    crate::ops::matmul::matmul_raw(&l, &o)
+                }),
+            });
+        }
+        Some(Early {
+            blocks,
+            shape: (rows, cols),
+            transposed,
+        })
+    }
+
+    /// The blocks put together: the last ones first, which the helper (taking jobs in order)
+    /// is the least likely to have started. A block it has not started is taken back and
+    /// computed here straight into the result (the same product, so the same bits); one it
+    /// has is waited for and copied in.
+    fn join(self) -> Result<Tensor<E>> {
+        let (rows, cols) = self.shape;
+        let mut out = crate::storage::overwritable(rows * cols);
+        for block in self.blocks.into_iter().rev() {
+            let (lead_t, other) = &block.factors;
+            let dest = &mut out[block.r0 * cols..(block.r0 + lead_t.shape()[0]) * cols];
+            if block.job.cancel() {
+                let _no_grad = crate::tape::no_grad();
+                crate::ops::matmul::matmul_into(lead_t, other, dest)?;
+            } else {
+                dest.copy_from_slice(&block.job.join()?.contiguous_data());
+            }
+        }
+        let sum = crate::ops::constant(out, &[rows, cols]);
+        if self.transposed {
+            sum.t()
+        } else {
+            Ok(sum)
+        }
+    }
+}
+
 /// The factors recorded for one tensor: products of full chunks (started), then the pairs of
 /// the chunk being filled, or of everything after the last chunk once a thick pair came.
 struct Recorded<E: Element> {
+    /// The first pair's product, started early (see [`Early`]); dropped if more pairs come.
+    early: Option<Early<E>>,
     chunks: Vec<Background<Result<Tensor<E>>>>,
     open: Vec<Factors<E>>,
     open_rows: usize,
@@ -210,7 +319,9 @@ impl<E: Element> DeferredProducts<E> {
         g: Tensor<E>,
         like: &Layout,
     ) -> Result<()> {
+        let first = !self.recorded.contains_key(&id);
         let r = self.recorded.entry(id).or_insert_with(|| Recorded {
+            early: None,
             chunks: Vec::new(),
             open: Vec::new(),
             open_rows: 0,
@@ -221,6 +332,11 @@ impl<E: Element> DeferredProducts<E> {
         r.unchunked |= rows >= CHUNK_ROWS
             || a.shape()[1] * g.shape()[1] * CHUNK_ROWS < CHUNK_MIN_FMAS
             || crate::threads::product_threads() < 2;
+        // a second pair: the sum goes over all pairs (an unstarted block is not run)
+        r.early = None;
+        if first && rows >= CHUNK_ROWS {
+            r.early = Early::start(&a, &g, like);
+        }
         if r.unchunked || r.open_rows + rows < CHUNK_ROWS {
             r.open_rows += rows;
             r.open.push((a, g));
@@ -252,6 +368,9 @@ impl<E: Element> DeferredProducts<E> {
         let Some(r) = self.recorded.remove(&id) else {
             return Ok(None);
         };
+        if let Some(early) = r.early {
+            return early.join().map(Some);
+        }
         let tiles = r.tiles;
         if r.chunks.is_empty() && tiles.is_none() {
             return stacked_product(&r.open, like).map(Some);

@@ -179,6 +179,17 @@ impl Helper {
 }
 
 /// The result of a job sent to the helper.
+/// Whether the helper is running a background job: then it holds one of the cores, and a
+/// pool worker asked to share other work would wait for a core (see
+/// [`map_claimed`](crate::threads::map_claimed)).
+pub(crate) fn in_chore() -> bool {
+    HELPER
+        .get()
+        .copied()
+        .flatten()
+        .is_some_and(|h| h.in_chore.load(Ordering::Acquire))
+}
+
 pub(crate) struct Pending<T> {
     state: Arc<Done<T>>,
 }
@@ -352,6 +363,19 @@ impl<T> Background<T> {
         }
     }
 
+    /// Takes the job back if nobody has started it (it will not run), so the caller can do
+    /// its work another way; `false` if it is running or done (then [`join`](Self::join)).
+    /// Once it returns `true`, the handle is only dropped.
+    pub(crate) fn cancel(&self) -> bool {
+        let mut stage = self.task.lock();
+        if matches!(*stage, Stage::Queued(_)) {
+            *stage = Stage::Gone;
+            true
+        } else {
+            false
+        }
+    }
+
     /// The job's result: taken back and run here if the helper has not started it, else
     /// waited for. A panic in the job resumes here.
     pub(crate) fn join(self) -> T {
@@ -477,9 +501,34 @@ mod tests {
         until_started(&started);
         assert_eq!(spawn(|| 3).err().map(|f| f()), Some(3));
 
+        // meanwhile a row-wise kernel stays on this thread: a pool worker would wait for the
+        // helper's core
+        assert!(in_chore());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let (caller, on) = pool.install(|| {
+            let on = crate::threads::map_claimed((0..8).collect(), |_: i32| {
+                std::thread::sleep(Duration::from_millis(1));
+                std::thread::current().id()
+            });
+            (std::thread::current().id(), on)
+        });
+        assert!(
+            on.iter().all(|&t| t == caller),
+            "items ran on another worker"
+        );
+
+        // a job taken back before it starts never runs; the caller does the work its own way
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        let taken = background(move || r.store(true, Ordering::Release));
+        assert!(taken.cancel());
+        drop(taken);
+
         // a job queued behind it is run by the thread that joins it, and a dropped one never runs
         let queued = background(move || std::thread::current().id() == me);
-        let ran = Arc::new(AtomicBool::new(false));
         let r = ran.clone();
         drop(background(move || r.store(true, Ordering::Release)));
         assert!(
@@ -492,7 +541,22 @@ mod tests {
         // the helper goes through the rest of its queue: the dropped job is skipped
         let last = background(|| 1);
         assert_eq!(last.join(), 1);
-        assert!(!ran.load(Ordering::Acquire), "a dropped job ran");
+        assert!(
+            !ran.load(Ordering::Acquire),
+            "a dropped or taken-back job ran"
+        );
+        // a running or finished job cannot be taken back
+        let done = background(|| 2);
+        let start = Instant::now();
+        while !matches!(*done.task.lock(), Stage::Finished(_)) {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the helper never ran the job"
+            );
+            std::thread::yield_now();
+        }
+        assert!(!done.cancel());
+        assert_eq!(done.join(), 2);
 
         // a panic in a background job resumes in the thread that joins it
         let boom = background(|| -> u8 { panic!("boom") });

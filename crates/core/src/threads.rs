@@ -121,7 +121,9 @@ const CLAIM_SPIN: Duration = Duration::from_millis(2);
 ///
 /// For kernels over independent pieces of data (row blocks, parameters) that record no ops:
 /// `f` runs with products kept single-threaded, as inside a [`join`]. Put the largest items
-/// first: they are taken in order.
+/// first: they are taken in order. While the helper thread runs a background job (a weight
+/// gradient formed during the backward pass) on a pool of two, this thread takes every item
+/// itself: the worker would only wait for the helper's core.
 ///
 /// ```
 /// use retrograd_core::threads::map_claimed;
@@ -131,7 +133,11 @@ const CLAIM_SPIN: Duration = Duration::from_millis(2);
 /// ```
 pub fn map_claimed<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     let n = items.len();
-    let workers = product_threads().saturating_sub(1).min(n.saturating_sub(1));
+    let mut workers = product_threads().saturating_sub(1).min(n.saturating_sub(1));
+    if workers > 0 && rayon::current_num_threads() <= 2 && crate::helper::in_chore() {
+        // the helper holds the other core: a worker would only queue behind it
+        workers = 0;
+    }
     if workers == 0 {
         return items.into_iter().map(f).collect();
     }

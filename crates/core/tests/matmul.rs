@@ -580,3 +580,84 @@ fn a_weight_used_at_every_step_gets_the_bits_of_one_product_over_the_stacked_ste
         });
     }
 }
+
+#[test]
+fn a_thick_weight_gradient_formed_early_in_row_blocks_has_the_bits_of_one_product() {
+    // A weight used once by a product over many rows (a decoder's `x @ w.t()` over all
+    // tokens): on two threads the tape starts `dL/dw` at once, as row blocks on the helper,
+    // and puts the blocks together when w's turn comes (blocks the helper has not started are
+    // computed by the caller). Every element is then still one sum over all rows: the bits
+    // of a single product, on one thread and on two. Then a second use of the same weight:
+    // the early blocks are dropped and the sum goes over both uses, stacked, as before.
+    let (m, k, n) = (256, 640, 512); // dL/dw: 512 x 640 over 256 rows, 84M multiply-adds
+    let x = rnd(&[m, k], 300).cast::<f32>();
+    let c = rnd(&[m, n], 301).cast::<f32>();
+    let (x2, c2) = (
+        rnd(&[300, k], 302).cast::<f32>(),
+        rnd(&[300, n], 303).cast::<f32>(),
+    );
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for transposed in [true, false] {
+                let w = if transposed {
+                    rnd(&[n, k], 304).cast::<f32>().requires_grad()
+                } else {
+                    rnd(&[k, n], 304).cast::<f32>().requires_grad()
+                };
+                let use_w = |x: &Tensor<f32>| {
+                    if transposed {
+                        x.matmul(&w.t().unwrap())
+                    } else {
+                        x.matmul(&w)
+                    }
+                    .unwrap()
+                };
+                let bits = |t: &Tensor<f32>| -> Vec<u32> {
+                    t.to_vec().iter().map(|v| v.to_bits()).collect()
+                };
+                // one use
+                let loss = use_w(&x).mul(&c).unwrap().sum_all();
+                let got = loss.backward().unwrap().get(&w).unwrap().clone();
+                let want = {
+                    let _off = retrograd_core::no_grad();
+                    if transposed {
+                        c.t().unwrap().matmul(&x).unwrap()
+                    } else {
+                        x.t().unwrap().matmul(&c).unwrap()
+                    }
+                };
+                assert_eq!(got.shape(), w.shape());
+                assert!(
+                    bits(&got) == bits(&want),
+                    "threads {threads}, transposed {transposed}: one use"
+                );
+                // two uses, the thick one recorded first (backward visits the last use first)
+                let loss = use_w(&x2)
+                    .mul(&c2)
+                    .unwrap()
+                    .sum_all()
+                    .add(&use_w(&x).mul(&c).unwrap().sum_all())
+                    .unwrap();
+                let got = loss.backward().unwrap().get(&w).unwrap().clone();
+                let want = {
+                    let _off = retrograd_core::no_grad();
+                    let xs = Tensor::cat(&[&x, &x2], 0).unwrap();
+                    let cs = Tensor::cat(&[&c, &c2], 0).unwrap();
+                    if transposed {
+                        cs.t().unwrap().matmul(&xs).unwrap()
+                    } else {
+                        xs.t().unwrap().matmul(&cs).unwrap()
+                    }
+                };
+                assert!(
+                    bits(&got) == bits(&want),
+                    "threads {threads}, transposed {transposed}: two uses"
+                );
+            }
+        });
+    }
+}

@@ -216,7 +216,7 @@ fn serial<E: Element>(
 }
 
 /// Block `i` of `parts` near-equal blocks of `len`: `(start, size)`.
-fn block(len: usize, parts: usize, i: usize) -> (usize, usize) {
+pub(crate) fn block(len: usize, parts: usize, i: usize) -> (usize, usize) {
     let (q, r) = (len / parts, len % parts);
     (i * q + i.min(r), q + usize::from(i < r))
 }

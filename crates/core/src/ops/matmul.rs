@@ -344,21 +344,8 @@ fn matmul_vec<E: Element>(
     if m * n > 0 {
         for i in 0..nb {
             let ci = &mut c[i * m * n..(i + 1) * m * n];
-            let half = two_way_split(m, k, n);
-            if half.is_none() && !packs(m, k, n) && !panel::row_product(m, k, n) {
-                // direct loops: no transposed copy or split applies, so no owned operands
-                let bv = gemm_view(&b, b_batched.then_some(i));
-                gemm(m, k, n, gemm_view(&a, batch.map(|_| i)), bv, ci);
-                finish(epi, Block::whole(m, n, ci));
-                continue;
-            }
-            let av = Operand::of(&a, batch.map(|_| i));
-            let bv = if b_batched {
-                Operand::of(&b, Some(i))
-            } else {
-                Operand::rhs(&b, m, a.layout().strides()[a.rank() - 1] == 1)
-            };
-            gemm_operands((m, k, n), half, av, bv, ci, epi);
+            let (ai, bi) = (batch.map(|_| i), b_batched.then_some(i));
+            product_into((m, k, n), (&a, ai), (&b, bi), ci, epi);
         }
     }
     let shape: Vec<usize> = match batch {
@@ -366,6 +353,53 @@ fn matmul_vec<E: Element>(
         None => vec![m, n],
     };
     Ok((c, shape))
+}
+
+/// `c = a @ b` for one `m x k x n` product (batch `ai` of `a` and `bi` of `b` when they are
+/// 3-D), into the dense row-major `c`, then `epi` on it.
+fn product_into<E: Element>(
+    (m, k, n): (usize, usize, usize),
+    (a, ai): (&Tensor<E>, Option<usize>),
+    (b, bi): (&Tensor<E>, Option<usize>),
+    c: &mut [E],
+    epi: Option<&Epilogue<E>>,
+) {
+    let half = two_way_split(m, k, n);
+    if half.is_none() && !packs(m, k, n) && !panel::row_product(m, k, n) {
+        // direct loops: no transposed copy or split applies, so no owned operands
+        gemm(m, k, n, gemm_view(a, ai), gemm_view(b, bi), c);
+        finish(epi, Block::whole(m, n, c));
+        return;
+    }
+    let av = Operand::of(a, ai);
+    let bv = if bi.is_some() {
+        Operand::of(b, bi)
+    } else {
+        Operand::rhs(b, m, a.layout().strides()[a.rank() - 1] == 1)
+    };
+    gemm_operands((m, k, n), half, av, bv, c, epi);
+}
+
+/// `c = a @ b` for 2-D `a: [m, k]` and `b: [k, n]` without recording, into the dense
+/// row-major `c` (`m * n` elements), by the same route as [`matmul_raw`] (so with its bits).
+pub(crate) fn matmul_into<E: Element>(a: &Tensor<E>, b: &Tensor<E>, c: &mut [E]) -> Result<()> {
+    let (a, b) = (gemm_ready(a), gemm_ready(b));
+    let ((m, k), (kb, n)) = (a.dims2()?, b.dims2()?);
+    if kb != k || c.len() != m * n {
+        return Err(Error::shape(
+            "matmul",
+            format!(
+                "lhs {:?} vs rhs {:?} into {} elements",
+                a.shape(),
+                b.shape(),
+                c.len()
+            ),
+        ));
+    }
+    if m * n > 0 {
+        product_into((m, k, n), (&a, None), (&b, None), c, None);
+    }
+    Ok(())
 }
 
 /// `aᵀ g` for 2-D `a: [m, k]`, `g: [m, n]`, laid out like `like` (a `[k, n]` layout).

@@ -58,7 +58,7 @@ const MAX_A: usize = 256 * 1024;
 /// 1.89, B4's 2048x256x384 projection 2.34 against 3.00), and with the AVX2 kernels
 /// `matrixmultiply` did on Zen 3 (2048x64x1024: 3.9 against 7.0 ms). At 128 rows they were
 /// even (128x256x1024: 0.48 ms both ways).
-const BIG_M: usize = 128;
+pub(crate) const BIG_M: usize = 128;
 
 /// From this many multiply-adds a one-row product may read a whole right-hand side through
 /// panels (from its second read); below, the direct loops of `gemm.rs` run.
