@@ -26,6 +26,8 @@
 //! gradient is the same either way. That route forms `aᵀ g` row-major; the sum is transposed
 //! once at the end when the weight is read transposed (`x.matmul(&w.t())`).
 
+use std::sync::{Arc, Mutex};
+
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::element::{Element, PanelTiles};
@@ -68,9 +70,11 @@ const EARLY_BLOCK_FMAS: usize = 64 << 20;
 /// without this.
 struct Early<E: Element> {
     blocks: Vec<EarlyBlock<E>>,
-    /// The product's `[rows, cols]` in memory, and whether it is seen transposed (`like`
-    /// column-major).
+    /// The product, `[rows, cols]` in memory, each block copied in by the thread that
+    /// computed it (while the block is still in that core's cache).
+    out: Arc<Mutex<Vec<E>>>,
     shape: (usize, usize),
+    /// Whether the product is seen transposed (`like` column-major).
     transposed: bool,
 }
 
@@ -78,7 +82,24 @@ struct Early<E: Element> {
 struct EarlyBlock<E: Element> {
     r0: usize,
     factors: (Tensor<E>, Tensor<E>),
-    job: Background<Result<Tensor<E>>>,
+    job: Background<Result<()>>,
+}
+
+/// `leadᵀ other` for one block, copied into rows `r0..` of `out`.
+fn early_block<E: Element>(
+    (lead_t, other): (&Tensor<E>, &Tensor<E>),
+    r0: usize,
+    out: &Mutex<Vec<E>>,
+) -> Result<()> {
+    let _no_grad = crate::tape::no_grad();
+    let (rows, cols) = (lead_t.shape()[0], other.shape()[1]);
+    let mut block = crate::storage::overwritable(rows * cols);
+    crate::ops::matmul::matmul_into(lead_t, other, &mut block)?;
+    let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+    out[r0 * cols..(r0 + rows) * cols].copy_from_slice(&block);
+    drop(out);
+    crate::storage::give(block);
+    Ok(())
 }
 
 impl<E: Element> Early<E> {
@@ -103,45 +124,41 @@ impl<E: Element> Early<E> {
         if parts < 2 {
             return None;
         }
+        let out = Arc::new(Mutex::new(crate::storage::overwritable(rows * cols)));
         let mut blocks = Vec::with_capacity(parts);
         for i in 0..parts {
             let (r0, len) = crate::ops::gemm::block(rows, parts, i);
             let lead_t = lead.narrow(1, r0, len).ok()?.t().ok()?;
-            let (l, o) = (lead_t.clone(), other.clone());
+            let (l, o, dst) = (lead_t.clone(), other.clone(), out.clone());
             blocks.push(EarlyBlock {
                 r0,
                 factors: (lead_t, other.clone()),
-                job: background(move || {
-                    let _no_grad = crate::tape::no_grad();
-                    crate::ops::matmul::matmul_raw(&l, &o)
-                }),
+                job: background(move || early_block((&l, &o), r0, &dst)),
             });
         }
         Some(Early {
             blocks,
+            out,
             shape: (rows, cols),
             transposed,
         })
     }
 
-    /// The blocks put together: the last ones first, which the helper (taking jobs in order)
-    /// is the least likely to have started. A block it has not started is taken back and
-    /// computed here straight into the result (the same product, so the same bits); one it
-    /// has is waited for and copied in.
+    /// The product, once every block is in: the last blocks first, which the helper (taking
+    /// jobs in order) is the least likely to have started. A block it has not started is
+    /// taken back and computed here (the same product, so the same bits); one it has is
+    /// waited for.
     fn join(self) -> Result<Tensor<E>> {
-        let (rows, cols) = self.shape;
-        let mut out = crate::storage::overwritable(rows * cols);
         for block in self.blocks.into_iter().rev() {
-            let (lead_t, other) = &block.factors;
-            let dest = &mut out[block.r0 * cols..(block.r0 + lead_t.shape()[0]) * cols];
             if block.job.cancel() {
-                let _no_grad = crate::tape::no_grad();
-                crate::ops::matmul::matmul_into(lead_t, other, dest)?;
+                let (lead_t, other) = &block.factors;
+                early_block((lead_t, other), block.r0, &self.out)?;
             } else {
-                dest.copy_from_slice(&block.job.join()?.contiguous_data());
+                block.job.join()?;
             }
         }
-        let sum = crate::ops::constant(out, &[rows, cols]);
+        let out = std::mem::take(&mut *self.out.lock().unwrap_or_else(|p| p.into_inner()));
+        let sum = crate::ops::constant(out, &[self.shape.0, self.shape.1]);
         if self.transposed {
             sum.t()
         } else {
