@@ -227,6 +227,56 @@ fn large_cross_entropy_split_over_threads_equals_composite() {
 }
 
 #[test]
+fn cross_entropy_gradient_is_the_softmax_op_bit_for_bit() {
+    // The backward pass recomputes each row's softmax from the logits and the forward pass's
+    // shift and sum: dL/dx = w·softmax(x) - w·onehot(t) with w = 1/count, the softmax the
+    // bits of the softmax op's. f32, 400 x 700 logits (row blocks over two threads), every
+    // 9th row ignored (exactly zero).
+    for threads in [1, 2] {
+        pool(threads).install(|| {
+            let (n, c) = (400usize, 700usize);
+            let x = rnd(&[n, c], 12)
+                .mul_scalar(4.0)
+                .cast::<f32>()
+                .requires_grad();
+            let t: Vec<i64> = (0..n)
+                .map(|i| {
+                    if i % 9 == 0 {
+                        -100
+                    } else {
+                        ((i * 53) % c) as i64
+                    }
+                })
+                .collect();
+            let count = t.iter().filter(|&&v| v >= 0).count();
+            let g = x.cross_entropy(&t).unwrap().backward().unwrap();
+            let got = g.get(&x).unwrap().to_vec();
+            let p = {
+                let _off = retrograd_core::no_grad();
+                x.softmax(1).unwrap().to_vec()
+            };
+            let w = 1.0f32 / count as f32;
+            for (i, &ti) in t.iter().enumerate() {
+                for j in 0..c {
+                    let want = if ti < 0 {
+                        0.0
+                    } else if j == ti as usize {
+                        w * p[i * c + j] - w
+                    } else {
+                        w * p[i * c + j]
+                    };
+                    assert_eq!(
+                        got[i * c + j].to_bits(),
+                        want.to_bits(),
+                        "threads {threads}, row {i}, column {j}"
+                    );
+                }
+            }
+        });
+    }
+}
+
+#[test]
 fn mse_values_and_gradient() {
     // diff [1,0,-2], squares [1,0,4]: mean 5/3, sum 5, none [1,0,4].
     let x = leaf(&[1., 2., 3.], &[3]);

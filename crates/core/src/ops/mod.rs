@@ -80,6 +80,20 @@ pub(crate) fn zip_map<E: Element>(a: &Tensor<E>, b: &Tensor<E>, f: impl Fn(E, E)
     out
 }
 
+/// Rows per block when a row-wise op over `rows` rows of `row_len` elements is split over
+/// threads (four blocks per thread, so a worker starting late still finds some), or `None`
+/// to run it on the calling thread (small inputs, one thread).
+fn rows_per_block(rows: usize, row_len: usize) -> Option<usize> {
+    /// From this many elements a row-wise op is split over threads (measured on B2's
+    /// 400 x 10000 logits; a 2-core split pays for itself well below that).
+    const PARALLEL_MIN: usize = 1 << 16;
+    /// Blocks per thread: enough that a worker starting late still finds some.
+    const BLOCKS_PER_THREAD: usize = 4;
+    let threads = crate::threads::product_threads();
+    (rows * row_len >= PARALLEL_MIN && threads >= 2 && rows >= 2)
+        .then(|| rows.div_ceil(threads * BLOCKS_PER_THREAD))
+}
+
 /// Runs `f(first_row, x_rows, out_rows, aux_rows)` over blocks of whole rows: `x` and `out`
 /// hold `row_len` elements per row, `aux` one. Large inputs are cut into four blocks per
 /// thread that the caller and a pool worker take in turn ([`crate::threads::map_claimed`]):
@@ -94,21 +108,14 @@ pub(crate) fn for_row_blocks<E: Element>(
     row_len: usize,
     f: impl Fn(usize, &[E], &mut [E], &mut [E]) + Sync,
 ) {
-    /// From this many elements a row-wise op is split over threads (measured on B2's
-    /// 400 x 10000 logits; a 2-core split pays for itself well below that).
-    const PARALLEL_MIN: usize = 1 << 16;
-    /// Blocks per thread: enough that a worker starting late still finds some.
-    const BLOCKS_PER_THREAD: usize = 4;
     let rows = aux.len();
     if row_len == 0 {
         return; // no elements (and chunks of zero length are not allowed)
     }
-    let threads = crate::threads::product_threads();
-    if out.len() < PARALLEL_MIN || threads < 2 || rows < 2 {
+    let Some(per) = rows_per_block(rows, row_len) else {
         f(0, x, out, aux);
         return;
-    }
-    let per = rows.div_ceil(threads * BLOCKS_PER_THREAD);
+    };
     let blocks: Vec<_> = x
         .chunks(per * row_len)
         .zip(out.chunks_mut(per * row_len))
@@ -116,6 +123,30 @@ pub(crate) fn for_row_blocks<E: Element>(
         .enumerate()
         .collect();
     crate::threads::map_claimed(blocks, |(i, ((xb, ob), ab))| f(i * per, xb, ob, ab));
+}
+
+/// [`for_row_blocks`] for an op that reads its rows and writes one item per row:
+/// `f(first_row, x_rows, aux_rows)`.
+pub(crate) fn for_row_blocks_in<E: Element, T: Send>(
+    x: &[E],
+    aux: &mut [T],
+    row_len: usize,
+    f: impl Fn(usize, &[E], &mut [T]) + Sync,
+) {
+    let rows = aux.len();
+    if row_len == 0 {
+        return;
+    }
+    let Some(per) = rows_per_block(rows, row_len) else {
+        f(0, x, aux);
+        return;
+    };
+    let blocks: Vec<_> = x
+        .chunks(per * row_len)
+        .zip(aux.chunks_mut(per))
+        .enumerate()
+        .collect();
+    crate::threads::map_claimed(blocks, |(i, (xb, ab))| f(i * per, xb, ab));
 }
 
 /// Storage and layout for a fresh contiguous op output.

@@ -43,7 +43,7 @@ fn max_skipping_nan<E: Element>(x: &[E]) -> E {
 
 /// Writes `exp(x - m)` into `y` for the row maximum `m` (0 when it is not finite) and returns
 /// `(m, z)`, `z` the sum of `y`: the stable first half of every softmax.
-fn exp_shifted<E: Element>(x: &[E], y: &mut [E]) -> (E, E) {
+pub(super) fn exp_shifted<E: Element>(x: &[E], y: &mut [E]) -> (E, E) {
     let m = max_skipping_nan(x);
     let m = if m.is_finite() { m } else { E::zero() };
     for (yv, &xv) in y.iter_mut().zip(x) {
@@ -65,15 +65,6 @@ fn softmax_row<E: Element>(x: &[E], y: &mut [E], log: bool) {
             *yv /= z;
         }
     }
-}
-
-/// Softmax of one dense row into `y`; returns `log Σ exp(x)` (computed as `m + ln z`).
-pub(super) fn softmax_row_lse<E: Element>(x: &[E], y: &mut [E]) -> E {
-    let (m, z) = exp_shifted(x, y);
-    for yv in y.iter_mut() {
-        *yv /= z;
-    }
-    m + z.ln()
 }
 
 /// Softmax (or log-softmax) of every lane along `dim` of a contiguous tensor.
