@@ -24,6 +24,36 @@ fn packing_pads_the_last_panel_with_zeros() {
     assert_eq!(p[2 * NR + 5], 69.0);
     assert_eq!(p[2 * NR + 6], 0.0); // padding
     assert_eq!(p[3 * NR + 5], 139.0);
+
+    // the buffer is not zeroed first: a recycled one full of NaN still gets zero padding
+    let (k, n): (usize, usize) = (40, 70);
+    let len = n.div_ceil(NR) * k * NR + LineAligned::<f64>::LINE;
+    let b: Vec<f64> = (0..k * n).map(|i| i as f64).collect();
+    for _ in 0..4 {
+        crate::storage::give(vec![f64::NAN; len]);
+        let p = pack(
+            k,
+            n,
+            MatRef {
+                data: &b,
+                rs: n,
+                cs: 1,
+            },
+        );
+        for (i, panel) in p.chunks_exact(k * NR).enumerate() {
+            for (r, row) in panel.chunks_exact(NR).enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    let c = i * NR + j;
+                    let want = if c < n { (r * n + c) as f64 } else { 0.0 };
+                    assert_eq!(
+                        v.to_bits(),
+                        want.to_bits(),
+                        "panel {i}, row {r}, column {j}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[test]
