@@ -178,6 +178,10 @@ struct Recorded<E: Element> {
     /// No more chunks for this tensor: a pair of a chunk's rows or more came, or chunks would
     /// not pay (a small gradient, or products on one thread).
     unchunked: bool,
+    /// The layout the sum is formed like (the first pair's), and whether the tensor's
+    /// gradient is its transpose (the pairs came through a `w.t()`; see `push`).
+    like: Layout,
+    flipped: bool,
     /// The panel kernel every chunk's product goes through (see [`panel_tiles`]), or `None`
     /// for `matrixmultiply`: decided by the first pair's shapes, which every pair shares.
     tiles: Option<PanelTiles<E>>,
@@ -321,7 +325,11 @@ impl<E: Element> DeferredProducts<E> {
     }
 
     /// Records `aᵀ g` as a gradient contribution to `id` (`a`: [m, k], `g`: [m, n]), `like`
-    /// being the layout of the tensor `id` names.
+    /// being the layout of the `[k, n]` tensor the product belongs to: the tensor `id` names,
+    /// or, when `flipped`, its transpose (`w.t()`, whose product is recorded for `w` and
+    /// transposed when taken, so that it is formed after every use of `w`, in the orientation
+    /// it had before). A pair in the other orientation than the first one's is recorded
+    /// transposed (`gᵀ a`, its factors swapped).
     ///
     /// A pair thinner than a chunk that fills the open chunk closes it (its leading rows
     /// ending the chunk, the others opening the next), and the chunk's product starts on the
@@ -332,9 +340,9 @@ impl<E: Element> DeferredProducts<E> {
     pub(crate) fn push(
         &mut self,
         id: TensorId,
-        a: Tensor<E>,
-        g: Tensor<E>,
+        (a, g): Factors<E>,
         like: &Layout,
+        flipped: bool,
     ) -> Result<()> {
         let first = !self.recorded.contains_key(&id);
         let r = self.recorded.entry(id).or_insert_with(|| Recorded {
@@ -344,7 +352,11 @@ impl<E: Element> DeferredProducts<E> {
             open_rows: 0,
             unchunked: false,
             tiles: panel_tiles::<E>(a.shape()[1], g.shape()[1]),
+            like: like.clone(),
+            flipped,
         });
+        let (a, g) = if flipped == r.flipped { (a, g) } else { (g, a) };
+        let like = r.like.clone();
         let rows = a.shape()[0];
         r.unchunked |= rows >= CHUNK_ROWS
             || a.shape()[1] * g.shape()[1] * CHUNK_ROWS < CHUNK_MIN_FMAS
@@ -352,7 +364,7 @@ impl<E: Element> DeferredProducts<E> {
         // a second pair: the sum goes over all pairs (an unstarted block is not run)
         r.early = None;
         if first && rows >= CHUNK_ROWS {
-            r.early = Early::start(&a, &g, like);
+            r.early = Early::start(&a, &g, &like);
         }
         if r.unchunked || r.open_rows + rows < CHUNK_ROWS {
             r.open_rows += rows;
@@ -364,7 +376,6 @@ impl<E: Element> DeferredProducts<E> {
         let tiles = r.tiles;
         r.open.push((a.narrow(0, 0, head)?, g.narrow(0, 0, head)?));
         let pairs = std::mem::take(&mut r.open);
-        let like = like.clone();
         r.chunks
             .push(background(move || chunk_product(tiles, &pairs, &like)));
         r.open_rows = rest;
@@ -375,22 +386,33 @@ impl<E: Element> DeferredProducts<E> {
         Ok(())
     }
 
-    /// The sum of the products recorded for `id`, if any, laid out like `like`, the tensor it
-    /// is the gradient of: the chunks' products added in the order they were recorded, then
-    /// those of the rows after the last chunk, one chunk's rows at a time ([`chunk_groups`];
-    /// one `matrixmultiply` product over them all when there was no chunk and no panel
-    /// kernel), so that every sum is added in the order one product over the whole stack
-    /// would add it.
-    pub(crate) fn take(&mut self, id: TensorId, like: &Layout) -> Result<Option<Tensor<E>>> {
+    /// The sum of the products recorded for `id`, if any, as the gradient of that tensor
+    /// (transposed when the pairs were recorded `flipped`): the chunks' products added in the
+    /// order they were recorded, then those of the rows after the last chunk, one chunk's rows
+    /// at a time ([`chunk_groups`]; one `matrixmultiply` product over them all when there was
+    /// no chunk and no panel kernel), so that every sum is added in the order one product over
+    /// the whole stack would add it.
+    pub(crate) fn take(&mut self, id: TensorId) -> Result<Option<Tensor<E>>> {
         let Some(r) = self.recorded.remove(&id) else {
             return Ok(None);
         };
-        if let Some(early) = r.early {
-            return early.join().map(Some);
+        let flipped = r.flipped;
+        let sum = Self::sum(r)?;
+        if flipped {
+            sum.t().map(Some)
+        } else {
+            Ok(Some(sum))
         }
-        let tiles = r.tiles;
+    }
+
+    /// The sum of one tensor's products, laid out like its `like`.
+    fn sum(r: Recorded<E>) -> Result<Tensor<E>> {
+        if let Some(early) = r.early {
+            return early.join();
+        }
+        let (tiles, like) = (r.tiles, &r.like);
         if r.chunks.is_empty() && tiles.is_none() {
-            return stacked_product(&r.open, like).map(Some);
+            return stacked_product(&r.open, like);
         }
         let mut sum: Option<Tensor<E>> = None;
         for part in r.chunks.into_iter().map(Background::join) {
@@ -400,9 +422,12 @@ impl<E: Element> DeferredProducts<E> {
         for group in chunk_groups(&r.open)? {
             sum = Some(accumulate(sum, chunk_product(tiles, &group, like)?)?);
         }
-        match (sum, tiles) {
-            (Some(sum), Some(_)) => laid_out_like(sum, like).map(Some),
-            (sum, _) => Ok(sum),
+        let sum = sum.ok_or_else(|| {
+            crate::error::Error::Backward("a deferred gradient was recorded without factors".into())
+        })?;
+        match tiles {
+            Some(_) => laid_out_like(sum, like),
+            None => Ok(sum),
         }
     }
 }

@@ -320,7 +320,7 @@ impl<E: Element> Tensor<E> {
                 .remove(&t.id())
                 .map(|p| p.into_tensor(t.shape()))
                 .transpose()?;
-            let g = match (acc, deferred.take(t.id(), t.layout())?) {
+            let g = match (acc, deferred.take(t.id())?) {
                 (None, None) => continue,
                 (Some(g), None) | (None, Some(g)) => g,
                 (Some(g), Some(p)) => add_into(g, &p)?,
@@ -369,8 +369,15 @@ impl<E: Element> Tensor<E> {
                                     ga.shape()
                                 )));
                                 }
-                                let (target, a, ga) = through_transposes(&node.inputs[i], a, ga);
-                                deferred.push(target.id(), a, ga, target.layout())?;
+                                let (target, flipped) = if crate::threads::product_threads() > 1 {
+                                    through_transposes(&node.inputs[i])
+                                } else {
+                                    // one thread: nothing to overlap, and the factors are
+                                    // warmer now than after the rest of the backward pass
+                                    (node.inputs[i].clone(), false)
+                                };
+                                let like = node.inputs[i].layout();
+                                deferred.push(target.id(), (a, ga), like, flipped)?;
                                 grads
                             }
                             None => node
@@ -475,18 +482,14 @@ enum Placed<'a> {
     Rows(&'a [usize]),
 }
 
-/// Where a deferred product `aᵀ g` for `t` is recorded: when `t` is a transpose
-/// ([`Op::transposes`]) of a tensor that tracks gradients, that tensor's gradient gets the
-/// transposed product `gᵀ a` (the factors swapped), and so on down a chain of transposes (a
-/// loop, not a recursion). Returns the tensor and the factors for it. `t` is 2-D (the
-/// tape checked the factors against its shape), and a transpose's input must have the
-/// transposed shape (a custom op claiming [`Op::transposes`] wrongly is not followed).
-fn through_transposes<E: Element>(
-    t: &Tensor<E>,
-    a: Tensor<E>,
-    g: Tensor<E>,
-) -> (Tensor<E>, Tensor<E>, Tensor<E>) {
-    let (mut t, mut a, mut g) = (t.clone(), a, g);
+/// Where a deferred product for `t` is recorded: when `t` is a transpose ([`Op::transposes`])
+/// of a tensor that tracks gradients, under that tensor, and so on down a chain of
+/// transposes (a loop, not a recursion). Returns the tensor and whether the product must be
+/// transposed to be its gradient (an odd number of transposes). `t` is 2-D (the tape checked
+/// the factors against its shape), and a transpose's input must have the transposed shape (a
+/// custom op claiming [`Op::transposes`] wrongly is not followed).
+fn through_transposes<E: Element>(t: &Tensor<E>) -> (Tensor<E>, bool) {
+    let (mut t, mut flipped) = (t.clone(), false);
     loop {
         let source = match &t.inner.grad {
             GradSlot::Node(node)
@@ -497,9 +500,9 @@ fn through_transposes<E: Element>(
             {
                 node.inputs[0].clone()
             }
-            _ => return (t, a, g),
+            _ => return (t, flipped),
         };
-        std::mem::swap(&mut a, &mut g);
+        flipped = !flipped;
         t = source;
     }
 }
@@ -576,35 +579,29 @@ fn check_grad_slice(
 mod tests {
     use super::*;
 
-    fn ids<E: Element>(t: &(Tensor<E>, Tensor<E>, Tensor<E>)) -> [TensorId; 3] {
-        [t.0.id(), t.1.id(), t.2.id()]
-    }
-
     #[test]
     fn a_deferred_product_for_a_transpose_goes_to_what_it_transposes() {
         let w = Tensor::<f64>::ones(&[3, 2]).requires_grad();
-        let (a, g) = (Tensor::<f64>::ones(&[5, 2]), Tensor::<f64>::ones(&[5, 3]));
-        // w.t() is [2, 3]: aᵀ g for it is gᵀ a for w, the factors swapped
+        let to = |t: &Tensor<f64>| {
+            let (target, flipped) = through_transposes(t);
+            (target.id(), flipped)
+        };
+        // w.t() is [2, 3]: its product, transposed, is w's gradient
         let wt = w.t().unwrap();
-        let r = through_transposes(&wt, a.clone(), g.clone());
-        assert_eq!(ids(&r), [w.id(), g.id(), a.id()]);
-        // down a chain: w.t().t() leads back to w with the factors as given
+        assert_eq!(to(&wt), (w.id(), true));
+        // down a chain: w.t().t() leads back to w, transposed twice
         let wtt = wt.t().unwrap();
-        let r = through_transposes(&wtt, g.clone(), a.clone());
-        assert_eq!(ids(&r), [w.id(), g.id(), a.id()]);
+        assert_eq!(to(&wtt), (w.id(), false));
         // not through a transpose of a tensor without gradient, nor through other views
         let c = Tensor::<f64>::ones(&[3, 2]).t().unwrap();
-        let r = through_transposes(&c, a.clone(), g.clone());
-        assert_eq!(ids(&r), [c.id(), a.id(), g.id()]);
+        assert_eq!(to(&c), (c.id(), false));
         let n = w.narrow(0, 0, 2).unwrap();
-        let r = through_transposes(&n, g.clone(), a.clone());
-        assert_eq!(ids(&r), [n.id(), g.id(), a.id()]);
+        assert_eq!(to(&n), (n.id(), false));
         // a 3-D permute swapping two dims is no 2-D transpose
         let p = Tensor::<f64>::ones(&[2, 3, 4])
             .requires_grad()
             .permute(&[1, 0, 2])
             .unwrap();
-        let r = through_transposes(&p, a.clone(), g.clone());
-        assert_eq!(ids(&r), [p.id(), a.id(), g.id()]);
+        assert_eq!(to(&p), (p.id(), false));
     }
 }
