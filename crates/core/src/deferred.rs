@@ -8,9 +8,12 @@
 //! on; when the weight's turn comes (after every use, by creation order) the rest is
 //! multiplied and the partial products are added in order.
 //!
-//! A thick pair, one product over all time steps already (a decoder's `gᵀ h` over every
-//! token), is recorded once for its weight; its product starts at once too, cut by rows into
-//! blocks that the helper works through during the rest of the backward pass ([`Early`]).
+//! On two threads the pairs of a weight read as `w.t()` are recorded for `w` (the tape follows
+//! the transpose, `Op::transposes`), in the view's orientation, and the sum is transposed when
+//! taken: it is then wanted only at `w`'s turn, at the end of the backward pass. A thick pair,
+//! one product over all time steps already (a decoder's `gᵀ h` over every token), is recorded
+//! once for its weight; its product starts at once, cut by rows into blocks that the helper
+//! works through during the rest of the backward pass ([`Early`]).
 //!
 //! `CHUNK_ROWS` is `matrixmultiply`'s depth block (its `KC`, 256 for f32 and f64), and a GEMM
 //! over the whole stack adds one such block's product into its result after another, in the

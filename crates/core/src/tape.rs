@@ -71,11 +71,12 @@ pub trait Op<E: Element>: Send + Sync + 'static {
     }
 
     /// For an op whose output is the transpose of its only input, a 2-D tensor (`t()`,
-    /// `transpose(0, 1)`): `true`. A deferred product `aᵀ g` aimed at such an output is then
-    /// recorded for the input instead, as `gᵀ a` (its transpose), so that a weight read as
-    /// `w.t()` collects its gradient under `w` itself: no transposed copy, and the product is
-    /// formed when `w`'s turn comes, after every op that used it (see
-    /// [`Op::deferred_input`]). The default, `false`, records it for the output.
+    /// `transpose(0, 1)`): `true`. When products run on two threads, a deferred product
+    /// `aᵀ g` aimed at such an output is then recorded for the input instead and transposed
+    /// when taken, so that a weight read as `w.t()` has its gradient formed when `w`'s turn
+    /// comes, after every op that used it (at the end of the backward pass for a parameter),
+    /// and a large one can run on the helper meanwhile (see [`Op::deferred_input`]). The
+    /// default, `false`, records it for the output.
     fn transposes(&self) -> bool {
         false
     }
