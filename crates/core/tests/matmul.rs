@@ -599,11 +599,7 @@ fn a_thick_weight_gradient_formed_early_in_row_blocks_has_the_bits_of_one_produc
         rnd(&[300, n], 303).cast::<f32>(),
     );
     for threads in [1, 2] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        pool(threads).install(|| {
             for transposed in [true, false] {
                 let w = if transposed {
                     rnd(&[n, k], 304).cast::<f32>().requires_grad()

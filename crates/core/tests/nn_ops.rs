@@ -183,6 +183,20 @@ fn cross_entropy_equals_composite() {
     assert_close(&grad_of(&gf, &x), &grad_of(&gc, &x), 1e-14);
 }
 
+/// `n` class ids for `c` classes: row `i` is ignored (-100) when `every` divides it, else
+/// class `i·step mod c`.
+fn targets_ignoring_every(every: usize, step: usize, n: usize, c: usize) -> Vec<i64> {
+    (0..n)
+        .map(|i| {
+            if i % every == 0 {
+                -100
+            } else {
+                ((i * step) % c) as i64
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn large_cross_entropy_split_over_threads_equals_composite() {
     // 300 x 400 logits (120k elements) take the row-block parallel path, forward and
@@ -194,15 +208,7 @@ fn large_cross_entropy_split_over_threads_equals_composite() {
     pool.install(|| {
         let (n, c) = (300usize, 400usize);
         let x = rnd(&[n, c], 11).mul_scalar(5.0).requires_grad();
-        let t: Vec<i64> = (0..n)
-            .map(|i| {
-                if i % 7 == 0 {
-                    -100
-                } else {
-                    ((i * 37) % c) as i64
-                }
-            })
-            .collect();
+        let t = targets_ignoring_every(7, 37, n, c);
         let fused = x.cross_entropy(&t).unwrap();
         let kept: Vec<usize> = (0..n).filter(|i| i % 7 != 0).collect();
         let idx: Vec<usize> = kept.iter().map(|&i| t[i] as usize).collect();
@@ -239,15 +245,7 @@ fn cross_entropy_gradient_is_the_softmax_op_bit_for_bit() {
                 .mul_scalar(4.0)
                 .cast::<f32>()
                 .requires_grad();
-            let t: Vec<i64> = (0..n)
-                .map(|i| {
-                    if i % 9 == 0 {
-                        -100
-                    } else {
-                        ((i * 53) % c) as i64
-                    }
-                })
-                .collect();
+            let t = targets_ignoring_every(9, 53, n, c);
             let count = t.iter().filter(|&&v| v >= 0).count();
             let g = x.cross_entropy(&t).unwrap().backward().unwrap();
             let got = g.get(&x).unwrap().to_vec();
