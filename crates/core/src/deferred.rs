@@ -359,16 +359,17 @@ impl<E: Element> DeferredProducts<E> {
             flipped,
         });
         let (a, g) = if flipped == r.flipped { (a, g) } else { (g, a) };
-        let like = r.like.clone();
         let rows = a.shape()[0];
         r.unchunked |= rows >= CHUNK_ROWS
             || a.shape()[1] * g.shape()[1] * CHUNK_ROWS < CHUNK_MIN_FMAS
             || crate::threads::product_threads() < 2;
-        // a second pair: the sum goes over all pairs (an unstarted block is not run)
-        r.early = None;
-        if first && rows >= CHUNK_ROWS {
-            r.early = Early::start(&a, &g, &like);
-        }
+        // a second pair drops the early blocks (one not started is not run): the sum goes over
+        // all pairs
+        r.early = if first && rows >= CHUNK_ROWS {
+            Early::start(&a, &g, &r.like)
+        } else {
+            None
+        };
         if r.unchunked || r.open_rows + rows < CHUNK_ROWS {
             r.open_rows += rows;
             r.open.push((a, g));
@@ -378,7 +379,7 @@ impl<E: Element> DeferredProducts<E> {
         let rest = rows - head;
         let tiles = r.tiles;
         r.open.push((a.narrow(0, 0, head)?, g.narrow(0, 0, head)?));
-        let pairs = std::mem::take(&mut r.open);
+        let (pairs, like) = (std::mem::take(&mut r.open), r.like.clone());
         r.chunks
             .push(background(move || chunk_product(tiles, &pairs, &like)));
         r.open_rows = rest;

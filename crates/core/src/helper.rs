@@ -178,7 +178,6 @@ impl Helper {
     }
 }
 
-/// The result of a job sent to the helper.
 /// Whether the helper is running a background job: then it holds one of the cores, and a
 /// pool worker asked to share other work would wait for a core (see
 /// [`map_claimed`](crate::threads::map_claimed)).
@@ -190,6 +189,7 @@ pub(crate) fn in_chore() -> bool {
         .is_some_and(|h| h.in_chore.load(Ordering::Acquire))
 }
 
+/// The result of a job sent to the helper.
 pub(crate) struct Pending<T> {
     state: Arc<Done<T>>,
 }

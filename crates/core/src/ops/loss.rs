@@ -88,10 +88,9 @@ impl<E: Element> CrossEntropy<E> {
                 tg.push(Some(t as usize));
             }
         }
-        // one pass per row: the softmax (kept for backward) and log Σ exp, whose difference
-        // with the target logit is the row's loss
+        // per row: the shift m and the sum z of exp(x - m), kept for backward; the row's loss
+        // is log Σ exp(x) = m + ln z less the target logit
         let x = logits.contiguous_data();
-        // per row: the shift m and the sum z of exp(x - m)
         let mut shift_sum = vec![(E::zero(), E::zero()); n];
         super::for_row_blocks_in(&x, &mut shift_sum, c, |_, xb, sb| {
             // one row's exponentials at a time, in a buffer that stays in cache
@@ -100,11 +99,11 @@ impl<E: Element> CrossEntropy<E> {
                 *s = super::softmax::exp_shifted(xr, &mut row);
             }
         });
-        let lse: Vec<E> = shift_sum.iter().map(|&(m, z)| m + z.ln()).collect();
         let per_row: Vec<E> = tg
             .iter()
+            .zip(&shift_sum)
             .enumerate()
-            .map(|(i, t)| t.map_or(E::zero(), |t| lse[i] - x[i * c + t]))
+            .map(|(i, (t, &(m, z)))| t.map_or(E::zero(), |t| m + z.ln() - x[i * c + t]))
             .collect();
         let count = tg.iter().filter(|t| t.is_some()).count();
         let (data, shape): (Vec<E>, Vec<usize>) = match opts.reduction {
