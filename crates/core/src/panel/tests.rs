@@ -184,7 +184,7 @@ fn products_over_panels_match_the_naive_product() {
 }
 
 #[test]
-fn the_cache_packs_on_the_second_read_and_forgets_on_clear() {
+fn the_cache_packs_on_the_second_read_and_after_clear_on_the_first() {
     let src: Vec<f64> = (0..6).map(f64::from).collect(); // [[0,1,2],[3,4,5]]
     let mut cache = PanelCache::default();
     assert!(cache.panels(&src, Read::AsStored, (2, 3)).is_none());
@@ -203,7 +203,23 @@ fn the_cache_packs_on_the_second_read_and_forgets_on_clear() {
     cache.clear(|v| freed += v.len());
     // k = 2 and k = 3 rows of one panel each, each buffer a cache line longer (for alignment)
     assert_eq!(freed, (2 + 3) * NR + 2 * LineAligned::<f64>::LINE);
-    assert!(cache.panels(&src, Read::AsStored, (2, 3)).is_none());
+    // both reads had panels: after the values change, each packs again on its first request,
+    // from the new values
+    let new: Vec<f64> = (10..16).map(f64::from).collect();
+    let p = cache.panels(&new, Read::AsStored, (2, 3)).unwrap();
+    assert_eq!((p[0], p[2], p[NR]), (10.0, 12.0, 13.0));
+    assert!(cache.panels(&new, Read::Transposed, (3, 2)).is_some());
+    // a read that never had panels still waits for its second request after a clear
+    let mut fresh = PanelCache::default();
+    assert!(fresh.panels(&src, Read::AsStored, (2, 3)).is_none());
+    fresh.clear(|_| {});
+    assert!(fresh.panels(&src, Read::AsStored, (2, 3)).is_none());
+    assert!(fresh.panels(&src, Read::AsStored, (2, 3)).is_some());
+    // and a cleared cache forgets the copies it had: clearing again frees nothing new
+    let mut again = 0;
+    fresh.clear(|v| again += v.len());
+    fresh.clear(|v| again += v.len());
+    assert_eq!(again, 2 * NR + LineAligned::<f64>::LINE);
 }
 
 /// Every kernel set this CPU can run: the one `kernels` picks and, where that is AVX-512,
@@ -496,12 +512,20 @@ fn a_weight_read_again_goes_through_panels_on_one_and_two_threads() {
         for _ in 0..3 {
             assert_eq!(products(&x, &g, &w, 2), one, "{m}x{k}x{n} on two threads");
         }
-        // an optimizer-style update drops the panels: the next products (a first read
-        // again) see the new values
+        // an optimizer-style update drops the panels: the next products see the new values,
+        // and a weight that had panels packs them at its first read after the update (so the
+        // doubled products have the bits of the panel route, doubled)
         drop(w);
         p.update(|d| d.iter_mut().for_each(|v| *v *= 2.0)).unwrap();
-        let doubled = products(&x, &g, &p.value(), 1);
-        for (new, old) in [(&doubled.0, &first.0), (&doubled.1, &first.1)] {
+        let w = p.value();
+        assert_eq!(packed(&w), [false; 2], "{m}x{k}x{n}");
+        let doubled = products(&x, &g, &w, 1);
+        assert_eq!(
+            packed(&w),
+            [used; 2],
+            "{m}x{k}x{n}: packed at the first read"
+        );
+        for (new, old) in [(&doubled.0, &one.0), (&doubled.1, &one.1)] {
             assert!(new.iter().zip(old.iter()).all(|(a, b)| *a == 2.0 * b));
         }
     }
