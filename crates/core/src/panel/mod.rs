@@ -36,6 +36,7 @@ use std::sync::OnceLock;
 pub(crate) use crate::element::PanelTiles as Tiles;
 use crate::element::{Element, RowFn};
 use crate::ops::gemm::MatRef;
+use crate::twin::transpose_into;
 
 /// Columns per panel: four AVX-512 vectors of `f32`.
 pub(crate) const NR: usize = 64;
@@ -217,9 +218,6 @@ impl<E: Element> PanelCache<E> {
 /// The panels of a `k x n` matrix `b`: panel `q` holds columns `q * NR ..` as a row-major
 /// `k x NR` block, columns past `n` zero.
 pub(crate) fn pack<E: Element>(k: usize, n: usize, b: MatRef<E>) -> LineAligned<E> {
-    /// Columns gathered together from a transposed `b`: eight contiguous source rows feed
-    /// eight adjacent elements of each panel row.
-    const W: usize = 8;
     let panels = n.div_ceil(NR);
     // every element is written below: the columns of b, then zeros past them (the last
     // panel); zeroing the whole buffer first took as long as packing (a cold 650 KB)
@@ -238,26 +236,10 @@ pub(crate) fn pack<E: Element>(k: usize, n: usize, b: MatRef<E>) -> LineAligned<
                 let src = p * b.rs + col(0);
                 dst[..cols].copy_from_slice(&b.data[src..src + cols]);
             }
-        } else if b.rs == 1 {
-            // columns of b are contiguous (`w.t()` of a row-major `w`)
-            let full = cols / W * W;
-            for j0 in (0..full).step_by(W) {
-                let src: [&[E]; W] = std::array::from_fn(|j| {
-                    let s = col(j0 + j) * b.cs;
-                    &b.data[s..s + k]
-                });
-                for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
-                    for (d, s) in dst[j0..j0 + W].iter_mut().zip(&src) {
-                        *d = s[p];
-                    }
-                }
-            }
-            for jj in full..cols {
-                let s = col(jj) * b.cs;
-                for (dst, &v) in panel.chunks_exact_mut(NR).zip(&b.data[s..s + k]) {
-                    dst[jj] = v;
-                }
-            }
+        } else if b.rs == 1 && b.cs == k {
+            // `w.t()` of a row-major `w`: the panel is the transpose of `cols` whole rows of `w`
+            let s = col(0) * k;
+            transpose_into(&b.data[s..s + cols * k], cols, k, panel, NR);
         } else {
             for (p, dst) in panel.chunks_exact_mut(NR).enumerate() {
                 for (jj, d) in dst[..cols].iter_mut().enumerate() {
