@@ -38,18 +38,64 @@ fn addmm_values_gradients_and_errors() {
     assert_close(&grad_of(&g, &c), &[1., 1., 1., 1.], 0.0);
     assert_close(&grad_of(&g, &a), &[11., 15., 11., 15.], 0.0);
     assert_close(&grad_of(&g, &b), &[4., 4., 6., 6.], 0.0);
-    // A bias row broadcast over the rows gets the column sums of G (here 2 each).
+    // A bias row broadcast over the rows gets the column sums of G (here 2 each), and so does
+    // a 1-D bias row added by addmm itself. With G = y² (dL/dy = 2y), the column sums are
+    // 2·(29 + 53) = 164 and 2·(42 + 70) = 224.
     let bias = leaf(&[10., 20.], &[2]);
     let y = bias.broadcast_to(&[2, 2]).unwrap().addmm(&a, &b).unwrap();
     assert_tensor(&y, &[2, 2], &[29., 42., 53., 70.], 0.0);
     let g = y.sum_all().backward().unwrap();
     assert_close(&grad_of(&g, &bias), &[2., 2.], 0.0);
-    // The added term must have the product's shape; factors must be 2-D.
+    let y = bias.addmm(&a, &b).unwrap();
+    assert_tensor(&y, &[2, 2], &[29., 42., 53., 70.], 0.0);
+    let g = y.mul(&y).unwrap().sum_all().backward().unwrap();
+    assert_close(&grad_of(&g, &bias), &[164., 224.], 0.0);
+    assert_close(
+        &grad_of(&g, &a),
+        &[
+            2. * (29. * 5. + 42. * 6.),
+            2. * (29. * 7. + 42. * 8.),
+            2. * (53. * 5. + 70. * 6.),
+            2. * (53. * 7. + 70. * 8.),
+        ],
+        0.0,
+    );
+    // The added term must have the product's shape or be a row of its width; factors must
+    // be 2-D.
     let err = |r: retrograd_core::Result<retrograd_core::Tensor<f64>>| r.unwrap_err().to_string();
-    let msg = err(bias.addmm(&a, &b));
-    assert!(msg.contains("addmm") && msg.contains("[2]"), "{msg}");
+    let msg = err(leaf(&[1., 2., 3.], &[3]).addmm(&a, &b));
+    assert!(msg.contains("addmm") && msg.contains("[3]"), "{msg}");
+    let msg = err(leaf(&[1., 2.], &[1, 2]).addmm(&a, &b));
+    assert!(msg.contains("addmm") && msg.contains("[1, 2]"), "{msg}");
     let msg = err(c.addmm(&t64(&[1., 2.], &[2]), &b));
     assert!(msg.contains("addmm") && msg.contains("2-D"), "{msg}");
+}
+
+#[test]
+fn a_bias_row_gets_the_bits_of_the_broadcast_routes_gradient_on_one_and_two_threads() {
+    // 300 x 400 = 120k gradient elements: on two threads the helper sums half of the columns
+    use rand::{rngs::StdRng, SeedableRng};
+    let rng = &mut StdRng::seed_from_u64(11);
+    let x = Tensor::<f32>::randn(&[300, 24], 0.0, 1.0, rng).unwrap();
+    let w = Tensor::<f32>::randn(&[400, 24], 0.0, 1.0, rng).unwrap();
+    let bias = Tensor::<f32>::randn(&[400], 0.0, 1.0, rng)
+        .unwrap()
+        .requires_grad();
+    let grad = |y: Tensor<f32>| {
+        let g = y.mul(&y).unwrap().sum_all().backward().unwrap();
+        g.get(&bias).unwrap().to_vec()
+    };
+    let mut all = Vec::new();
+    for threads in [1, 2] {
+        pool(threads).install(|| {
+            let row = grad(bias.addmm(&x, &w.t().unwrap()).unwrap());
+            let broadcast = bias.broadcast_to(&[300, 400]).unwrap();
+            let full = grad(broadcast.addmm(&x, &w.t().unwrap()).unwrap());
+            assert_eq!(row, full, "{threads} thread(s)");
+            all.push(row);
+        });
+    }
+    assert_eq!(all[0], all[1], "one and two threads");
 }
 
 #[test]
@@ -237,7 +283,12 @@ fn gradcheck_matmul_table() {
             vec![rnd(&[3, 2], 44), rnd(&[3, 4], 45), rnd(&[4, 2], 46)],
         ),
         row(
-            "addmm, broadcast bias row and transposed rhs (Linear)",
+            "addmm, 1-D bias row added by the op and transposed rhs (Linear)",
+            |x| x[0].addmm(&x[1], &x[2].t()?),
+            vec![rnd(&[2], 63), rnd(&[3, 4], 64), rnd(&[2, 4], 65)],
+        ),
+        row(
+            "addmm, broadcast bias row and transposed rhs",
             |x| x[0].broadcast_to(&[3, 2])?.addmm(&x[1], &x[2].t()?),
             vec![rnd(&[2], 47), rnd(&[3, 4], 48), rnd(&[2, 4], 49)],
         ),

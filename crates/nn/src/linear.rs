@@ -184,8 +184,8 @@ impl<E: Element> Linear<E> {
     }
 }
 
-/// `x @ w_t + b` for a 2-D `x [rows, in]` and `w_t [in, out]`, with the bias row broadcast over
-/// the rows: one `addmm` node (or a plain product without a bias). Used by [`Linear`] and the
+/// `x @ w_t + b` for a 2-D `x [rows, in]` and `w_t [in, out]`, the bias row added to every
+/// row: one `addmm` node (or a plain product without a bias). Used by [`Linear`] and the
 /// recurrent layers' input projections.
 pub(crate) fn affine<E: Element>(
     x: &Tensor<E>,
@@ -193,9 +193,7 @@ pub(crate) fn affine<E: Element>(
     bias: Option<&Tensor<E>>,
 ) -> Result<Tensor<E>> {
     match bias {
-        Some(b) => b
-            .broadcast_to(&[x.shape()[0], w_t.shape()[1]])?
-            .addmm(x, w_t),
+        Some(b) => b.addmm(x, w_t),
         None => x.matmul(w_t),
     }
 }

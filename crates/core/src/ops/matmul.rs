@@ -3,6 +3,7 @@
 //! view (`b.t()`) costs no copy.
 
 use super::gemm::{gemm, packs, two_way_split, Half, MatRef};
+use super::reduce::column_sums;
 use super::{constant, grads2};
 use crate::element::{Element, PanelTiles};
 use crate::error::{Error, Result};
@@ -496,6 +497,12 @@ impl<E: Element> Op<E> for Matmul {
 /// added).
 /// `dC = G`, `dA = G Bᵀ`, `dB = Aᵀ G` (deferred like [`Matmul`]'s, so a weight used at every
 /// time step gets one stacked product).
+///
+/// `C` may also be a 1-D row of `n` values added to every row of the product (a bias, as
+/// PyTorch's `addmm` broadcasts it); its gradient is then the column sums of `G`, `Σ_i G_ij`,
+/// summed over the rows in order (the bits of `c.broadcast_to(..)`'s gradient). They are
+/// formed first in the backward pass, while `G` is fresh from the op that wrote it and the
+/// helper thread is free to sum half of the columns (see [`column_sums`]).
 pub struct Addmm;
 
 impl Addmm {
@@ -529,6 +536,7 @@ pub(super) fn addmm_values<E: Element>(
     let (m, n) = (a.shape()[0], b.shape()[1]);
     if a.shape()[1] == b.shape()[0] {
         let fits = match (rows, c.shape()) {
+            (None, &[cols]) => op == "addmm" && cols == n,
             (None, shape) => shape == [m, n],
             (Some(ids), &[r, cols]) => cols == n && ids.len() == m && ids.iter().all(|&i| i < r),
             (Some(_), _) => false,
@@ -554,7 +562,12 @@ pub(super) fn addmm_values<E: Element>(
             ));
         }
     }
-    let epi = super::addmm_act::add_then_activate(c, acts, rows.cloned());
+    // a bias row is read as a broadcast view (row stride 0), which is not recorded
+    let c = match c.rank() {
+        1 => c.detach().broadcast_to(&[m, n])?,
+        _ => c.clone(),
+    };
+    let epi = super::addmm_act::add_then_activate(&c, acts, rows.cloned());
     matmul_vec(a, b, Some(&epi))
 }
 
@@ -570,7 +583,10 @@ impl<E: Element> Op<E> for Addmm {
         x: &[Tensor<E>],
         g: &Tensor<E>,
     ) -> Result<(InputGrads<E>, Tensor<E>, Tensor<E>)> {
-        let gc = x[0].tracks_grad().then(|| g.clone());
+        let gc = x[0].tracks_grad().then(|| match x[0].rank() {
+            1 => constant(column_sums(g), x[0].shape()),
+            _ => g.clone(),
+        });
         let ga = if x[1].tracks_grad() {
             Some(matmul_raw(g, &mt(&x[2])?)?)
         } else {
@@ -589,15 +605,17 @@ impl<E: Element> Op<E> for Addmm {
 }
 
 impl<E: Element> Tensor<E> {
-    /// `self + a @ b` in one op (PyTorch's `addmm`), see [`Addmm`]. `self` must have the
-    /// product's shape; broadcast a bias row first.
+    /// `self + a @ b` in one op (PyTorch's `addmm`), see [`Addmm`]. `self` has the product's
+    /// shape `[m, n]`, or is a bias row `[n]` added to every row.
     ///
     /// ```
     /// use retrograd_core::Tensor;
     /// let a = Tensor::<f32>::from_vec(vec![1., 2., 3., 4.], &[2, 2])?;
     /// let i = Tensor::<f32>::from_vec(vec![1., 0., 0., 1.], &[2, 2])?;
-    /// let bias = Tensor::<f32>::from_vec(vec![10., 20.], &[2])?.broadcast_to(&[2, 2])?;
+    /// let bias = Tensor::<f32>::from_vec(vec![10., 20.], &[2])?;
     /// assert_eq!(bias.addmm(&a, &i)?.to_vec(), vec![11., 22., 13., 24.]);
+    /// let full = bias.broadcast_to(&[2, 2])?; // the same values as a [2, 2] term
+    /// assert_eq!(full.addmm(&a, &i)?.to_vec(), vec![11., 22., 13., 24.]);
     /// # Ok::<(), retrograd_core::Error>(())
     /// ```
     pub fn addmm(&self, a: &Tensor<E>, b: &Tensor<E>) -> Result<Tensor<E>> {

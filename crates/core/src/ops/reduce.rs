@@ -57,6 +57,48 @@ fn output_slots(shape: &[usize], mask: &[bool]) -> Layout {
     Layout::from_parts(shape.into(), strides, 0)
 }
 
+/// From this many elements, [`column_sums`] has the helper thread sum half of the columns.
+const SPLIT_COLUMN_SUMS: usize = 1 << 16;
+
+/// `Σ_i g_ij` for a 2-D `g`, each column summed over the rows in order (so the bits of
+/// [`sum_kernel`] over dim 0). From [`SPLIT_COLUMN_SUMS`] elements on two threads, the helper
+/// sums the right half of the columns while the caller sums the left (each column is still
+/// summed whole, in the same order, by one thread).
+pub(crate) fn column_sums<E: Element>(g: &Tensor<E>) -> Vec<E> {
+    let (m, n) = (g.shape()[0], g.shape()[1]);
+    let g = if g.is_contiguous() {
+        g.clone()
+    } else {
+        constant(g.to_vec(), g.shape())
+    };
+    if m * n >= SPLIT_COLUMN_SUMS && n >= 2 && crate::threads::product_threads() >= 2 {
+        let (half, right) = (n / 2, g.clone());
+        if let Ok(pending) =
+            crate::helper::spawn(move || sum_columns(&right.contiguous_data(), n, half..n))
+        {
+            let mut sums = sum_columns(&g.contiguous_data(), n, 0..half);
+            let right = pending.wait();
+            sums.extend_from_slice(&right);
+            crate::storage::give(right);
+            return sums;
+        }
+    }
+    sum_columns(&g.contiguous_data(), n, 0..n)
+}
+
+/// The sums of columns `cols` of the row-major `data` (rows of `n`), row after row.
+fn sum_columns<E: Element>(data: &[E], n: usize, cols: std::ops::Range<usize>) -> Vec<E> {
+    let mut acc = crate::storage::zeros(cols.len());
+    if n > 0 {
+        for row in data.chunks_exact(n) {
+            for (a, &v) in acc.iter_mut().zip(&row[cols.clone()]) {
+                *a += v;
+            }
+        }
+    }
+    acc
+}
+
 /// Sums over the masked dims; returns the keepdim-shaped contiguous buffer.
 pub(crate) fn sum_kernel<E: Element>(x: &Tensor<E>, mask: &[bool]) -> (Vec<E>, Dims) {
     let kept = kept_shape(x.shape(), mask);
