@@ -502,7 +502,7 @@ impl<E: Element> Op<E> for Matmul {
 /// PyTorch's `addmm` broadcasts it); its gradient is then the column sums of `G`, `Σ_i G_ij`,
 /// summed over the rows in order (the bits of `c.broadcast_to(..)`'s gradient). They are
 /// formed first in the backward pass, while `G` is fresh from the op that wrote it and the
-/// helper thread is free to sum half of the columns (see [`column_sums`]).
+/// helper thread is free to sum half of the columns.
 pub struct Addmm;
 
 impl Addmm {
