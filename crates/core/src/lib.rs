@@ -27,6 +27,7 @@ mod deferred;
 mod display;
 pub mod element;
 pub mod error;
+mod grad_store;
 pub mod gradcheck;
 mod helper;
 pub mod layout;

@@ -18,7 +18,10 @@
 //! [`grad_rows`](crate::tape::Op::grad_rows)) come back the same way: each gradient row is
 //! added into its row of the accumulated gradient ([`Pending::add_rows`]), so a table read
 //! one batch of rows per time step keeps one gradient instead of a zero-filled copy per
-//! step.
+//! step. A gradient made of such rows alone remembers which rows they were
+//! ([`Pending::Rows`]): all its other rows are zero, which the tape passes on to the
+//! [`GradStore`](crate::GradStore) (`nonzero_rows`), so that clipping and plain SGD can skip
+//! them.
 
 use crate::element::Element;
 use crate::error::Result;
@@ -29,6 +32,9 @@ use crate::tensor::Tensor;
 pub(crate) enum Pending<E: Element> {
     Whole(Tensor<E>),
     Sliced(Assembly<E>),
+    /// A 2-D gradient that only rows picked by `grad_rows` have reached: every other row is
+    /// zero. The row ids are those reports in order (unsorted, repeats kept).
+    Rows(Tensor<E>, Vec<usize>),
 }
 
 impl<E: Element> Pending<E> {
@@ -43,7 +49,9 @@ impl<E: Element> Pending<E> {
         g: &Tensor<E>,
     ) -> Result<Self> {
         Ok(match acc {
-            Some(Pending::Whole(acc)) => Pending::Whole(add_into_slice(acc, shape, dim, start, g)?),
+            Some(Pending::Whole(acc) | Pending::Rows(acc, _)) => {
+                Pending::Whole(add_into_slice(acc, shape, dim, start, g)?)
+            }
             Some(Pending::Sliced(mut a)) => {
                 a.place(shape, dim, start, g);
                 Pending::Sliced(a)
@@ -63,24 +71,36 @@ impl<E: Element> Pending<E> {
     /// `j` is the gradient of the input's row `rows[j]` (the caller has checked the shapes and
     /// rows): each row of `g` is added into its row in order, in place when the buffer is
     /// ours, starting from zeros when nothing came before. With no earlier gradient the sums
-    /// are those of `index_select`'s own backward (`0 + g₀ + g₁ + …` per row).
+    /// are those of `index_select`'s own backward (`0 + g₀ + g₁ + …` per row). A gradient
+    /// that only rows have reached stays [`Pending::Rows`], with these rows added to its list.
     pub(crate) fn add_rows(
         acc: Option<Self>,
         shape: &[usize],
         rows: &[usize],
         g: &Tensor<E>,
     ) -> Result<Self> {
-        let acc = match acc {
-            None => Tensor::from_vec(crate::storage::zeros(crate::layout::numel(shape)), shape)?,
-            Some(p) => p.into_tensor(shape)?,
+        let (acc, reached) = match acc {
+            None => {
+                let zeros = crate::storage::zeros(crate::layout::numel(shape));
+                (Tensor::from_vec(zeros, shape)?, Some(Vec::new()))
+            }
+            Some(Pending::Rows(t, reached)) => (t, Some(reached)),
+            Some(p) => (p.into_tensor(shape)?, None),
         };
-        Ok(Pending::Whole(add_rows_into(acc, shape, rows, g)?))
+        let sum = add_rows_into(acc, shape, rows, g)?;
+        Ok(match reached {
+            Some(mut reached) => {
+                reached.extend_from_slice(rows);
+                Pending::Rows(sum, reached)
+            }
+            None => Pending::Whole(sum),
+        })
     }
 
     /// The gradient as a tensor of shape `shape` (an assembly's uncovered parts zeroed).
     pub(crate) fn into_tensor(self, shape: &[usize]) -> Result<Tensor<E>> {
         match self {
-            Pending::Whole(t) => Ok(t),
+            Pending::Whole(t) | Pending::Rows(t, _) => Ok(t),
             Pending::Sliced(mut a) => {
                 if let Some((dim, spans)) = &a.partial {
                     zero_uncovered(&mut a.data, shape, *dim, spans);

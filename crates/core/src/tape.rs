@@ -14,6 +14,7 @@ use smallvec::SmallVec;
 
 use crate::element::Element;
 use crate::error::{Error, Result, ResultExt};
+pub use crate::grad_store::GradStore;
 use crate::slices::Pending;
 use crate::tensor::{Inner, Tensor, TensorId};
 
@@ -174,114 +175,6 @@ pub fn no_grad() -> NoGradGuard {
     NoGradGuard { prev }
 }
 
-/// Gradients from one backward pass, keyed by the id of the leaf (tensor or parameter).
-#[derive(Clone, Default)]
-pub struct GradStore<E: Element = f32> {
-    grads: HashMap<TensorId, Tensor<E>>,
-}
-
-impl<E: Element> std::fmt::Debug for GradStore<E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut ids: Vec<_> = self
-            .grads
-            .iter()
-            .map(|(id, g)| (id.as_u64(), g.shape().to_vec()))
-            .collect();
-        ids.sort();
-        f.debug_map().entries(ids).finish()
-    }
-}
-
-impl<E: Element> GradStore<E> {
-    /// An empty store.
-    pub fn new() -> Self {
-        GradStore {
-            grads: HashMap::default(),
-        }
-    }
-
-    /// The gradient of a leaf tensor, if it received one.
-    pub fn get(&self, t: &Tensor<E>) -> Option<&Tensor<E>> {
-        self.grads.get(&t.id())
-    }
-
-    /// The gradient stored under an id (a parameter's id, say).
-    pub fn get_id(&self, id: TensorId) -> Option<&Tensor<E>> {
-        self.grads.get(&id)
-    }
-
-    /// Stores (replacing) a gradient.
-    pub fn insert(&mut self, id: TensorId, grad: Tensor<E>) {
-        self.grads.insert(id, grad);
-    }
-
-    /// Removes and returns a gradient.
-    pub fn remove(&mut self, id: TensorId) -> Option<Tensor<E>> {
-        self.grads.remove(&id)
-    }
-
-    /// Adds `grad` to the gradient under `id` (storing it if there is none yet). The shapes
-    /// must match exactly (no broadcasting); on error the stored gradient is left unchanged.
-    pub fn accumulate(&mut self, id: TensorId, grad: Tensor<E>) -> Result<()> {
-        let _g = no_grad();
-        if let Some(prev) = self.grads.get(&id) {
-            if prev.shape() != grad.shape() {
-                return Err(Error::shape(
-                    "GradStore::accumulate",
-                    format!(
-                        "gradient {:?} vs stored gradient {:?} for id {}",
-                        grad.shape(),
-                        prev.shape(),
-                        id.as_u64()
-                    ),
-                ));
-            }
-        }
-        match self.grads.remove(&id) {
-            Some(prev) => {
-                let sum = add_into(prev, &grad).context("accumulating gradients")?;
-                self.grads.insert(id, sum);
-            }
-            None => {
-                self.grads.insert(id, grad);
-            }
-        }
-        Ok(())
-    }
-
-    /// Adds every gradient of `other` into this store (gradient accumulation over batches).
-    ///
-    /// ```
-    /// use retrograd_core::Tensor;
-    /// let w = Tensor::<f64>::ones(&[2]).requires_grad();
-    /// let mut g = w.sum_all().backward()?;
-    /// g.merge(&w.mul_scalar(3.0).sum_all().backward()?)?;
-    /// assert_eq!(g.get(&w).unwrap().to_vec(), vec![4.0, 4.0]);
-    /// # Ok::<(), retrograd_core::Error>(())
-    /// ```
-    pub fn merge(&mut self, other: &GradStore<E>) -> Result<()> {
-        for (id, g) in &other.grads {
-            self.accumulate(*id, g.clone())?;
-        }
-        Ok(())
-    }
-
-    /// Number of stored gradients.
-    pub fn len(&self) -> usize {
-        self.grads.len()
-    }
-
-    /// True if empty.
-    pub fn is_empty(&self) -> bool {
-        self.grads.is_empty()
-    }
-
-    /// Iterates over `(id, gradient)` pairs.
-    pub fn iter(&self) -> impl Iterator<Item = (&TensorId, &Tensor<E>)> {
-        self.grads.iter()
-    }
-}
-
 impl<E: Element> Tensor<E> {
     /// Backpropagates from this one-element tensor (seed gradient 1) and returns the gradients
     /// of every reachable leaf. The graph is kept, so calling it again gives the same result.
@@ -317,17 +210,20 @@ impl<E: Element> Tensor<E> {
         let mut store = GradStore::new();
         let mut deferred = crate::deferred::DeferredProducts::new();
         for t in &order {
-            let acc = pending
-                .remove(&t.id())
-                .map(|p| p.into_tensor(t.shape()))
-                .transpose()?;
-            let g = match (acc, deferred.take(t.id())?) {
+            // a gradient that only picked rows reached keeps their ids for the store
+            let (acc, reached) = match pending.remove(&t.id()) {
+                Some(Pending::Rows(g, rows)) => (Some(g), Some(rows)),
+                Some(p) => (Some(p.into_tensor(t.shape())?), None),
+                None => (None, None),
+            };
+            let (g, reached) = match (acc, deferred.take(t.id())?) {
                 (None, None) => continue,
-                (Some(g), None) | (None, Some(g)) => g,
-                (Some(g), Some(p)) => add_into(g, &p)?,
+                (Some(g), None) => (g, reached),
+                (None, Some(g)) => (g, None),
+                (Some(g), Some(p)) => (add_into(g, &p)?, None),
             };
             match &t.inner.grad {
-                GradSlot::Leaf => store.accumulate(t.id(), g)?,
+                GradSlot::Leaf => store.accumulate_reached(t.id(), g, reached)?,
                 GradSlot::Node(node) => match placed(node.op.as_ref()) {
                     Some(place) => {
                         let input = &node.inputs[0];

@@ -357,3 +357,94 @@ fn parameter_used_twice_accumulates_under_its_id() {
     assert_eq!(g.get_id(p.id()).unwrap().to_vec(), vec![5., 5.]);
     assert_eq!(p.value().id(), p.id());
 }
+
+#[test]
+fn a_gradient_only_picked_rows_reached_records_them_and_loses_them_when_mixed() {
+    let table = leaf(&[1., 2., 3., 4., 5., 6., 7., 8.], &[4, 2]);
+    // two lookups (rows 2, 0, 2 then 3): the rows, sorted, once each; the others zero
+    let a = table.index_select(0, &[2, 0, 2]).unwrap();
+    let b = table.index_select(0, &[3]).unwrap();
+    let loss = a.sum_all().add(&b.mul_scalar(2.0).sum_all()).unwrap();
+    let g = loss.backward().unwrap();
+    assert_eq!(g.nonzero_rows(table.id()), Some(&[0, 2, 3][..]));
+    assert_eq!(grad_of(&g, &table), vec![1., 1., 0., 0., 2., 2., 2., 2.]);
+    // any other use of the table makes its gradient dense: no rows
+    let mixed = a.sum_all().add(&table.exp().sum_all()).unwrap();
+    assert_eq!(mixed.backward().unwrap().nonzero_rows(table.id()), None);
+    // a product's deferred gradient too (the table as a matmul's right-hand side)
+    let x = leaf(&[1., 0., 0., 1., 1., 1., 0., 0., 0., 0., 1., 1.], &[3, 4]);
+    let through_matmul = a
+        .sum_all()
+        .add(&x.matmul(&table).unwrap().sum_all())
+        .unwrap();
+    assert_eq!(
+        through_matmul.backward().unwrap().nonzero_rows(table.id()),
+        None
+    );
+    // a leaf without a gradient in the store has none
+    assert_eq!(g.nonzero_rows(x.id()), None);
+}
+
+#[test]
+fn grad_store_row_sets_merge_as_unions_and_go_with_dense_changes() {
+    let table = leaf(&[1., 2., 3., 4., 5., 6.], &[3, 2]);
+    let rows = |ids: &[usize]| {
+        table
+            .index_select(0, ids)
+            .unwrap()
+            .sum_all()
+            .backward()
+            .unwrap()
+    };
+    let mut g = rows(&[2]);
+    g.merge(&rows(&[0, 2])).unwrap();
+    assert_eq!(g.nonzero_rows(table.id()), Some(&[0, 2][..]));
+    assert_eq!(grad_of(&g, &table), vec![1., 1., 0., 0., 2., 2.]);
+    // merging a dense gradient of the same leaf forgets them
+    let mut dense = g.clone();
+    dense
+        .merge(&table.exp().sum_all().backward().unwrap())
+        .unwrap();
+    assert_eq!(dense.nonzero_rows(table.id()), None);
+    // so do accumulate and insert (their gradients are not known to be row-sparse), and remove
+    let mut acc = g.clone();
+    acc.accumulate(table.id(), Tensor::zeros(&[3, 2])).unwrap();
+    assert_eq!(acc.nonzero_rows(table.id()), None);
+    let mut ins = g.clone();
+    ins.insert(table.id(), Tensor::zeros(&[3, 2]));
+    assert_eq!(ins.nonzero_rows(table.id()), None);
+    let mut rem = g.clone();
+    rem.remove(table.id());
+    assert_eq!(rem.nonzero_rows(table.id()), None);
+    // merged into an empty store, a row set comes along
+    let mut empty = retrograd_core::GradStore::new();
+    empty.merge(&g).unwrap();
+    assert_eq!(empty.nonzero_rows(table.id()), Some(&[0, 2][..]));
+}
+
+#[test]
+fn grad_store_scale_multiplies_known_rows_or_everything() {
+    let table = leaf(&[1., 2., 3., 4., 5., 6.], &[3, 2]);
+    let w = leaf(&[1., -1.], &[2]);
+    let loss = table
+        .index_select(0, &[1, 1])
+        .unwrap()
+        .sum_all()
+        .add(&w.mul_scalar(3.0).sum_all())
+        .unwrap();
+    let mut g = loss.backward().unwrap();
+    assert_eq!(g.nonzero_rows(table.id()), Some(&[1][..]));
+    // each id once, even when listed twice; an id without a gradient is skipped
+    g.scale(
+        &[table.id(), w.id(), table.id(), leaf(&[0.], &[1]).id()],
+        0.5,
+    );
+    assert_eq!(grad_of(&g, &table), vec![0., 0., 1., 1., 0., 0.]);
+    assert_eq!(grad_of(&g, &w), vec![1.5, 1.5]);
+    assert_eq!(g.nonzero_rows(table.id()), Some(&[1][..]));
+    // a non-finite factor reaches the zero rows too (0·∞ = NaN) and the rows are forgotten
+    g.scale(&[table.id()], f64::INFINITY);
+    let v = grad_of(&g, &table);
+    assert!(v[0].is_nan() && v[2] == f64::INFINITY, "{v:?}");
+    assert_eq!(g.nonzero_rows(table.id()), None);
+}
