@@ -182,7 +182,7 @@ impl<E: Element> Sgd<E> {
         let mu = E::of_f64(c.momentum);
         let keep = E::of_f64(1.0 - c.dampening);
         let neg_lr = E::of_f64(-c.lr);
-        self.core.step(grads, |w, g, slot| {
+        let update = |w: &mut [E], g: &[E], slot: &mut Option<SgdSlot<E>>| {
             let first = slot.is_none();
             let buf = if c.momentum != 0.0 {
                 let s = slot.get_or_insert_with(|| SgdSlot {
@@ -212,7 +212,14 @@ impl<E: Element> Sgd<E> {
                         *w += neg_lr * if c.nesterov { d + mu * *b } else { *b };
                     }),
             }
-        })
+        };
+        if c.momentum == 0.0 && c.weight_decay == 0.0 {
+            // w - lr·0 is w: rows of the gradient known to be zero (an embedding's) are
+            // skipped, which leaves every value as the full update would
+            self.core.step_skipping_zero_rows(grads, update)
+        } else {
+            self.core.step(grads, update)
+        }
     }
 }
 
