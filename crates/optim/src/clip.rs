@@ -125,7 +125,9 @@ fn present<'a, E: Element>(
 /// `L2`/`P`/`Inf` equals the norm of all gradient entries together); every gradient is
 /// multiplied by `min(1, max_norm / (total + 1e-6))`, the coefficient computed in `E`. Under
 /// the threshold the store is left exactly as it was. Parameters without a gradient are
-/// skipped; a parameter listed twice counts once.
+/// skipped; a parameter listed twice counts once. A gradient known to be zero outside some
+/// rows ([`GradStore::nonzero_rows`], an embedding table's) is read and scaled on those rows
+/// only, with the same result.
 ///
 /// With `error_if_nonfinite`, a NaN or infinite total norm is an [`Error::NonFinite`] and
 /// nothing is changed; without it the gradients are scaled anyway (and become NaN, as in

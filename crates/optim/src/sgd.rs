@@ -140,6 +140,10 @@ impl<E: Element> SlotState<E> for SgdSlot<E> {
 /// * the step direction is `d + momentum * b` (Nesterov), `b` (momentum) or `d` (no momentum);
 /// * `w = w - lr * direction`.
 ///
+/// Without momentum and weight decay, a gradient known to be zero outside some rows
+/// ([`GradStore::nonzero_rows`](retrograd_core::GradStore::nonzero_rows), an embedding
+/// table's) updates only those rows: the others would not change.
+///
 /// ```
 /// use retrograd_core::{Parameter, Tensor};
 /// use retrograd_optim::{Optimizer, Sgd, SgdConfig};
