@@ -266,23 +266,26 @@ impl<E: Element, C: HParams, S: SlotState<E, Config = C>> Core<E, C, S> {
         })
     }
 
-    /// [`ParamSet::step`] under this optimizer's step name.
+    /// [`ParamSet::step`] under this optimizer's step name, over every row.
     pub(crate) fn step(
         &mut self,
         grads: &GradStore<E>,
         update: impl Fn(&mut [E], &[E], &mut Option<S>) + Sync,
     ) -> Result<()> {
-        self.set.step(self.names.step, grads, false, update)
+        self.step_rows(grads, false, update)
     }
 
-    /// [`step`](Self::step) for an update that leaves a value unchanged where its gradient is
-    /// zero and keeps no state: rows known to be zero are skipped (see [`ParamSet::step`]).
-    pub(crate) fn step_skipping_zero_rows(
+    /// [`ParamSet::step`] under this optimizer's step name; with `skip_zero_rows` (an update
+    /// that leaves a value unchanged where its gradient is zero and keeps no state), rows
+    /// known to be zero are skipped.
+    pub(crate) fn step_rows(
         &mut self,
         grads: &GradStore<E>,
+        skip_zero_rows: bool,
         update: impl Fn(&mut [E], &[E], &mut Option<S>) + Sync,
     ) -> Result<()> {
-        self.set.step(self.names.step, grads, true, update)
+        self.set
+            .step(self.names.step, grads, skip_zero_rows, update)
     }
 
     /// [`Optimizer::set_lr`].

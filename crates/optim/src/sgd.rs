@@ -217,13 +217,10 @@ impl<E: Element> Sgd<E> {
                     }),
             }
         };
-        if c.momentum == 0.0 && c.weight_decay == 0.0 {
-            // w - lr·0 is w: rows of the gradient known to be zero (an embedding's) are
-            // skipped, which leaves every value as the full update would
-            self.core.step_skipping_zero_rows(grads, update)
-        } else {
-            self.core.step(grads, update)
-        }
+        // without momentum and decay, w - lr·0 is w: rows of the gradient known to be zero
+        // (an embedding's) are skipped, which leaves every value as the full update would
+        let plain = c.momentum == 0.0 && c.weight_decay == 0.0;
+        self.core.step_rows(grads, plain, update)
     }
 }
 
