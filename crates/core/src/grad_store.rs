@@ -92,12 +92,12 @@ impl<E: Element> GradStore<E> {
         self.grads.insert(id, grad);
     }
 
-    /// Multiplies the gradients under `ids` by `coef` (each in its own buffer when nothing
-    /// else holds it; ids without a gradient, or repeated, are skipped), shared between
-    /// threads from 64k elements in all (see [`map_claimed`](crate::threads::map_claimed)). A gradient with
-    /// [`nonzero_rows`](Self::nonzero_rows) has only those rows multiplied when `coef` is
-    /// finite (the others stay zero, as `0·coef` is); a non-finite `coef` multiplies every
-    /// element (`0·∞` is NaN) and the rows are forgotten.
+    /// Multiplies the gradients under `ids` by `coef`: each in its own buffer when nothing
+    /// else holds it, shared between threads from 64k elements in all (see
+    /// [`map_claimed`](crate::threads::map_claimed)); ids without a gradient, or repeated,
+    /// are skipped. A gradient with [`nonzero_rows`](Self::nonzero_rows) has only those rows
+    /// multiplied when `coef` is finite (the others stay zero, as `0·coef` is); a non-finite
+    /// `coef` multiplies every element (`0·∞` is NaN) and the rows are forgotten.
     ///
     /// ```
     /// use retrograd_core::Tensor;
