@@ -36,6 +36,26 @@ impl<E: Element> std::fmt::Debug for GradStore<E> {
     }
 }
 
+impl<E: Element> Drop for GradStore<E> {
+    /// A row-sparse gradient nothing else holds goes back to the buffer cache with its few
+    /// rows zeroed, all zero, so that the next backward pass's gradient of the same table
+    /// starts from it without zero-filling the whole table (B2: 8 MB, for 400 rows).
+    fn drop(&mut self) {
+        for (id, rows) in self.rows.drain() {
+            let Some(g) = self.grads.remove(&id) else {
+                continue;
+            };
+            let cols = g.shape()[1];
+            if let Ok(mut v) = g.into_own_vec() {
+                for &r in rows.iter() {
+                    v[r * cols..(r + 1) * cols].fill(E::zero());
+                }
+                crate::storage::give_zeroed(v);
+            }
+        }
+    }
+}
+
 /// From this many elements in all, [`GradStore::scale`] shares the gradients between threads.
 const SPLIT_SCALING: usize = 1 << 16;
 

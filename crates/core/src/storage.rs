@@ -152,14 +152,20 @@ struct Class<E> {
 /// Free buffers by capacity, their total size in bytes, and a use counter.
 struct Cache<E> {
     free: HashMap<usize, Class<E>>,
+    /// Free buffers whose every element is zero (length = capacity), at most [`MAX_ZEROED`].
+    zeroed: Vec<Vec<E>>,
     bytes: usize,
     tick: u64,
 }
+
+/// How many all-zero buffers the cache keeps (one per row-sparse gradient of a model).
+const MAX_ZEROED: usize = 4;
 
 impl<E> Default for Cache<E> {
     fn default() -> Self {
         Cache {
             free: HashMap::default(),
+            zeroed: Vec::new(),
             bytes: 0,
             tick: 0,
         }
@@ -175,6 +181,28 @@ impl<E> Cache<E> {
         let v = class.bufs.pop()?;
         self.bytes -= len * std::mem::size_of::<E>();
         Some(v)
+    }
+
+    /// An all-zero free buffer of length `len`, if there is one.
+    fn take_zeroed(&mut self, len: usize) -> Option<Vec<E>> {
+        let i = self.zeroed.iter().position(|v| v.len() == len)?;
+        self.bytes -= len * std::mem::size_of::<E>();
+        Some(self.zeroed.swap_remove(i))
+    }
+
+    /// Keeps `v`, all zeros, to be handed out by [`take_zeroed`](Self::take_zeroed) while
+    /// there is room among the zeroed buffers and in the cache; else as any free buffer.
+    fn give_zeroed(&mut self, v: Vec<E>) {
+        let bytes = v.len() * std::mem::size_of::<E>();
+        if v.len() == v.capacity()
+            && self.zeroed.len() < MAX_ZEROED
+            && self.bytes + bytes <= MAX_CACHED_BYTES
+        {
+            self.bytes += bytes;
+            self.zeroed.push(v);
+        } else {
+            self.give(v);
+        }
     }
 
     /// Keeps `v` if it is of a cached size. When the cache is full, the capacities unused for
@@ -265,11 +293,27 @@ pub(crate) fn overwritable<E: Element>(len: usize) -> Vec<E> {
     }
 }
 
-/// `len` zeros, in a recycled buffer when one is free.
+/// `len` zeros: a buffer handed back all zero ([`give_zeroed`]) as it is, else a recycled
+/// buffer when one is free, zero-filled.
 pub(crate) fn zeros<E: Element>(len: usize) -> Vec<E> {
+    if cacheable::<E>(len) {
+        if let Some(v) = with_cache::<E, _>(|c| c.take_zeroed(len)).flatten() {
+            return v;
+        }
+    }
     let mut v = take(len);
     v.resize(len, E::zero());
     v
+}
+
+/// Hands back a buffer whose every element is zero, so that [`zeros`] can hand it out without
+/// filling it again (a row-sparse gradient with its few rows zeroed, see
+/// [`GradStore`](crate::GradStore)). The caller guarantees the zeros.
+pub(crate) fn give_zeroed<E: Element>(v: Vec<E>) {
+    debug_assert!(v.iter().all(|x| *x == E::zero()));
+    if cacheable::<E>(v.capacity()) {
+        with_cache::<E, _>(move |c| c.give_zeroed(v));
+    }
 }
 
 /// Hands a buffer back to the cache (or to the allocator when it is small, huge, or the cache

@@ -405,15 +405,25 @@ impl<E: Element> Tensor<E> {
     /// assert_eq!(v.as_ptr(), at); // the same buffer: no copy
     /// # Ok::<(), retrograd_core::Error>(())
     /// ```
-    pub fn into_vec(mut self) -> Vec<E> {
+    pub fn into_vec(self) -> Vec<E> {
+        match self.into_own_vec() {
+            Ok(v) => v,
+            Err(t) => t.to_vec(),
+        }
+    }
+
+    /// The elements in row-major order, moved out, when this is the only handle to the tensor
+    /// and to its storage and the tensor covers the whole storage in order; else the tensor
+    /// back, untouched.
+    pub(crate) fn into_own_vec(mut self) -> std::result::Result<Vec<E>, Self> {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             let l = &inner.layout;
             let whole = l.is_contiguous() && l.offset() == 0 && l.numel() == inner.data.len();
             if let Some(storage) = Arc::get_mut(&mut inner.data).filter(|_| whole) {
-                return storage.take_vec();
+                return Ok(storage.take_vec());
             }
         }
-        self.to_vec()
+        Err(self)
     }
 
     /// The elements converted to `f64`.

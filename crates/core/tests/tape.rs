@@ -448,3 +448,35 @@ fn grad_store_scale_multiplies_known_rows_or_everything() {
     assert!(v[0].is_nan() && v[2] == f64::INFINITY, "{v:?}");
     assert_eq!(g.nonzero_rows(table.id()), None);
 }
+
+#[test]
+fn a_dropped_row_sparse_gradient_comes_back_all_zero_for_the_next_pass() {
+    // a shape no other test allocates (the buffer cache is shared by the tests' threads)
+    let table = Tensor::<f32>::ones(&[37, 61]).requires_grad();
+    let grads = table
+        .index_select(0, &[5, 9])
+        .unwrap()
+        .sum_all()
+        .backward()
+        .unwrap();
+    let first = grads.get(&table).unwrap().storage().as_ptr();
+    drop(grads);
+    // the next gradient of the table starts from that buffer: rows 5 and 9 zeroed again
+    let grads = table
+        .index_select(0, &[1])
+        .unwrap()
+        .mul_scalar(3.0)
+        .sum_all()
+        .backward()
+        .unwrap();
+    let g = grads.get(&table).unwrap();
+    assert_eq!(g.storage().as_ptr(), first, "the zeroed buffer was reused");
+    let v = g.to_vec();
+    for (i, x) in v.iter().enumerate() {
+        assert_eq!(*x, if i / 61 == 1 { 3.0 } else { 0.0 }, "element {i}");
+    }
+    // a gradient still held elsewhere is left as it is when the store goes
+    let kept = g.clone();
+    drop(grads);
+    assert_eq!(kept.to_vec()[61], 3.0);
+}
