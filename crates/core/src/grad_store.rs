@@ -56,9 +56,6 @@ impl<E: Element> Drop for GradStore<E> {
     }
 }
 
-/// From this many elements in all, [`GradStore::scale`] shares the gradients between threads.
-const SPLIT_SCALING: usize = 1 << 16;
-
 /// `rows` sorted, without repeats.
 fn row_set(mut rows: Vec<usize>) -> Arc<[usize]> {
     rows.sort_unstable();
@@ -113,9 +110,8 @@ impl<E: Element> GradStore<E> {
     }
 
     /// Multiplies the gradients under `ids` by `coef`: each in its own buffer when nothing
-    /// else holds it, shared between threads from 64k elements in all (see
-    /// [`map_claimed`](crate::threads::map_claimed)); ids without a gradient, or repeated,
-    /// are skipped. A gradient with [`nonzero_rows`](Self::nonzero_rows) has only those rows
+    /// else holds it, shared between threads as [`map_by_size`](crate::threads::map_by_size)
+    /// shares; ids without a gradient, or repeated, are skipped. A gradient with [`nonzero_rows`](Self::nonzero_rows) has only those rows
     /// multiplied when `coef` is finite (the others stay zero, as `0·coef` is); a non-finite
     /// `coef` multiplies every element (`0·∞` is NaN) and the rows are forgotten.
     ///
@@ -142,13 +138,11 @@ impl<E: Element> GradStore<E> {
             };
             taken.push((*id, g, rows));
         }
-        // the most work first: map_claimed hands items out in order
         let work = |(_, g, rows): &(TensorId, Tensor<E>, Option<Arc<[usize]>>)| match rows {
             Some(r) => r.len() * g.shape()[1],
             None => g.numel(),
         };
-        taken.sort_by_key(|t| std::cmp::Reverse(work(t)));
-        let scale_one = |(id, g, rows): (TensorId, Tensor<E>, Option<Arc<[usize]>>)| {
+        let scaled = crate::threads::map_by_size(taken, work, |(id, g, rows)| {
             let shape = g.shape().to_vec();
             let mut v = g.into_vec();
             match rows {
@@ -163,13 +157,7 @@ impl<E: Element> GradStore<E> {
                 None => v.iter_mut().for_each(|x| *x *= coef),
             }
             (id, crate::ops::constant(v, &shape))
-        };
-        // a small set stays on this thread (waking a pool worker costs more)
-        let scaled: Vec<_> = if taken.iter().map(work).sum::<usize>() < SPLIT_SCALING {
-            taken.into_iter().map(scale_one).collect()
-        } else {
-            crate::threads::map_claimed(taken, scale_one)
-        };
+        });
         for (id, g) in scaled {
             self.grads.insert(id, g);
         }

@@ -201,6 +201,37 @@ pub fn map_claimed<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -
         .collect()
 }
 
+/// Below this much work in all, [`map_by_size`] runs its items on the calling thread.
+const SHARE_MIN: usize = 1 << 16;
+
+/// `f` of every item, in the items' order, where `size` says how much work an item is
+/// (elements, say). When the sizes add up to 64k or more and there are several items, they
+/// go through [`map_claimed`] largest first, so that the last ones taken are small and neither
+/// thread waits long for the other; else they run on this thread (sharing them would cost
+/// more than it saves). Per-parameter work of the optimizers and of clipping goes this way.
+///
+/// ```
+/// use retrograd_core::threads::map_by_size;
+/// let rows: Vec<Vec<f32>> = vec![vec![1.0; 3], vec![2.0; 70_000], vec![]];
+/// let sums = map_by_size(rows, |r| r.len(), |r| r.iter().sum::<f32>());
+/// assert_eq!(sums, vec![3.0, 140_000.0, 0.0]);
+/// ```
+pub fn map_by_size<T: Send, R: Send>(
+    items: Vec<T>,
+    size: impl Fn(&T) -> usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let total: usize = items.iter().map(&size).sum();
+    if total < SHARE_MIN || items.len() < 2 {
+        return items.into_iter().map(f).collect();
+    }
+    let mut order: Vec<(usize, T)> = items.into_iter().enumerate().collect();
+    order.sort_by_key(|(_, item)| std::cmp::Reverse(size(item)));
+    let mut done = map_claimed(order, |(i, item)| (i, f(item)));
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
 /// Locks a slot of [`map_claimed`]; a panic in `f` is re-raised by the scope, not here.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())

@@ -166,24 +166,19 @@ pub fn clip_grad_norm<'a, E: Element>(
     }
     let norm_type = norm_type.validate(OP)?;
     let present = present(grads, params);
-    let gradients: Vec<Tensor<E>> = present
+    // each parameter's norm (on both threads when there are many elements), combined in
+    // parameter order; a gradient known to be zero outside some rows (an embedding's) is read
+    // on those rows
+    let items: Vec<(&Tensor<E>, Option<&[usize]>)> = present
         .iter()
         .map(|(_, p)| {
-            grads
+            let g = grads
                 .get_id(p.id())
-                .expect("present() only keeps parameters whose gradient is in the store")
-                .clone()
+                .expect("present() only keeps parameters whose gradient is in the store");
+            (g, grads.nonzero_rows(p.id()))
         })
         .collect();
-    // each parameter's norm (on both threads when there are many elements), combined in
-    // parameter order
-    // a gradient known to be zero outside some rows (an embedding's) is read on those rows
-    let items: Vec<(Tensor<E>, Option<&[usize]>)> = gradients
-        .into_iter()
-        .zip(&present)
-        .map(|(g, (_, p))| (g, grads.nonzero_rows(p.id())))
-        .collect();
-    let work = |(g, rows): &(Tensor<E>, Option<&[usize]>)| match rows {
+    let work = |(g, rows): &(&Tensor<E>, Option<&[usize]>)| match rows {
         Some(r) => r.len() * g.shape()[1],
         None => g.numel(),
     };

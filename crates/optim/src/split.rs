@@ -1,5 +1,5 @@
 //! Per-parameter work (an optimizer's update, clipping's norms and scaling) shared between the
-//! calling thread and a pool worker through [`retrograd_core::threads::map_claimed`]: each
+//! calling thread and a pool worker through [`retrograd_core::threads::map_by_size`]: each
 //! takes the next parameter, largest first, until none is left. Parameters are independent
 //! and each is updated element by element, so every value is computed as on one thread: the
 //! results are the same bits with any number of threads.
@@ -9,12 +9,8 @@
 //! step. Dealt in two fixed halves (a join), the caller then often waited for a worker that
 //! was slow to wake; taking parameters in turn, it goes on with the next one meanwhile.
 
-use retrograd_core::threads::map_claimed;
+use retrograd_core::threads::map_by_size;
 use retrograd_core::Result;
-
-/// Below this many elements in all, the work runs on the calling thread (sharing it costs more
-/// than it saves).
-const SPLIT_MIN: usize = 1 << 16;
 
 /// Runs `f` on every item, shared between threads as the module says (in order on this
 /// thread when they are few). Every item runs; the error of the first failing item in the
@@ -27,26 +23,14 @@ pub(crate) fn for_each_split<T: Send>(
     map_split(items, size, f).map(|_| ())
 }
 
-/// `f` of every item, in the items' order, computed as [`for_each_split`] runs them.
+/// `f` of every item, in the items' order, computed as [`for_each_split`] runs them
+/// ([`map_by_size`]: largest first, on this thread below 64k elements in all).
 pub(crate) fn map_split<T: Send, R: Send>(
     items: Vec<T>,
     size: impl Fn(&T) -> usize,
     f: impl Fn(T) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
-    let total: usize = items.iter().map(&size).sum();
-    if total < SPLIT_MIN || items.len() < 2 {
-        return items.into_iter().map(f).collect();
-    }
-    // largest first, so the last items taken are small and neither thread waits long
-    let mut order: Vec<(usize, T)> = items.into_iter().enumerate().collect();
-    order.sort_by_key(|(_, item)| std::cmp::Reverse(size(item)));
-    let done = map_claimed(order, |(i, item)| (i, f(item)));
-    let mut out: Vec<Option<Result<R>>> = done.iter().map(|_| None).collect();
-    for (i, r) in done {
-        out[i] = Some(r);
-    }
-    // every index appears once
-    out.into_iter().flatten().collect()
+    map_by_size(items, size, f).into_iter().collect()
 }
 
 #[cfg(test)]

@@ -60,10 +60,10 @@ fn output_slots(shape: &[usize], mask: &[bool]) -> Layout {
 /// From this many elements, [`column_sums`] has the helper thread sum half of the columns.
 const SPLIT_COLUMN_SUMS: usize = 1 << 16;
 
-/// `Σ_i g_ij` for a 2-D `g`, each column summed over the rows in order (so the bits of
-/// [`sum_kernel`] over dim 0). From [`SPLIT_COLUMN_SUMS`] elements on two threads, the helper
-/// sums the right half of the columns while the caller sums the left (each column is still
-/// summed whole, in the same order, by one thread).
+/// `Σ_i g_ij` for a 2-D `g`, each column summed over the rows in order (the loop of
+/// [`sum_kernel`] over dim 0, so its bits). From [`SPLIT_COLUMN_SUMS`] elements on two
+/// threads, the helper sums the right half of the columns while the caller sums the left
+/// (each column is still summed whole, in the same order, by one thread).
 pub(crate) fn column_sums<E: Element>(g: &Tensor<E>) -> Vec<E> {
     let (m, n) = (g.shape()[0], g.shape()[1]);
     let g = if g.is_contiguous() {
@@ -71,32 +71,36 @@ pub(crate) fn column_sums<E: Element>(g: &Tensor<E>) -> Vec<E> {
     } else {
         constant(g.to_vec(), g.shape())
     };
+    let sums = move |g: &Tensor<E>, cols: std::ops::Range<usize>| {
+        let mut acc = crate::storage::zeros(cols.len());
+        add_columns(&mut acc, &g.contiguous_data(), n, cols.start);
+        acc
+    };
     if m * n >= SPLIT_COLUMN_SUMS && n >= 2 && crate::threads::product_threads() >= 2 {
         let (half, right) = (n / 2, g.clone());
-        if let Ok(pending) =
-            crate::helper::spawn(move || sum_columns(&right.contiguous_data(), n, half..n))
-        {
-            let mut sums = sum_columns(&g.contiguous_data(), n, 0..half);
+        if let Ok(pending) = crate::helper::spawn(move || sums(&right, half..n)) {
+            let mut left = sums(&g, 0..half);
             let right = pending.wait();
-            sums.extend_from_slice(&right);
+            left.extend_from_slice(&right);
             crate::storage::give(right);
-            return sums;
+            return left;
         }
     }
-    sum_columns(&g.contiguous_data(), n, 0..n)
+    sums(&g, 0..n)
 }
 
-/// The sums of columns `cols` of the row-major `data` (rows of `n`), row after row.
-fn sum_columns<E: Element>(data: &[E], n: usize, cols: std::ops::Range<usize>) -> Vec<E> {
-    let mut acc = crate::storage::zeros(cols.len());
-    if n > 0 {
-        for row in data.chunks_exact(n) {
-            for (a, &v) in acc.iter_mut().zip(&row[cols.clone()]) {
-                *a += v;
-            }
+/// Adds columns `j0..j0 + acc.len()` of the row-major `data` (rows of `n`) into `acc`, row
+/// after row.
+fn add_columns<E: Element>(acc: &mut [E], data: &[E], n: usize, j0: usize) {
+    if n == 0 {
+        return; // no rows to walk (and chunks of zero length are not allowed)
+    }
+    let cols = j0..j0 + acc.len();
+    for row in data.chunks_exact(n) {
+        for (a, &v) in acc.iter_mut().zip(&row[cols.clone()]) {
+            *a += v;
         }
     }
-    acc
 }
 
 /// Sums over the masked dims; returns the keepdim-shaped contiguous buffer.
@@ -118,11 +122,7 @@ pub(crate) fn sum_kernel<E: Element>(x: &Tensor<E>, mask: &[bool]) -> (Vec<E>, D
         }
     } else if !acc.is_empty() && leading {
         let inner = acc.len();
-        for row in data.chunks_exact(inner) {
-            for (a, &v) in acc.iter_mut().zip(row) {
-                *a += v;
-            }
-        }
+        add_columns(&mut acc, &data, inner, 0);
     } else {
         let mut i = 0;
         output_slots(x.shape(), mask).for_each_offset(|o| {
