@@ -65,6 +65,12 @@ fn addmm_acts_rejects_blocks_that_do_not_divide_the_columns() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("added term [1, 3]"), "{err}");
+    // a 1-D bias row is a plain addmm's alone: with activations the added term is 2-D
+    let err = rnd(&[4], 8)
+        .addmm_acts(&a, &b, &[Sigmoid, Tanh])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("added term [4]"), "{err}");
 }
 
 #[test]

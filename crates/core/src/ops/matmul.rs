@@ -518,7 +518,9 @@ impl Addmm {
 /// errors naming `op`, then `acts` by column block (none for a plain `addmm`): `c` is added
 /// and the activations applied on each block of the product by the thread that computed it
 /// ([`add_then_activate`](super::addmm_act::add_then_activate)). With `rows`, product row `i`
-/// gets row `rows[i]` of `c` (a `[R, n]` table) added instead of row `i`.
+/// gets row `rows[i]` of `c` (a `[R, n]` table) added instead of row `i`. A plain `addmm` (no
+/// activations, no `rows`) also takes a 1-D `c` of `n` elements, a bias row added to every
+/// row of the product.
 pub(super) fn addmm_values<E: Element>(
     op: &'static str,
     c: &Tensor<E>,
@@ -536,7 +538,7 @@ pub(super) fn addmm_values<E: Element>(
     let (m, n) = (a.shape()[0], b.shape()[1]);
     if a.shape()[1] == b.shape()[0] {
         let fits = match (rows, c.shape()) {
-            (None, &[cols]) => op == "addmm" && cols == n,
+            (None, &[cols]) => acts.is_empty() && cols == n,
             (None, shape) => shape == [m, n],
             (Some(ids), &[r, cols]) => cols == n && ids.len() == m && ids.iter().all(|&i| i < r),
             (Some(_), _) => false,
