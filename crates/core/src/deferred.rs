@@ -40,6 +40,7 @@ use crate::layout::Layout;
 use crate::ops::gemm::MatRef;
 use crate::panel;
 use crate::tensor::{Tensor, TensorId};
+use crate::threads::lock;
 use crate::twin::transpose_into;
 
 /// A factor pair `(a, g)` standing for the product `aᵀ g`.
@@ -98,7 +99,7 @@ fn early_block<E: Element>(
     let (rows, cols) = (lead_t.shape()[0], other.shape()[1]);
     let mut block = crate::storage::overwritable(rows * cols);
     crate::ops::matmul::matmul_into(lead_t, other, &mut block)?;
-    let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+    let mut out = lock(out);
     out[r0 * cols..(r0 + rows) * cols].copy_from_slice(&block);
     drop(out);
     crate::storage::give(block);
@@ -160,7 +161,7 @@ impl<E: Element> Early<E> {
                 block.job.join()?;
             }
         }
-        let out = std::mem::take(&mut *self.out.lock().unwrap_or_else(|p| p.into_inner()));
+        let out = std::mem::take(&mut *lock(&self.out));
         let sum = crate::ops::constant(out, &[self.shape.0, self.shape.1]);
         if self.transposed {
             sum.t()
@@ -209,11 +210,6 @@ impl<E: Element> Running<E> {
         }
         Ok(())
     }
-}
-
-/// Locks a [`Running`] sum (a panicked chunk is reported by its own join).
-fn lock_running<E: Element>(r: &Mutex<Running<E>>) -> std::sync::MutexGuard<'_, Running<E>> {
-    r.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The factors recorded for one tensor: products of full chunks (started, each added to the
@@ -432,7 +428,7 @@ impl<E: Element> DeferredProducts<E> {
         let (running, i) = (r.running.clone(), r.chunks.len());
         r.chunks.push(background(move || {
             let part = chunk_product(tiles, &pairs, &like)?;
-            lock_running(&running).add(i, part)
+            lock(&running).add(i, part)
         }));
         r.open_rows = rest;
         if rest > 0 {
@@ -475,7 +471,7 @@ impl<E: Element> DeferredProducts<E> {
         for chunk in r.chunks {
             chunk.join()?;
         }
-        let mut running = lock_running(&r.running);
+        let mut running = lock(&r.running);
         debug_assert!(running.added == chunks && running.ahead.is_empty());
         let mut sum = running.sum.take();
         drop(running);

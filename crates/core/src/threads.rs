@@ -232,8 +232,10 @@ pub fn map_by_size<T: Send, R: Send>(
     done.into_iter().map(|(_, r)| r).collect()
 }
 
-/// Locks a slot of [`map_claimed`]; a panic in `f` is re-raised by the scope, not here.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks `m`, poisoned or not: a slot of [`map_claimed`] (a panic in `f` is re-raised by the
+/// scope, not here), or a sum that background jobs add into (a panicked job is reported by its
+/// own join).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -35,6 +35,9 @@ impl std::fmt::Display for NormType {
     }
 }
 
+/// The rows of a gradient that may be nonzero ([`GradStore::nonzero_rows`]) and its row width.
+type RowsOf<'a> = (&'a [usize], usize);
+
 impl NormType {
     /// The norm of `values`, accumulated in `f64`.
     fn norm<I: Iterator<Item = f64>>(self, values: I) -> f64 {
@@ -45,17 +48,18 @@ impl NormType {
         }
     }
 
-    /// The norm of one gradient's elements `v`, rows of `cols` elements of which only `rows`
-    /// (sorted) may be nonzero, when given: the others are skipped. The L2 norm runs in eight
-    /// f64 lanes over chunks, which vectorizes (clipping was 9% of a B3 step with one
-    /// dependent add chain, and still 9% with lanes indexed by `i & 7`, which does not
-    /// vectorize). Skipping rows keeps every element in lane `index % 8`, in index order,
-    /// when `cols` is a multiple of 8, and a skipped zero adds nothing, so the result has the
-    /// bits of the whole gradient's norm (other widths go over every element).
-    fn norm_of_rows<E: Element>(self, v: &[E], cols: usize, rows: Option<&[usize]>) -> f64 {
-        let rows = rows.filter(|_| cols > 0 && cols.is_multiple_of(8));
+    /// The norm of one gradient's elements `v`; with `rows = Some((rows, cols))`, `v` is rows
+    /// of `cols` elements of which only `rows` (sorted) may be nonzero, and the others are
+    /// skipped. The L2 norm runs in eight f64 lanes over chunks, which vectorizes (clipping
+    /// was 9% of a B3 step with one dependent add chain, and still 9% with lanes indexed by
+    /// `i & 7`, which does not vectorize). Skipping rows keeps every element in lane
+    /// `index % 8`, in index order, when `cols` is a multiple of 8, and a skipped zero adds
+    /// nothing, so the result has the bits of the whole gradient's norm (other widths go over
+    /// every element).
+    fn norm_of_rows<E: Element>(self, v: &[E], rows: Option<RowsOf>) -> f64 {
+        let rows = rows.filter(|&(_, cols)| cols > 0 && cols.is_multiple_of(8));
         let pieces: Box<dyn Iterator<Item = &[E]>> = match rows {
-            Some(rows) => Box::new(rows.iter().map(move |&r| &v[r * cols..(r + 1) * cols])),
+            Some((rows, cols)) => Box::new(rows.iter().map(move |&r| &v[r * cols..(r + 1) * cols])),
             None => Box::new(std::iter::once(v)),
         };
         match self {
@@ -169,26 +173,20 @@ pub fn clip_grad_norm<'a, E: Element>(
     // each parameter's norm (on both threads when there are many elements), combined in
     // parameter order; a gradient known to be zero outside some rows (an embedding's) is read
     // on those rows
-    let items: Vec<(&Tensor<E>, Option<&[usize]>)> = present
+    let items: Vec<(&Tensor<E>, Option<RowsOf>)> = present
         .iter()
         .map(|(_, p)| {
             let g = grads
                 .get_id(p.id())
                 .expect("present() only keeps parameters whose gradient is in the store");
-            (g, grads.nonzero_rows(p.id()))
+            (g, grads.nonzero_rows(p.id()).map(|r| (r, g.shape()[1])))
         })
         .collect();
-    let work = |(g, rows): &(&Tensor<E>, Option<&[usize]>)| match rows {
-        Some(r) => r.len() * g.shape()[1],
-        None => g.numel(),
+    let work = |(g, rows): &(&Tensor<E>, Option<RowsOf>)| {
+        rows.map_or(g.numel(), |(r, cols)| r.len() * cols)
     };
     let norms = map_split(items, work, |(g, rows)| {
-        let cols = if rows.is_some() {
-            g.shape()[1]
-        } else {
-            g.numel()
-        };
-        Ok(norm_type.norm_of_rows(&g.contiguous_data(), cols, rows))
+        Ok(norm_type.norm_of_rows(&g.contiguous_data(), rows))
     })?;
     let total = norm_type.norm(norms.iter().copied());
     if error_if_nonfinite && !total.is_finite() {
