@@ -466,9 +466,10 @@ impl<E: Element> DeferredProducts<E> {
         if r.chunks.is_empty() && tiles.is_none() {
             return stacked_product(&r.open, like);
         }
-        // each chunk's job adds its product (one not started runs here)
+        // each chunk's job adds its product. The last ones first: those the helper has not
+        // started run here while it goes on from the front (the running sum keeps the order)
         let chunks = r.chunks.len();
-        for chunk in r.chunks {
+        for chunk in r.chunks.into_iter().rev() {
             chunk.join()?;
         }
         let mut running = lock(&r.running);

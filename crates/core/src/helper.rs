@@ -18,8 +18,10 @@
 //! work that is ready early but needed only later, such as the partial weight gradients of the
 //! backward pass (`deferred.rs`). It runs them when no block is waiting, and while it runs
 //! one, [`spawn`] hands blocks back, so the caller computes its product whole instead of
-//! waiting behind the background job. A background job the helper has not started when its
-//! result is wanted is run by the caller itself ([`Background::join`]).
+//! waiting behind the background job. A block the helper has not taken by the time its caller
+//! waits for it (the helper was asleep, or off the CPU) is run by the caller
+//! ([`Pending::wait`]), and so is a background job the helper has not started when its result
+//! is wanted ([`Background::join`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,10 +59,13 @@ impl Spin {
     }
 }
 
-/// What waits for the helper: at most one split block, and background jobs in order.
+/// What waits for the helper: at most one split block (numbered, so that its caller can tell
+/// it is still there), and background jobs in order.
 #[derive(Default)]
 struct Mailbox {
     job: Option<Job>,
+    /// The number of the last block sent.
+    sent: u64,
     background: VecDeque<Arc<dyn Chore>>,
 }
 
@@ -192,6 +197,8 @@ pub(crate) fn in_chore() -> bool {
 /// The result of a job sent to the helper.
 pub(crate) struct Pending<T> {
     state: Arc<Done<T>>,
+    /// The mailbox's number for the job (see [`Mailbox::sent`]).
+    number: u64,
 }
 
 /// Where a job leaves its result.
@@ -240,18 +247,34 @@ where
             done.cv.notify_one();
         }
     }));
+    slot.sent += 1;
+    let number = slot.sent;
     h.has_job.store(true, Ordering::Release);
     let asleep = h.asleep.load(Ordering::Relaxed);
     drop(slot);
     h.nudge(asleep);
-    Ok(Pending { state })
+    Ok(Pending { state, number })
 }
 
 impl<T> Pending<T> {
     /// Waits for the result: spinning briefly (the helper is usually awake), then blocking. A
-    /// panic in the job resumes here.
+    /// job the helper has not taken yet (it is asleep, or off the CPU) is taken back and run
+    /// here instead. A panic in the job resumes here.
     pub(crate) fn wait(self) -> T {
         let d = &*self.state;
+        if !d.ready.load(Ordering::Acquire) {
+            if let Some(h) = helper() {
+                let mut slot = h.lock();
+                if slot.sent == self.number && slot.job.is_some() {
+                    h.has_job.store(false, Ordering::Release);
+                    let job = slot.job.take();
+                    drop(slot);
+                    if let Some(job) = job {
+                        job();
+                    }
+                }
+            }
+        }
         let (start, mut spin) = (Instant::now(), Spin::default());
         while !d.ready.load(Ordering::Acquire) {
             if !spin.keep_going(start, SPIN_FOR_RESULT) {
@@ -421,31 +444,45 @@ mod tests {
 
     /// One test, so that no other test in this process uses the helper meanwhile.
     #[test]
-    fn jobs_run_on_the_helper_and_a_busy_helper_hands_them_back() {
+    fn jobs_run_on_the_helper_a_busy_helper_hands_them_back_and_a_waiting_caller_takes_them_back() {
         let _alone = TEST_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let me = std::thread::current().id();
-        let p = spawn(move || (std::thread::current().id() != me, 6 * 7))
-            .unwrap_or_else(|_| panic!("the helper should be free"));
-        assert_eq!(p.wait(), (true, 42));
+        // a job sent to a free helper runs there (waited for once it is done: waiting sooner
+        // could take it back)
+        let on_helper = || {
+            let p = spawn(move || (std::thread::current().id() != me, 6 * 7))
+                .unwrap_or_else(|_| panic!("the helper should be free"));
+            let start = Instant::now();
+            while !p.state.ready.load(Ordering::Acquire) {
+                assert!(
+                    start.elapsed() < Duration::from_secs(5),
+                    "the helper never ran the job"
+                );
+                std::thread::yield_now();
+            }
+            p.wait()
+        };
+        assert_eq!(on_helper(), (true, 42));
         // after the helper has gone back to sleep, a job still wakes it
         std::thread::sleep(SPIN_AFTER_JOB * 4);
-        let p = spawn(|| 1).unwrap_or_else(|_| panic!("the helper should be free"));
-        assert_eq!(p.wait(), 1);
+        assert_eq!(on_helper(), (true, 42));
 
-        // hold the helper with a job that waits for a signal
+        // hold the helper with a job that waits for a signal (or, should a broken mailbox
+        // leave this test waiting for it, five seconds)
         let gate = Arc::new((Mutex::new(false), Condvar::new()));
         let g = gate.clone();
         let held = spawn(move || {
+            let start = Instant::now();
             let mut open = g.0.lock().unwrap();
-            while !*open {
-                open = g.1.wait(open).unwrap();
+            while !*open && start.elapsed() < Duration::from_secs(5) {
+                open = g.1.wait_timeout(open, Duration::from_millis(50)).unwrap().0;
             }
         })
         .unwrap_or_else(|_| panic!("the helper should be free"));
         // once the helper has taken that job, its mailbox takes one more...
         let start = Instant::now();
         let queued = loop {
-            if let Ok(p) = spawn(|| 2) {
+            if let Ok(p) = spawn(move || (std::thread::current().id() == me, 2)) {
                 break p;
             }
             assert!(
@@ -455,10 +492,13 @@ mod tests {
         };
         // ...and hands a third back
         assert_eq!(spawn(|| 3).err().map(|f| f()), Some(3));
+        // the helper is still held, so waiting for the queued job runs it here at once
+        let waited = Instant::now();
+        assert_eq!(queued.wait(), (true, 2), "the queued job ran on the helper");
+        assert!(waited.elapsed() < Duration::from_secs(1));
         *gate.0.lock().unwrap() = true;
         gate.1.notify_all();
         held.wait();
-        assert_eq!(queued.wait(), 2);
     }
 
     /// One test for the background queue, under the same lock as the mailbox test.
