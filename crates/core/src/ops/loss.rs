@@ -92,7 +92,7 @@ impl<E: Element> CrossEntropy<E> {
         // is log Σ exp(x) = m + ln z less the target logit
         let x = logits.contiguous_data();
         let mut shift_sum = vec![(E::zero(), E::zero()); n];
-        super::for_row_blocks_in(&x, &mut shift_sum, c, |_, xb, sb| {
+        super::for_row_blocks(&x, &mut [], &mut shift_sum, c, |_, xb, _, sb| {
             // one row's exponentials at a time, in a buffer that stays in cache
             let mut row = vec![E::zero(); c];
             for (xr, s) in xb.chunks_exact(c).zip(sb) {

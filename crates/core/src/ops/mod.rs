@@ -95,18 +95,18 @@ fn rows_per_block(rows: usize, row_len: usize) -> Option<usize> {
 }
 
 /// Runs `f(first_row, x_rows, out_rows, aux_rows)` over blocks of whole rows: `x` and `out`
-/// hold `row_len` elements per row, `aux` one. Large inputs are cut into four blocks per
+/// hold `row_len` elements per row, `aux` one item. Large inputs are cut into four blocks per
 /// thread that the caller and a pool worker take in turn ([`crate::threads::map_claimed`]):
 /// the caller starts at once instead of waiting while a worker wakes, and when the worker is
 /// late the caller takes its blocks. Rows are independent, so the values do not depend on who
 /// computed which block. Small inputs run on the calling thread. Nothing runs when `row_len`
-/// is 0.
-pub(crate) fn for_row_blocks<E: Element>(
+/// is 0. An empty `out` (an op that writes only `aux`) gives every block an empty `out_rows`.
+pub(crate) fn for_row_blocks<E: Element, T: Send>(
     x: &[E],
     out: &mut [E],
-    aux: &mut [E],
+    aux: &mut [T],
     row_len: usize,
-    f: impl Fn(usize, &[E], &mut [E], &mut [E]) + Sync,
+    f: impl Fn(usize, &[E], &mut [E], &mut [T]) + Sync,
 ) {
     let rows = aux.len();
     if row_len == 0 {
@@ -116,37 +116,16 @@ pub(crate) fn for_row_blocks<E: Element>(
         f(0, x, out, aux);
         return;
     };
+    let outs = out
+        .chunks_mut(per * row_len)
+        .chain(std::iter::repeat_with(<&mut [E]>::default));
     let blocks: Vec<_> = x
         .chunks(per * row_len)
-        .zip(out.chunks_mut(per * row_len))
+        .zip(outs)
         .zip(aux.chunks_mut(per))
         .enumerate()
         .collect();
     crate::threads::map_claimed(blocks, |(i, ((xb, ob), ab))| f(i * per, xb, ob, ab));
-}
-
-/// [`for_row_blocks`] for an op that reads its rows and writes one item per row:
-/// `f(first_row, x_rows, aux_rows)`.
-pub(crate) fn for_row_blocks_in<E: Element, T: Send>(
-    x: &[E],
-    aux: &mut [T],
-    row_len: usize,
-    f: impl Fn(usize, &[E], &mut [T]) + Sync,
-) {
-    let rows = aux.len();
-    if row_len == 0 {
-        return;
-    }
-    let Some(per) = rows_per_block(rows, row_len) else {
-        f(0, x, aux);
-        return;
-    };
-    let blocks: Vec<_> = x
-        .chunks(per * row_len)
-        .zip(aux.chunks_mut(per))
-        .enumerate()
-        .collect();
-    crate::threads::map_claimed(blocks, |(i, (xb, ab))| f(i * per, xb, ab));
 }
 
 /// Storage and layout for a fresh contiguous op output.
@@ -201,4 +180,53 @@ pub(crate) fn reduce_lanes<E: Element, const N: usize>(mut acc: [E; N]) -> E {
         }
     }
     acc[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_blocks_cover_every_row_once_with_or_without_an_output() {
+        // large enough to be cut into blocks on a two-thread pool
+        let (rows, row_len) = (300, 256);
+        let x: Vec<f32> = (0..rows * row_len).map(|i| (i % 1000) as f32).collect();
+        let row_sum = |r: &[f32]| r.iter().sum::<f32>();
+        let want: Vec<(usize, f32)> = x
+            .chunks_exact(row_len)
+            .enumerate()
+            .map(|(i, r)| (i, row_sum(r)))
+            .collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            assert!(rows_per_block(rows, row_len).is_some_and(|per| per < rows));
+            // aux only: every block gets an empty output
+            let mut aux = vec![(usize::MAX, 0.0f32); rows];
+            for_row_blocks(&x, &mut [], &mut aux, row_len, |r0, xb, ob, ab| {
+                assert!(ob.is_empty());
+                for (j, (r, a)) in xb.chunks_exact(row_len).zip(ab.iter_mut()).enumerate() {
+                    *a = (r0 + j, row_sum(r));
+                }
+            });
+            assert_eq!(aux, want);
+            // with an output: each row doubled
+            let (mut out, mut aux) = (vec![0.0f32; rows * row_len], vec![(0, 0.0); rows]);
+            for_row_blocks(&x, &mut out, &mut aux, row_len, |r0, xb, ob, ab| {
+                for (j, ((r, o), a)) in xb
+                    .chunks_exact(row_len)
+                    .zip(ob.chunks_exact_mut(row_len))
+                    .zip(ab.iter_mut())
+                    .enumerate()
+                {
+                    o.iter_mut().zip(r).for_each(|(o, &v)| *o = 2.0 * v);
+                    *a = (r0 + j, row_sum(r));
+                }
+            });
+            assert_eq!(aux, want);
+            assert!(out.iter().zip(&x).all(|(o, v)| *o == 2.0 * v));
+        });
+    }
 }
