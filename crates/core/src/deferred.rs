@@ -175,7 +175,8 @@ impl<E: Element> Early<E> {
 /// after forming it (on the helper, while the backward chain goes on, the product still in
 /// that core's cache) once every earlier chunk is in; a product that comes before its turn
 /// waits in `ahead`. So the products are added in chunk order, as one thread would add them,
-/// and the end of the backward pass has only the last chunk's addition left. On B1 (eight
+/// and the end of the backward pass has only the additions of the chunks the helper has not
+/// reached left (the caller runs those, see [`DeferredProducts::take`]). On B1 (eight
 /// 1 MB chunks of the recurrent weight's gradient) the seven additions had taken the calling
 /// thread 0.45-0.5 ms after the recurrent chain, with the helper idle.
 struct Running<E: Element> {

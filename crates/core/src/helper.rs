@@ -119,7 +119,16 @@ impl Helper {
     }
 
     fn take(&self) -> Option<Job> {
+        self.take_if(|_| true)
+    }
+
+    /// The waiting block, if `wanted` says the mailbox holds the one wanted (else nothing is
+    /// taken).
+    fn take_if(&self, wanted: impl FnOnce(&Mailbox) -> bool) -> Option<Job> {
         let mut slot = self.lock();
+        if !wanted(&slot) {
+            return None;
+        }
         // cleared under the lock, so a job sent right after is flagged again
         self.has_job.store(false, Ordering::Release);
         slot.job.take()
@@ -262,18 +271,13 @@ impl<T> Pending<T> {
     /// here instead. A panic in the job resumes here.
     pub(crate) fn wait(self) -> T {
         let d = &*self.state;
-        if !d.ready.load(Ordering::Acquire) {
-            if let Some(h) = helper() {
-                let mut slot = h.lock();
-                if slot.sent == self.number && slot.job.is_some() {
-                    h.has_job.store(false, Ordering::Release);
-                    let job = slot.job.take();
-                    drop(slot);
-                    if let Some(job) = job {
-                        job();
-                    }
-                }
-            }
+        // `has_job` is cleared (under the lock) whenever a block is taken, so while it is
+        // clear this block is gone from the mailbox and there is no lock to take
+        let waiting =
+            |h: &&Helper| !d.ready.load(Ordering::Acquire) && h.has_job.load(Ordering::Acquire);
+        let mine = |slot: &Mailbox| slot.sent == self.number && slot.job.is_some();
+        if let Some(job) = helper().filter(waiting).and_then(|h| h.take_if(mine)) {
+            job();
         }
         let (start, mut spin) = (Instant::now(), Spin::default());
         while !d.ready.load(Ordering::Acquire) {
