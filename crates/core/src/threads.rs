@@ -1,16 +1,19 @@
 //! The thread pool that large matrix products run on.
 //!
-//! retrograd splits a big GEMM into one block per thread of the global [rayon] pool (products
-//! under about two million multiply-adds stay on the calling thread). Large row-wise ops
-//! (cross-entropy from 64k elements) are cut into row blocks that the caller and a pool worker
-//! take in turn ([`map_claimed`]). By default the pool has
-//! one thread per logical CPU; `RAYON_NUM_THREADS` or [`set_num_threads`] change that, like
-//! `torch.set_num_threads`.
+//! retrograd splits a big GEMM into one block per thread (products under about two million
+//! multiply-adds stay on the calling thread). Large row-wise ops (cross-entropy from 64k
+//! elements) are cut into row blocks that the caller and a pool worker take in turn
+//! ([`map_claimed`]). The thread count counts the caller, as `torch.set_num_threads` does:
+//! with `n` threads the global [rayon] pool has `n - 1` workers, because the calling thread
+//! takes its own share of every split. By default `n` is the number of logical CPUs;
+//! `RAYON_NUM_THREADS` or [`set_num_threads`] change that. (A pool of `n` workers beside the
+//! caller put three busy threads on a two-core machine: B2's mean step was 4-5% slower, from
+//! steps where a worker or the helper shared a core.)
 //!
-//! With a two-thread pool (the default on a two-core machine), the second block goes to a
+//! With two threads (the default on a two-core machine), the second block goes to a
 //! helper thread that stays awake between products (`helper.rs`) rather than to a rayon worker,
 //! which sleeps between them; one-row products from 64k multiply-adds (batch-1 sampling) are
-//! split with that helper too. With one thread in the pool everything stays on the caller.
+//! split with that helper too. With one thread everything stays on the caller.
 //!
 //! [`join`] runs two independent pieces of graph building at once (the two directions of a
 //! bidirectional recurrent layer): the second on the pool, with the caller's grad and anomaly
@@ -18,7 +21,7 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -28,14 +31,59 @@ thread_local! {
     static IN_JOIN: Cell<bool> = const { Cell::new(false) };
 }
 
-/// The number of threads a product issued on this thread may use: the pool's size, or 1
+/// The number of threads a product issued on this thread may use: [`pool_threads`], or 1
 /// inside a [`join`].
 pub(crate) fn product_threads() -> usize {
     if IN_JOIN.with(|j| j.get()) {
         1
     } else {
-        rayon::current_num_threads()
+        pool_threads()
     }
+}
+
+/// The thread count the global pool was started with here (by [`set_num_threads`] or by
+/// default): this many threads work on a split, the caller and `THREADS - 1` pool workers.
+/// 0 until then, and if someone else started the global pool.
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Starts the global pool with the default count on first use, unless it runs already.
+static DEFAULT_POOL: Once = Once::new();
+
+/// The threads that share a split issued on this thread: on a pool thread (inside
+/// `ThreadPool::install`, say) the pool's size; elsewhere the thread count this module
+/// started the global pool with, which counts the caller (or the pool's size, if another
+/// library started it).
+fn pool_threads() -> usize {
+    if rayon::current_thread_index().is_some() {
+        return rayon::current_num_threads();
+    }
+    DEFAULT_POOL.call_once(|| {
+        // a pool someone else built first keeps its size (see THREADS)
+        let _ = start_pool(default_threads());
+    });
+    match THREADS.load(Ordering::Acquire) {
+        0 => rayon::current_num_threads(),
+        n => n,
+    }
+}
+
+/// `RAYON_NUM_THREADS` when it is a positive number, else the number of logical CPUs.
+fn default_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Starts the global pool for `n` threads: `n - 1` workers beside the caller (one idle worker
+/// for `n = 1`, as a pool has at least one).
+fn start_pool(n: usize) -> std::result::Result<(), rayon::ThreadPoolBuildError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads((n - 1).max(1))
+        .build_global()?;
+    THREADS.store(n, Ordering::Release);
+    Ok(())
 }
 
 /// Marks this thread as inside a join until dropped.
@@ -64,8 +112,8 @@ pub(crate) fn single_threaded<R>(f: impl FnOnce() -> R) -> R {
 /// mode is on ([`no_grad`](crate::no_grad)) and whether anomaly detection is, and a
 /// non-finite forward output that `b` records is reported by
 /// [`forward_anomaly`](crate::forward_anomaly) on this thread. Products inside `a` and `b` run
-/// single-threaded (the two sides already use the cores). With a one-thread pool, or when
-/// already inside a join, `a` then `b` run here.
+/// single-threaded (the two sides already use the cores). With one thread, or when already
+/// inside a join, `a` then `b` run here.
 ///
 /// ```
 /// use retrograd_core::{no_grad, threads::join, Tensor};
@@ -81,7 +129,7 @@ where
     RA: Send,
     RB: Send,
 {
-    if rayon::current_num_threads() < 2 || IN_JOIN.with(|j| j.get()) {
+    if IN_JOIN.with(|j| j.get()) || pool_threads() < 2 {
         let ra = a();
         return (ra, b());
     }
@@ -111,8 +159,8 @@ where
 /// project's VM a median of 65 µs and a mean of 212 µs for cross-entropy's row blocks.
 const CLAIM_SPIN: Duration = Duration::from_millis(2);
 
-/// `f` of every item, in the items' order, computed by this thread and, with a pool of two
-/// threads or more (and outside a [`join`]), by pool workers at the same time. Each thread
+/// `f` of every item, in the items' order, computed by this thread and, with two threads or
+/// more (and outside a [`join`]), by pool workers at the same time. Each thread
 /// takes the next untaken item from a shared counter until none is left, so the caller never
 /// sits waiting for a worker that is slow to wake (on this project's VM a sleeping rayon
 /// worker started a median of 68 µs and a mean of 318 µs after it was asked, in B2's
@@ -122,7 +170,7 @@ const CLAIM_SPIN: Duration = Duration::from_millis(2);
 /// For kernels over independent pieces of data (row blocks, parameters) that record no ops:
 /// `f` runs with products kept single-threaded, as inside a [`join`]. Put the largest items
 /// first: they are taken in order. While the helper thread runs a background job (a weight
-/// gradient formed during the backward pass) on a pool of two, this thread takes every item
+/// gradient formed during the backward pass) with two threads, this thread takes every item
 /// itself: the worker would only wait for the helper's core.
 ///
 /// ```
@@ -134,7 +182,7 @@ const CLAIM_SPIN: Duration = Duration::from_millis(2);
 pub fn map_claimed<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     let n = items.len();
     let mut workers = product_threads().saturating_sub(1).min(n.saturating_sub(1));
-    if workers > 0 && rayon::current_num_threads() <= 2 && crate::helper::in_chore() {
+    if workers > 0 && pool_threads() <= 2 && crate::helper::in_chore() {
         // the helper holds the other core: a worker would only queue behind it
         workers = 0;
     }
@@ -239,15 +287,19 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Fix the number of threads large products use. Call it once, before the first product;
-/// `n = 1` runs everything on the calling thread.
+/// Fix the number of threads large products use, the calling thread included (like
+/// `torch.set_num_threads`): the global rayon pool gets `n - 1` workers. Call it once, before
+/// the first product; `n = 1` runs everything on the calling thread.
 ///
 /// Fails if `n` is 0 or the pool has already started (the first large product starts it).
 ///
 /// ```
-/// let _ = retrograd_core::set_num_threads(2); // Err if the pool is already running
-/// assert!(retrograd_core::num_threads() >= 1);
+/// retrograd_core::set_num_threads(2)?; // this thread and one pool worker
+/// assert_eq!(retrograd_core::num_threads(), 2);
+/// assert_eq!(rayon::current_num_threads(), 1);
+/// assert!(retrograd_core::set_num_threads(3).is_err()); // the pool runs already
 /// assert!(retrograd_core::set_num_threads(0).is_err());
+/// # Ok::<(), retrograd_core::Error>(())
 /// ```
 pub fn set_num_threads(n: usize) -> Result<()> {
     if n == 0 {
@@ -256,22 +308,21 @@ pub fn set_num_threads(n: usize) -> Result<()> {
             "the thread count must be at least 1",
         ));
     }
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global()
-        .map_err(|e| {
-            Error::invalid(
-                "set_num_threads",
-                format!("the thread pool is already running ({e})"),
-            )
-        })
+    start_pool(n).map_err(|e| {
+        Error::invalid(
+            "set_num_threads",
+            format!("the thread pool is already running ({e})"),
+        )
+    })
 }
 
-/// The number of threads large products are split over.
+/// The number of threads large products issued on this thread are split over, this thread
+/// included. On first use it starts the pool with the default count (`RAYON_NUM_THREADS`, or
+/// one thread per logical CPU).
 ///
 /// ```
 /// assert!(retrograd_core::num_threads() >= 1);
 /// ```
 pub fn num_threads() -> usize {
-    rayon::current_num_threads()
+    pool_threads()
 }

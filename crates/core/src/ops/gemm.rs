@@ -47,7 +47,7 @@ pub(crate) fn packs(m: usize, k: usize, n: usize) -> bool {
 
 /// `c = a @ b` for `a: m x k`, `b: k x n` and a dense row-major `c: m x n` (overwritten).
 ///
-/// Large products are split into one block per thread of the rayon pool, each a
+/// Large products are split into one block per thread (the caller and the pool's workers), each a
 /// single-threaded `Element::gemm` call: by rows when `m >= n` (the blocks of `c` are then
 /// contiguous), else by columns (every thread but the first writes its columns into a scratch
 /// block, copied in afterwards). The split is static, so a given thread count always gives the
@@ -98,7 +98,7 @@ const SPLIT_ROW_MIN_FMAS: usize = 1 << 16;
 
 /// How `matmul` cuts a product in two, the second block for the helper thread (`helper.rs`),
 /// or `None` to leave it to [`gemm`]:
-/// * with a two-thread pool, the cut [`gemm`] itself would make for products it splits. The
+/// * with two threads, the cut [`gemm`] itself would make for products it splits. The
 ///   helper is awake between products, where a rayon worker sleeps (the caller waited 52 µs
 ///   on average for the worker's block of B1's 32x256x1024 products);
 /// * with two threads or more, one-row products from [`SPLIT_ROW_MIN_FMAS`] by columns
