@@ -129,7 +129,7 @@ where
     RA: Send,
     RB: Send,
 {
-    if IN_JOIN.with(|j| j.get()) || pool_threads() < 2 {
+    if product_threads() < 2 {
         let ra = a();
         return (ra, b());
     }
@@ -181,8 +181,9 @@ const CLAIM_SPIN: Duration = Duration::from_millis(2);
 /// ```
 pub fn map_claimed<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     let n = items.len();
-    let mut workers = product_threads().saturating_sub(1).min(n.saturating_sub(1));
-    if workers > 0 && pool_threads() <= 2 && crate::helper::in_chore() {
+    let threads = product_threads();
+    let mut workers = threads.saturating_sub(1).min(n.saturating_sub(1));
+    if workers > 0 && threads <= 2 && crate::helper::in_chore() {
         // the helper holds the other core: a worker would only queue behind it
         workers = 0;
     }
