@@ -162,10 +162,11 @@ fn two_steps<E: Element>(
 #[test]
 fn addmm_acts_gives_the_bits_of_addmm_narrow_and_the_activations() {
     // Sizes from 2M multiply-adds are split in two on two threads: by columns for 32 x 256 x
-    // 512 (an LSTM step; f32 goes through packed panels from the weight's second read where
-    // the CPU has them), by rows for 512 x 64 x 128. Every block is added and activated where
-    // it was computed, and must give the composite's bits, values and gradients. A one-row
-    // product of 1 x 256 x 512 (batch-1 sampling) is split by columns too.
+    // 512 (an LSTM step) at the weight's first read, and by rows from its second, when f32
+    // goes through packed panels where the CPU has them (the helper then writes its rows in
+    // place); by rows for 512 x 64 x 128. Every block is added and activated where it was
+    // computed, and must give the composite's bits, values and gradients. A one-row product
+    // of 1 x 256 x 512 (batch-1 sampling) is split by columns too.
     for threads in [1, 2] {
         for dims in [(32, 256, 512), (512, 64, 128), (1, 256, 512), (3, 4, 8)] {
             for c_kind in 0..3 {

@@ -525,7 +525,21 @@ fn products_split_in_two_give_the_same_bits_whoever_computes_the_second_block() 
     // block with the same call, so every run must give the first run's bits, and the values
     // must match the triple loop. The w.t() operands also cover the transposed-copy path, or
     // with AVX-512 the packed panels (k <= 256 here: the same bits as matrixmultiply's).
-    for (m, k, n) in [(64, 256, 256), (300, 200, 100)] {
+    // Over panels (from a weight's second read), a product of 16 rows or more whose panels
+    // take at most 1 MiB is cut by rows even when n > m, the helper writing its rows in place
+    // (32 x 256 x 1024, an LSTM step; 64 x 256 x 256); with 2 MiB of panels it stays cut by
+    // columns (20 x 256 x 2048). Products under 128 rows must also give the one-thread bits:
+    // each output is the same chain of multiply-adds over k whoever computes it.
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    for (m, k, n) in [
+        (64, 256, 256),
+        (32, 256, 1024),
+        (20, 256, 2048),
+        (300, 200, 100),
+    ] {
         let x = rnd(&[m, k], 80).cast::<f32>();
         let w = rnd(&[n, k], 81).cast::<f32>();
         let pool = rayon::ThreadPoolBuilder::new()
@@ -546,6 +560,10 @@ fn products_split_in_two_give_the_same_bits_whoever_computes_the_second_block() 
                 .collect();
             assert!(racers.into_iter().all(|r| r.join().unwrap()));
         });
+        if m < 128 {
+            let alone = one.install(|| x.matmul(&w.t().unwrap()).unwrap().to_vec());
+            assert!(alone == first, "{m}x{k}x{n}: one thread gave other bits");
+        }
     }
 }
 

@@ -98,7 +98,8 @@ const SPLIT_ROW_MIN_FMAS: usize = 1 << 16;
 
 /// How `matmul` cuts a product in two, the second block for the helper thread (`helper.rs`),
 /// or `None` to leave it to [`gemm`]:
-/// * with two threads, the cut [`gemm`] itself would make for products it splits. The
+/// * with two threads, by rows when `m >= n`, else by columns, as [`gemm`] itself cuts (a
+///   product over packed panels may then be cut by rows after all, see `matmul.rs`). The
 ///   helper is awake between products, where a rayon worker sleeps (the caller waited 52 µs
 ///   on average for the worker's block of B1's 32x256x1024 products);
 /// * with two threads or more, one-row products from [`SPLIT_ROW_MIN_FMAS`] by columns
@@ -116,6 +117,16 @@ pub(crate) fn two_way_split(m: usize, k: usize, n: usize) -> Option<Half> {
     } else {
         None
     }
+}
+
+/// Rows of a product (`m x k x n`, dense rows of `n` in `c`): one block of a split.
+pub(crate) fn block_rows<E: Element>(
+    (m, k, n): (usize, usize, usize),
+    a: MatRef<E>,
+    b: MatRef<E>,
+    c: &mut [E],
+) {
+    block_product((m, k, n), a, b, c, n)
 }
 
 /// One block of a split product into `c` (row stride `ldc`): `Element::gemm` when it packs,
