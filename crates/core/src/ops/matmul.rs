@@ -292,8 +292,8 @@ const ROWS_CUT_MAX_PANELS: usize = 1 << 20;
 /// core's L2 from one time step to the next): each thread then reads all the panels, but a
 /// block of rows is contiguous, so the helper writes it straight into the output, where a
 /// block of columns comes back in a buffer of its own and is copied in. Each output is the
-/// same `fma` chain over `k` either way, so the bits do not change. B1's step on two threads
-/// went 22.7 → 22.0 ms (eight alternating rounds), its forward pass 8.6 → 8.0.
+/// same `fma` chain over `k` either way, so the bits do not change. B1's forward pass on two
+/// threads went 8.70 → 8.21 ms (medians of eight alternating runs, lower in all eight).
 fn panel_operands<E: Element>(
     tiles: PanelTiles<E>,
     (m, k, n): (usize, usize, usize),
