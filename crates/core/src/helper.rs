@@ -626,21 +626,49 @@ mod tests {
         held.wait();
     }
 
+    /// Waits until `started` is set (five seconds at most).
+    fn until_started(started: &AtomicBool) {
+        let start = Instant::now();
+        while !started.load(Ordering::Acquire) {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the helper never started the job"
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    /// A gate a background job waits behind until [`open`] opens it.
+    type Gate = Arc<(Mutex<bool>, Condvar)>;
+
+    /// A background job that holds the helper until `gate` opens, then returns `value`;
+    /// returned once the helper runs it.
+    fn holding<T: Send + 'static>(value: T) -> (Background<T>, Gate) {
+        let gate: Gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let started = Arc::new(AtomicBool::new(false));
+        let (g, s) = (gate.clone(), started.clone());
+        let held = background(move || {
+            s.store(true, Ordering::Release);
+            let mut open = g.0.lock().unwrap();
+            while !*open {
+                open = g.1.wait(open).unwrap();
+            }
+            value
+        });
+        until_started(&started);
+        (held, gate)
+    }
+
+    fn open(gate: &Gate) {
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+    }
+
     /// One test for the background queue, under the same lock as the mailbox test.
     #[test]
     fn background_jobs_run_in_the_helpers_spare_time_or_on_the_joining_thread() {
         let _alone = TEST_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let me = std::thread::current().id();
-        let until_started = |started: &AtomicBool| {
-            let start = Instant::now();
-            while !started.load(Ordering::Acquire) {
-                assert!(
-                    start.elapsed() < Duration::from_secs(5),
-                    "the helper never started the job"
-                );
-                std::thread::yield_now();
-            }
-        };
         // a free helper runs a background job (joined once started, so not taken back)
         let started = Arc::new(AtomicBool::new(false));
         let s = started.clone();
@@ -652,18 +680,7 @@ mod tests {
         assert!(job.join(), "the helper should have run the job");
 
         // while it runs one, split blocks are handed back to their callers
-        let gate = Arc::new((Mutex::new(false), Condvar::new()));
-        let started = Arc::new(AtomicBool::new(false));
-        let (g, s) = (gate.clone(), started.clone());
-        let held = background(move || {
-            s.store(true, Ordering::Release);
-            let mut open = g.0.lock().unwrap();
-            while !*open {
-                open = g.1.wait(open).unwrap();
-            }
-            7
-        });
-        until_started(&started);
+        let (held, gate) = holding(7);
         assert_eq!(spawn(|| 3).err().map(|f| f()), Some(3));
 
         // meanwhile a row-wise kernel stays on this thread: a pool worker would wait for the
@@ -700,8 +717,7 @@ mod tests {
             queued.join(),
             "the joining thread should have run the queued job"
         );
-        *gate.0.lock().unwrap() = true;
-        gate.1.notify_all();
+        open(&gate);
         assert_eq!(held.join(), 7);
         // the helper goes through the rest of its queue: the dropped job is skipped
         let last = background(|| 1);
@@ -816,29 +832,11 @@ mod tests {
                 "the helper never slept"
             );
         }
-        let gate = Arc::new((Mutex::new(false), Condvar::new()));
-        let started = Arc::new(AtomicBool::new(false));
-        let (g, s) = (gate.clone(), started.clone());
-        let held = background(move || {
-            s.store(true, Ordering::Release);
-            let mut open = g.0.lock().unwrap();
-            while !*open {
-                open = g.1.wait(open).unwrap();
-            }
-        });
-        let start = Instant::now();
-        while !started.load(Ordering::Acquire) {
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "the job never started"
-            );
-            std::thread::yield_now();
-        }
+        let (held, gate) = holding(());
         let asked = Instant::now();
         let back = split_in_place(|| (), || ran.store(true, Ordering::Release));
         assert!(back.is_err() && asked.elapsed() < Duration::from_secs(1));
-        *gate.0.lock().unwrap() = true;
-        gate.1.notify_all();
+        open(&gate);
         held.join();
         assert!(!ran.load(Ordering::Acquire), "a block handed back ran");
         // leave the helper free for the next test (it clears the flag after the job's end)
