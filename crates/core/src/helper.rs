@@ -17,9 +17,9 @@
 //! * blocks that borrow the caller's data ([`split_in_place`]), such as a product's rows
 //!   written straight into their part of the output. The helper's loop runs as the only job
 //!   of a one-thread rayon pool, and such a block reaches it as a job of that pool's scope
-//!   (rayon guarantees that the scope outlives it). It is handed over only while the helper
-//!   polls for work, and the helper keeps polling until every caller that found it so is
-//!   done, so the caller never waits for it to wake or to finish a background job. Writing
+//!   (the scope does not end before its jobs have run). It is handed over only while the
+//!   helper polls for work, and the helper keeps polling until every caller that found it so
+//!   is done, so the caller never waits for it to wake or to finish a background job. Writing
 //!   in place saves the copy, which lands in memory the step has not touched yet: B1's
 //!   forward pass spent 9–12 µs of each time step's 110 copying the helper's 64 KB half of
 //!   the gates.
