@@ -137,6 +137,16 @@ fn helper() -> Option<&'static Helper> {
     })
 }
 
+/// The helper, for any thread but the helper itself, which never sends itself work (it would
+/// wait for itself).
+fn for_others() -> Option<&'static Helper> {
+    if ON_HELPER.with(|o| o.get()) {
+        None
+    } else {
+        helper()
+    }
+}
+
 impl Helper {
     fn lock(&self) -> std::sync::MutexGuard<'_, Mailbox> {
         self.slot.lock().unwrap_or_else(|p| p.into_inner())
@@ -184,6 +194,18 @@ impl Helper {
         true
     }
 
+    /// Runs `work` with polling stopped, then polls again; returns what `work` returns
+    /// (whether it did anything), or `false` without running it while a caller of
+    /// [`split_in_place`] counts on the helper.
+    fn off_polling(&self, work: impl FnOnce() -> bool) -> bool {
+        if !self.stop_polling() {
+            return false;
+        }
+        let did = work();
+        self.polling.store(true, Ordering::SeqCst);
+        did
+    }
+
     fn run(&self) {
         loop {
             // awake: poll the mailbox until SPIN_AFTER_JOB passes without a job
@@ -201,24 +223,23 @@ impl Helper {
                     continue;
                 }
                 if self.has_job.load(Ordering::Acquire) {
-                    if self.stop_polling() {
-                        if let Some(job) = self.take() {
-                            job();
-                            idle_since = Instant::now();
-                        }
-                        self.polling.store(true, Ordering::SeqCst);
+                    if self.off_polling(|| self.take().map(|job| job()).is_some()) {
+                        idle_since = Instant::now();
                     }
                     continue;
                 }
                 if self.has_chore.load(Ordering::Acquire) {
-                    if self.stop_polling() {
-                        if let Some(chore) = self.take_chore() {
+                    let ran = self.off_polling(|| match self.take_chore() {
+                        Some(chore) => {
                             // its products stay here: the helper has no one to split with
                             crate::threads::single_threaded(|| chore.run());
                             self.in_chore.store(false, Ordering::Release);
-                            idle_since = Instant::now();
+                            true
                         }
-                        self.polling.store(true, Ordering::SeqCst);
+                        None => false,
+                    });
+                    if ran {
+                        idle_since = Instant::now();
                     }
                     continue;
                 }
@@ -265,10 +286,7 @@ where
     A: FnOnce(),
     B: FnOnce() + Send,
 {
-    if ON_HELPER.with(|o| o.get()) {
-        return Err((first, second));
-    }
-    let Some(h) = helper() else {
+    let Some(h) = for_others() else {
         return Err((first, second));
     };
     let _announced = Announced::new(&h.scoped);
@@ -348,10 +366,7 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    if ON_HELPER.with(|o| o.get()) {
-        return Err(f);
-    }
-    let Some(h) = helper() else {
+    let Some(h) = for_others() else {
         return Err(f);
     };
     let mut slot = h.lock();
@@ -484,15 +499,13 @@ where
 {
     let job = Background::queued(f);
     let task = job.task.clone();
-    if !ON_HELPER.with(|o| o.get()) {
-        if let Some(h) = helper() {
-            let mut slot = h.lock();
-            slot.background.push_back(task.clone());
-            h.has_chore.store(true, Ordering::Release);
-            let asleep = h.asleep.load(Ordering::Relaxed);
-            drop(slot);
-            h.nudge(asleep);
-        }
+    if let Some(h) = for_others() {
+        let mut slot = h.lock();
+        slot.background.push_back(task.clone());
+        h.has_chore.store(true, Ordering::Release);
+        let asleep = h.asleep.load(Ordering::Relaxed);
+        drop(slot);
+        h.nudge(asleep);
     }
     job
 }

@@ -119,19 +119,9 @@ pub(crate) fn two_way_split(m: usize, k: usize, n: usize) -> Option<Half> {
     }
 }
 
-/// Rows of a product (`m x k x n`, dense rows of `n` in `c`): one block of a split.
-pub(crate) fn block_rows<E: Element>(
-    (m, k, n): (usize, usize, usize),
-    a: MatRef<E>,
-    b: MatRef<E>,
-    c: &mut [E],
-) {
-    block_product((m, k, n), a, b, c, n)
-}
-
 /// One block of a split product into `c` (row stride `ldc`): `Element::gemm` when it packs,
 /// else the direct loops (only one-row products are split below that size).
-fn block_product<E: Element>(
+pub(crate) fn block_product<E: Element>(
     (m, k, n): (usize, usize, usize),
     a: MatRef<E>,
     b: MatRef<E>,

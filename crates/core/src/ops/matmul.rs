@@ -2,7 +2,7 @@
 //! right-hand side's packed panels (`panel/`). Operands are passed by stride, so a transposed
 //! view (`b.t()`) costs no copy.
 
-use super::gemm::{gemm, packs, two_way_split, Half, MatRef};
+use super::gemm::{block_product, gemm, packs, two_way_split, Half, MatRef};
 use super::reduce::column_sums;
 use super::{constant, grads2};
 use crate::element::{Element, PanelTiles};
@@ -198,11 +198,10 @@ fn gemm_operands<E: Element>(
         return;
     }
     if let Some(Half::Rows(r0)) = half {
-        let first = |lo: &mut [E]| super::gemm::block_rows((r0, k, n), a.view(), b.view(), lo);
-        let second = |hi: &mut [E]| {
-            super::gemm::block_rows((m - r0, k, n), a.view().rows_from(r0), b.view(), hi)
+        let rows = |i0: usize, count: usize, out: &mut [E]| {
+            block_product((count, k, n), a.view().rows_from(i0), b.view(), out, n)
         };
-        if rows_in_place(r0, (m, n), c, first, second, epi) {
+        if rows_in_place(r0, (m, n), c, rows, epi) {
             return;
         }
     }
@@ -222,35 +221,31 @@ fn gemm_operands<E: Element>(
     finish(epi, Block::whole(m, n, c));
 }
 
-/// Computes `c` (`m x n`) in two blocks of rows at the same time, rows `..r0` here (`first`)
-/// and the rest on the helper (`second`), each written straight into its part of `c` and
-/// finished by `epi` on the thread that computed it. Returns `false`, having computed
-/// nothing, when the helper is not polling for work (see [`crate::helper::split_in_place`]);
-/// the caller then splits through [`split_with_helper`].
+/// Computes `c` (`m x n`) in two blocks of rows at the same time, rows `..r0` here and the
+/// rest on the helper, each written straight into its part of `c` by `rows(i0, count, out)`
+/// (rows `i0..i0 + count` of the product into the dense `out`) and finished by `epi` on the
+/// thread that computed it. Returns `false`, having computed nothing, when the helper is not
+/// polling for work (see [`crate::helper::split_in_place`]); the caller then splits through
+/// [`split_with_helper`].
 fn rows_in_place<E: Element>(
     r0: usize,
     (m, n): (usize, usize),
     c: &mut [E],
-    first: impl FnOnce(&mut [E]),
-    second: impl FnOnce(&mut [E]) + Send,
+    rows: impl Fn(usize, usize, &mut [E]) + Sync,
     epi: Option<&Epilogue<E>>,
 ) -> bool {
-    let (lo, hi) = c.split_at_mut(r0 * n);
-    let mine = |lo: &mut [E]| {
-        first(lo);
-        finish(epi, Block::whole(r0, n, lo));
-    };
-    let theirs = |hi: &mut [E]| {
-        second(hi);
+    let block = |i0: usize, count: usize, out: &mut [E]| {
+        rows(i0, count, out);
         finish(
             epi,
             Block {
-                i0: r0,
-                ..Block::whole(m - r0, n, hi)
+                i0,
+                ..Block::whole(count, n, out)
             },
         );
     };
-    crate::helper::split_in_place(move || mine(lo), move || theirs(hi)).is_ok()
+    let (lo, hi) = c.split_at_mut(r0 * n);
+    crate::helper::split_in_place(|| block(0, r0, lo), || block(r0, m - r0, hi)).is_ok()
 }
 
 /// Computes `c` (`m x n`) in the two blocks `half` cuts it into: the second on the helper
@@ -313,12 +308,11 @@ fn panel_operands<E: Element>(
             .map(Half::Cols),
     });
     if let Some(Half::Rows(r0)) = half {
-        let first = |lo: &mut [E]| panel::product(tiles, (r0, k, n), 0, a.view(), panels, lo, n);
-        let second = |hi: &mut [E]| {
-            let av = a.view().rows_from(r0);
-            panel::product(tiles, (m - r0, k, n), 0, av, panels, hi, n)
+        let rows = |i0: usize, count: usize, out: &mut [E]| {
+            let av = a.view().rows_from(i0);
+            panel::product(tiles, (count, k, n), 0, av, panels, out, n)
         };
-        if rows_in_place(r0, (m, n), c, first, second, epi) {
+        if rows_in_place(r0, (m, n), c, rows, epi) {
             return;
         }
     }
@@ -745,7 +739,7 @@ mod tests {
             },
         );
         let mut want = vec![f32::NAN; m * n];
-        super::super::gemm::block_rows((m, k, n), av, bv, &mut want);
+        block_product((m, k, n), av, bv, &mut want, n);
         finish(Some(&epi), Block::whole(m, n, &mut want));
 
         let start = std::time::Instant::now();
@@ -755,11 +749,10 @@ mod tests {
                 p.wait();
             }
             let mut c = vec![f32::NAN; m * n];
-            let first = |lo: &mut [f32]| super::super::gemm::block_rows((r0, k, n), av, bv, lo);
-            let second = |hi: &mut [f32]| {
-                super::super::gemm::block_rows((m - r0, k, n), av.rows_from(r0), bv, hi)
+            let rows = |i0: usize, count: usize, out: &mut [f32]| {
+                block_product((count, k, n), av.rows_from(i0), bv, out, n)
             };
-            if rows_in_place(r0, (m, n), &mut c, first, second, Some(&epi)) {
+            if rows_in_place(r0, (m, n), &mut c, rows, Some(&epi)) {
                 break c;
             }
             assert!(
