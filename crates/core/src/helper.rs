@@ -766,10 +766,7 @@ mod tests {
     /// Wakes the helper with a job, then hands it `second` beside `first` while it polls,
     /// retrying until it takes them (this thread may be descheduled for longer than the
     /// helper polls). Panics after five seconds.
-    pub(crate) fn in_place_on_a_polling_helper(
-        mut first: impl FnMut(),
-        mut second: impl FnMut() + Send,
-    ) {
+    fn in_place_on_a_polling_helper(mut first: impl FnMut(), mut second: impl FnMut() + Send) {
         let start = Instant::now();
         loop {
             if let Ok(p) = spawn(|| ()) {
