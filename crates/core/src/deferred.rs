@@ -28,8 +28,15 @@
 //! chunks are still added in order (one chunk's rows at a time on one thread too), so the
 //! gradient is the same either way. That route forms `aᵀ g` row-major; the sum is transposed
 //! once at the end when the weight is read transposed (`x.matmul(&w.t())`).
+//!
+//! On two threads a panel-route chunk is two background jobs, one per block of whole panels
+//! (columns of `aᵀ g`), each with its own running sum ([`Part`]). The last chunk is complete
+//! only when the backward chain has finished, and the helper starts it at once; as one job
+//! it kept the caller waiting at the weight's turn for all of it (about 1 ms of B1's step),
+//! where now the caller takes the block the helper has not started. A block of columns
+//! changes no sum: each output is the same tile's walk over the same rows of `aᵀ`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -69,9 +76,12 @@ const EARLY_BLOCK_FMAS: usize = 64 << 20;
 /// A block holds whole rows of the product, each element summed over the full depth by the
 /// same `matrixmultiply` call shape as the whole product (the left operand a transposed view,
 /// at least [`panel::BIG_M`] rows, so neither the `gemm` crate nor the panel kernel takes
-/// it), so the blocks put together have the whole product's bits. Used only while the pair is
-/// the tensor's sole one: when another comes, the sum is formed over all pairs, stacked, as
-/// without this.
+/// it), so the blocks put together have the whole product's bits. A product with too few
+/// rows or multiply-adds for two blocks is one block, the whole product, formed on one thread
+/// wherever it runs (the helper's jobs keep their products on its thread, and the caller
+/// taking it back does too), so its bits do not depend on which thread formed it. Used only
+/// while the pair is the tensor's sole one: when another comes, the sum is formed over all
+/// pairs, stacked, as without this.
 struct Early<E: Element> {
     blocks: Vec<EarlyBlock<E>>,
     /// The product, `[rows, cols]` in memory, each block copied in by the thread that
@@ -124,10 +134,13 @@ impl<E: Element> Early<E> {
         {
             return None;
         }
-        let parts = fmas.div_ceil(EARLY_BLOCK_FMAS).min(rows / panel::BIG_M);
-        if parts < 2 {
-            return None;
-        }
+        // two blocks at least, so that the caller can take one back; of at least `BIG_M`
+        // rows each, or one block of all rows
+        let parts = fmas
+            .div_ceil(EARLY_BLOCK_FMAS)
+            .max(2)
+            .min(rows / panel::BIG_M)
+            .max(1);
         let out = Arc::new(Mutex::new(crate::storage::overwritable(rows * cols)));
         let mut blocks = Vec::with_capacity(parts);
         for i in 0..parts {
@@ -153,10 +166,17 @@ impl<E: Element> Early<E> {
     /// taken back and computed here (the same product, so the same bits); one it has is
     /// waited for.
     fn join(self) -> Result<Tensor<E>> {
+        let whole = self.blocks.len() == 1;
         for block in self.blocks.into_iter().rev() {
             if block.job.cancel() {
                 let (lead_t, other) = &block.factors;
-                early_block((lead_t, other), block.r0, &self.out)?;
+                let run = || early_block((lead_t, other), block.r0, &self.out);
+                // one block of any shape is the whole product on one thread, as on the helper
+                if whole {
+                    crate::threads::single_threaded(run)?;
+                } else {
+                    run()?;
+                }
             } else {
                 block.job.join()?;
             }
@@ -219,8 +239,8 @@ impl<E: Element> Running<E> {
 struct Recorded<E: Element> {
     /// The first pair's product, started early (see [`Early`]); dropped if more pairs come.
     early: Option<Early<E>>,
-    chunks: Vec<Background<Result<()>>>,
-    running: Arc<Mutex<Running<E>>>,
+    /// The chunks' jobs and running sums, one part per block of columns ([`column_blocks`]).
+    parts: Vec<Part<E>>,
     open: Vec<Factors<E>>,
     open_rows: usize,
     /// No more chunks for this tensor: a pair of a chunk's rows or more came, or chunks would
@@ -233,6 +253,71 @@ struct Recorded<E: Element> {
     /// The panel kernel every chunk's product goes through (see [`panel_tiles`]), or `None`
     /// for `matrixmultiply`: decided by the first pair's shapes, which every pair shares.
     tiles: Option<PanelTiles<E>>,
+}
+
+/// The chunks' products over one block of a gradient's columns, `cols = (first, count)`: one
+/// background job per chunk, each adding its block to `running`.
+struct Part<E: Element> {
+    cols: (usize, usize),
+    jobs: Vec<Background<Result<()>>>,
+    running: Arc<Mutex<Running<E>>>,
+}
+
+/// The blocks of columns a chunk's product is cut into (`(first, count)` each): two blocks of
+/// whole panels on the panel route when products run on two threads and there are two panels
+/// or more, else the `n` columns whole.
+fn column_blocks<E: Element>(tiles: Option<PanelTiles<E>>, n: usize) -> Vec<(usize, usize)> {
+    let panels = n / panel::NR;
+    if tiles.is_none() || panels < 2 || crate::threads::product_threads() < 2 {
+        return vec![(0, n)];
+    }
+    (0..2)
+        .map(|i| {
+            let (q0, count) = crate::ops::gemm::block(panels, 2, i);
+            (q0 * panel::NR, count * panel::NR)
+        })
+        .collect()
+}
+
+/// One chunk's factor pairs, shared by the jobs of its blocks of columns, and on the panel
+/// route its `a`s transposed side by side into one row-major `aᵀ`, made by whichever job
+/// needs it first.
+struct ChunkInput<E: Element> {
+    pairs: Vec<Factors<E>>,
+    a_t: OnceLock<Vec<E>>,
+}
+
+impl<E: Element> ChunkInput<E> {
+    fn new(pairs: Vec<Factors<E>>) -> Arc<Self> {
+        Arc::new(ChunkInput {
+            pairs,
+            a_t: OnceLock::new(),
+        })
+    }
+
+    /// `aᵀ`, `[a_cols, rows]` row-major.
+    fn a_t(&self) -> &[E] {
+        self.a_t.get_or_init(|| {
+            let a_cols = self.pairs[0].0.shape()[1];
+            let rows: usize = self.pairs.iter().map(|(a, _)| a.shape()[0]).sum();
+            // every element is written below
+            let mut at = crate::storage::overwritable(a_cols * rows);
+            let mut row0 = 0;
+            for (a, _) in &self.pairs {
+                let r = a.shape()[0];
+                transpose_into(&a.contiguous_data(), r, a_cols, &mut at[row0..], rows);
+                row0 += r;
+            }
+            at
+        })
+    }
+
+    /// Hands `aᵀ` back to the storage cache, when this is the input's last holder.
+    fn done(this: Arc<Self>) {
+        if let Some(at) = Arc::into_inner(this).and_then(|input| input.a_t.into_inner()) {
+            crate::storage::give(at);
+        }
+    }
 }
 
 /// Factor pairs per tensor id.
@@ -269,62 +354,77 @@ fn panel_tiles<E: Element>(a_cols: usize, n: usize) -> Option<PanelTiles<E>> {
         .then_some(tiles)
 }
 
-/// `Σ aᵀ g` over `pairs` (at most [`CHUNK_ROWS`] rows in all) as a row-major
-/// `[a_cols, n]` tensor, through the panel kernel: the `a`s are transposed side by side into
-/// one row-major `aᵀ` and the `g`s' rows packed into panels, each copied once (where the
+/// `Σ aᵀ g` over a chunk's pairs (at most [`CHUNK_ROWS`] rows in all), columns
+/// `c0..c0 + w` of it, as a row-major `[a_cols, w]` tensor, through the panel kernel: the `a`s
+/// transposed side by side into one row-major `aᵀ` (shared by the chunk's blocks of columns)
+/// and those columns of the `g`s' rows packed into panels, each copied once (where the
 /// `matrixmultiply` route stacks them, then packs them again).
-fn panel_product<E: Element>(tiles: PanelTiles<E>, pairs: &[Factors<E>]) -> Result<Tensor<E>> {
+fn panel_product<E: Element>(
+    tiles: PanelTiles<E>,
+    input: &ChunkInput<E>,
+    (c0, w): (usize, usize),
+) -> Result<Tensor<E>> {
+    let pairs = &input.pairs;
     let (a_cols, n) = (pairs[0].0.shape()[1], pairs[0].1.shape()[1]);
     let rows: usize = pairs.iter().map(|(a, _)| a.shape()[0]).sum();
-    debug_assert!(rows <= CHUNK_ROWS);
-    // every element of both is written below
-    let mut at = crate::storage::overwritable(a_cols * rows);
-    let mut panels = panel::LineAligned::overwritable(rows * n);
+    debug_assert!(rows <= CHUNK_ROWS && c0 + w <= n);
+    // every element is written below
+    let mut panels = panel::LineAligned::overwritable(rows * w);
     let mut row0 = 0;
-    for (a, g) in pairs {
-        let r = a.shape()[0];
-        transpose_into(&a.contiguous_data(), r, a_cols, &mut at[row0..], rows);
-        panel::pack_rows(&g.contiguous_data(), (rows, n), row0, &mut panels);
-        row0 += r;
+    for (_, g) in pairs {
+        panel::pack_rows(&g.contiguous_data()[c0..], n, (rows, w), row0, &mut panels);
+        row0 += g.shape()[0];
     }
-    let mut out = crate::storage::overwritable(a_cols * n);
+    let mut out = crate::storage::overwritable(a_cols * w);
     let a_t = MatRef {
-        data: &at,
+        data: input.a_t(),
         rs: rows,
         cs: 1,
     };
-    panel::product(tiles, (a_cols, rows, n), 0, a_t, &panels, &mut out, n);
-    crate::storage::give(at);
+    panel::product(tiles, (a_cols, rows, w), 0, a_t, &panels, &mut out, w);
     crate::storage::give(panels.into_vec());
-    Ok(crate::ops::constant(out, &[a_cols, n]))
+    Ok(crate::ops::constant(out, &[a_cols, w]))
 }
 
-/// A chunk's product: laid out like `like` through `matrixmultiply`, or row-major through
-/// panels when `tiles` is given (then [`laid_out_like`] makes the sum look like `like`).
+/// A chunk's product: laid out like `like` through `matrixmultiply` (all its columns), or
+/// columns `cols` of it row-major through panels when `tiles` is given (then [`place`] lays
+/// the sum out like `like`).
 fn chunk_product<E: Element>(
     tiles: Option<PanelTiles<E>>,
-    pairs: &[Factors<E>],
+    input: &ChunkInput<E>,
+    cols: (usize, usize),
     like: &Layout,
 ) -> Result<Tensor<E>> {
     match tiles {
-        Some(tiles) => panel_product(tiles, pairs),
-        None => stacked_product(pairs, like),
+        Some(tiles) => panel_product(tiles, input, cols),
+        None => stacked_product(&input.pairs, like),
     }
 }
 
-/// The row-major `[k, n]` sum of panel-route chunks, laid out like `like`: as it is, or as a
-/// contiguous `[n, k]` transpose seen through `.t()` when `like` is column-major (the `w.t()`
-/// of `x.matmul(&w.t())`), as [`matmul::at_g_like`](crate::ops::matmul::at_g_like) lays it
-/// out. One transpose per gradient, after the chunks are added (the sums are the same).
-fn laid_out_like<E: Element>(sum: Tensor<E>, like: &Layout) -> Result<Tensor<E>> {
+/// Whether a `[k, n]` gradient laid out like `like` is column-major: the `w.t()` of
+/// `x.matmul(&w.t())`.
+fn column_major(like: &Layout) -> bool {
     let s = like.strides();
-    if s.len() == 2 && s[0] == 1 && s[1] > 1 {
-        let (k, n) = (sum.shape()[0], sum.shape()[1]);
-        let mut t = crate::storage::overwritable(k * n);
-        transpose_into(&sum.contiguous_data(), k, n, &mut t, k);
-        crate::ops::constant(t, &[n, k]).t()
+    s.len() == 2 && s[0] == 1 && s[1] > 1
+}
+
+/// Copies `part`, columns `c0..c0 + w` of a `[k, n]` panel-route sum (row-major `[k, w]`),
+/// into `out`, the whole sum laid out like `like`: row-major, or a contiguous `[n, k]`
+/// transpose when `like` is column-major (one transpose per gradient, after the chunks are
+/// added, so the sums are the same).
+fn place<E: Element>(
+    part: &[E],
+    (c0, w): (usize, usize),
+    (k, n): (usize, usize),
+    like: &Layout,
+    out: &mut [E],
+) {
+    if column_major(like) {
+        transpose_into(part, k, w, &mut out[c0 * k..], k);
     } else {
-        Ok(sum)
+        for (dst, src) in out.chunks_exact_mut(n).zip(part.chunks_exact(w)) {
+            dst[c0..c0 + w].copy_from_slice(src);
+        }
     }
 }
 
@@ -393,16 +493,25 @@ impl<E: Element> DeferredProducts<E> {
         flipped: bool,
     ) -> Result<()> {
         let first = !self.recorded.contains_key(&id);
-        let r = self.recorded.entry(id).or_insert_with(|| Recorded {
-            early: None,
-            chunks: Vec::new(),
-            running: Arc::new(Mutex::new(Running::new())),
-            open: Vec::new(),
-            open_rows: 0,
-            unchunked: false,
-            tiles: panel_tiles::<E>(a.shape()[1], g.shape()[1]),
-            like: like.clone(),
-            flipped,
+        let r = self.recorded.entry(id).or_insert_with(|| {
+            let tiles = panel_tiles::<E>(a.shape()[1], g.shape()[1]);
+            let parts = column_blocks(tiles, g.shape()[1]).into_iter();
+            Recorded {
+                early: None,
+                parts: parts
+                    .map(|cols| Part {
+                        cols,
+                        jobs: Vec::new(),
+                        running: Arc::new(Mutex::new(Running::new())),
+                    })
+                    .collect(),
+                open: Vec::new(),
+                open_rows: 0,
+                unchunked: false,
+                tiles,
+                like: like.clone(),
+                flipped,
+            }
         });
         let (a, g) = if flipped == r.flipped { (a, g) } else { (g, a) };
         let rows = a.shape()[0];
@@ -425,12 +534,16 @@ impl<E: Element> DeferredProducts<E> {
         let rest = rows - head;
         let tiles = r.tiles;
         r.open.push((a.narrow(0, 0, head)?, g.narrow(0, 0, head)?));
-        let (pairs, like) = (std::mem::take(&mut r.open), r.like.clone());
-        let (running, i) = (r.running.clone(), r.chunks.len());
-        r.chunks.push(background(move || {
-            let part = chunk_product(tiles, &pairs, &like)?;
-            lock(&running).add(i, part)
-        }));
+        let input = ChunkInput::new(std::mem::take(&mut r.open));
+        for part in &mut r.parts {
+            let (input, like) = (input.clone(), r.like.clone());
+            let (running, cols, i) = (part.running.clone(), part.cols, part.jobs.len());
+            part.jobs.push(background(move || {
+                let product = chunk_product(tiles, &input, cols, &like);
+                ChunkInput::done(input);
+                lock(&running).add(i, product?)
+            }));
+        }
         r.open_rows = rest;
         if rest > 0 {
             r.open
@@ -464,29 +577,60 @@ impl<E: Element> DeferredProducts<E> {
             return early.join();
         }
         let (tiles, like) = (r.tiles, &r.like);
-        if r.chunks.is_empty() && tiles.is_none() {
+        let chunked = r.parts.iter().any(|part| !part.jobs.is_empty());
+        if !chunked && tiles.is_none() {
             return stacked_product(&r.open, like);
         }
-        // each chunk's job adds its product. The last ones first: those the helper has not
-        // started run here while it goes on from the front (the running sum keeps the order)
-        let chunks = r.chunks.len();
-        for chunk in r.chunks.into_iter().rev() {
-            chunk.join()?;
-        }
-        let mut running = lock(&r.running);
-        debug_assert!(running.added == chunks && running.ahead.is_empty());
-        let mut sum = running.sum.take();
-        drop(running);
         let _no_grad = crate::tape::no_grad();
-        for group in chunk_groups(&r.open)? {
-            sum = Some(accumulate(sum, chunk_product(tiles, &group, like)?)?);
+        let rest: Vec<_> = chunk_groups(&r.open)?
+            .into_iter()
+            .map(ChunkInput::new)
+            .collect();
+        let (n, single) = (r.parts.iter().map(|p| p.cols.1).sum(), r.parts.len() == 1);
+        let mut out = None;
+        // the last block first, and in each the last chunks first: the helper takes jobs in
+        // order, so those it has not started run here while it goes on from the front (the
+        // running sums keep the order)
+        for part in r.parts.into_iter().rev() {
+            let chunks = part.jobs.len();
+            for job in part.jobs.into_iter().rev() {
+                job.join()?;
+            }
+            let mut running = lock(&part.running);
+            debug_assert!(running.added == chunks && running.ahead.is_empty());
+            let mut sum = running.sum.take();
+            drop(running);
+            for group in &rest {
+                sum = Some(accumulate(
+                    sum,
+                    chunk_product(tiles, group, part.cols, like)?,
+                )?);
+            }
+            let sum = sum.ok_or_else(|| {
+                crate::error::Error::Backward(
+                    "a deferred gradient was recorded without factors".into(),
+                )
+            })?;
+            // `matrixmultiply`'s sum is laid out like `like` already (and whole), and so is
+            // a whole row-major one
+            if tiles.is_none() || (single && !column_major(like)) {
+                return Ok(sum);
+            }
+            let k = sum.shape()[0];
+            let out = out.get_or_insert_with(|| crate::storage::overwritable(k * n));
+            place(&sum.contiguous_data(), part.cols, (k, n), like, out);
         }
-        let sum = sum.ok_or_else(|| {
-            crate::error::Error::Backward("a deferred gradient was recorded without factors".into())
+        for input in rest {
+            ChunkInput::done(input);
+        }
+        let out = out.ok_or_else(|| {
+            crate::error::Error::Backward("a deferred gradient had no block of columns".into())
         })?;
-        match tiles {
-            Some(_) => laid_out_like(sum, like),
-            None => Ok(sum),
+        let k = out.len() / n;
+        if column_major(like) {
+            crate::ops::constant(out, &[n, k]).t()
+        } else {
+            Ok(crate::ops::constant(out, &[k, n]))
         }
     }
 }

@@ -584,10 +584,13 @@ fn a_weight_used_at_every_step_gets_the_bits_of_one_product_over_the_stacked_ste
             .unwrap();
         pool.install(|| {
             // factors whose `g` fills whole 64-column panels take the panel kernel where the CPU
-            // has one (`deferred::panel_tiles`); 100 and 130 columns take `matrixmultiply`
+            // has one (`deferred::panel_tiles`), on two threads in two blocks of panels from
+            // two panels on (128 columns: one panel each; 192: one and two); 100 and 130
+            // columns take `matrixmultiply`
             for (transposed, (k, n)) in [
                 (false, (64, 128)),
                 (true, (128, 64)),
+                (true, (64, 192)),
                 (false, (100, 130)),
                 (true, (130, 100)),
             ] {
@@ -658,8 +661,31 @@ fn a_thick_weight_gradient_formed_early_in_row_blocks_has_the_bits_of_one_produc
     // computed by the caller). Every element is then still one sum over all rows: the bits
     // of a single product, on one thread and on two. Then a second use of the same weight:
     // the early blocks are dropped and the sum goes over both uses, stacked, as before: the
-    // bits of one product over both.
-    let (m, k, n) = (256, 640, 512); // dL/dw: 512 x 640 over 256 rows, 84M multiply-adds
+    // bits of one product over both. Shapes: dL/dw 512 x 640 over 256 rows (84M
+    // multiply-adds: two blocks of 256 or 320 rows), and B1's decoder, 65 x 256 over 2048
+    // rows (34M: one block of 65 rows, the whole product, formed on one thread wherever it
+    // runs; or two of 128).
+    for (m, k, n) in [(256, 640, 512), (2048, 256, 65)] {
+        early_blocks_have_the_bits_of_one_product(m, k, n);
+    }
+}
+
+/// The single product `dL/dw` is formed as, over all rows of `x` and `c`: `xᵀ c`, or for a
+/// weight read through `w.t()` on two threads `cᵀ x`, `w`'s own gradient (on one thread the
+/// tape forms the view's, `xᵀ c`, and its transpose is read). The two orientations sum the
+/// same terms in the same order, but through other kernels they can give other bits (they
+/// do for 2048 x 256 x 65).
+fn product(x: &Tensor<f32>, c: &Tensor<f32>, transposed: bool, threads: usize) -> Tensor<f32> {
+    if transposed && threads > 1 {
+        c.t().unwrap().matmul(x).unwrap()
+    } else if transposed {
+        x.t().unwrap().matmul(c).unwrap().t().unwrap()
+    } else {
+        x.t().unwrap().matmul(c).unwrap()
+    }
+}
+
+fn early_blocks_have_the_bits_of_one_product(m: usize, k: usize, n: usize) {
     let x = rnd(&[m, k], 300).cast::<f32>();
     let c = rnd(&[m, n], 301).cast::<f32>();
     let (x2, c2) = (
@@ -693,16 +719,12 @@ fn a_thick_weight_gradient_formed_early_in_row_blocks_has_the_bits_of_one_produc
                 let got = loss.backward().unwrap().get(&w).unwrap().clone();
                 let want = {
                     let _off = retrograd_core::no_grad();
-                    if transposed {
-                        c.t().unwrap().matmul(&x).unwrap()
-                    } else {
-                        x.t().unwrap().matmul(&c).unwrap()
-                    }
+                    product(&x, &c, transposed, threads)
                 };
                 assert_eq!(got.shape(), w.shape());
                 assert!(
                     bits(&got) == bits(&want),
-                    "threads {threads}, transposed {transposed}: one use"
+                    "{m}x{k}x{n}, threads {threads}, transposed {transposed}: one use"
                 );
                 // two uses, the thick one recorded first (backward visits the last use first)
                 let loss = use_w(&x2)
@@ -716,15 +738,11 @@ fn a_thick_weight_gradient_formed_early_in_row_blocks_has_the_bits_of_one_produc
                     let _off = retrograd_core::no_grad();
                     let xs = Tensor::cat(&[&x, &x2], 0).unwrap();
                     let cs = Tensor::cat(&[&c, &c2], 0).unwrap();
-                    if transposed {
-                        cs.t().unwrap().matmul(&xs).unwrap()
-                    } else {
-                        xs.t().unwrap().matmul(&cs).unwrap()
-                    }
+                    product(&xs, &cs, transposed, threads)
                 };
                 assert!(
                     bits(&got) == bits(&want),
-                    "threads {threads}, transposed {transposed}: two uses"
+                    "{m}x{k}x{n}, threads {threads}, transposed {transposed}: two uses"
                 );
             }
         });

@@ -252,18 +252,21 @@ pub(crate) fn pack<E: Element>(k: usize, n: usize, b: MatRef<E>) -> LineAligned<
 }
 
 /// Packs rows `row0..row0 + r` of a `k x n` right-hand side into `panels`, laid out as
-/// [`pack`] lays out the whole matrix; `src` holds those `r` rows, row-major. `n` must be a
-/// multiple of [`NR`] (no panel is padded), so that the rows of several sources can be
-/// packed one source after the other (the stacked gradient factors of `deferred.rs`).
+/// [`pack`] lays out the whole matrix; `src` holds those `r` rows, row-major with row stride
+/// `ld` (each row's `n` values first, the last row's `ld - n` after them left out, so `src`
+/// may start at a column of a wider matrix and end at its row's end). `n` must be a multiple
+/// of [`NR`] (no panel is padded), so that the rows of several sources can be packed one
+/// source after the other (the stacked gradient factors of `deferred.rs`).
 pub(crate) fn pack_rows<E: Element>(
     src: &[E],
+    ld: usize,
     (k, n): (usize, usize),
     row0: usize,
     panels: &mut [E],
 ) {
-    debug_assert!(n.is_multiple_of(NR) && src.len().is_multiple_of(n) && panels.len() == k * n);
-    for (p, row) in src.chunks_exact(n).enumerate() {
-        for (q, cols) in row.chunks_exact(NR).enumerate() {
+    debug_assert!(n.is_multiple_of(NR) && ld >= n && panels.len() == k * n);
+    for (p, row) in src.chunks(ld).enumerate() {
+        for (q, cols) in row[..n].chunks_exact(NR).enumerate() {
             let dst = (q * k + row0 + p) * NR;
             panels[dst..dst + NR].copy_from_slice(cols);
         }

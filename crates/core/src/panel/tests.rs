@@ -87,7 +87,8 @@ fn packing_reads_every_layout_of_b() {
 
 #[test]
 fn rows_packed_source_by_source_equal_the_whole_packed_at_once() {
-    // a 7 x 128 rhs (two panels) packed as rows 0..3 then 3..7 from two sources
+    // a 7 x 128 rhs (two panels) packed as rows 0..3 then 3..7 from two sources, whole and
+    // one panel's columns
     let (k, n) = (7, 2 * NR);
     let b: Vec<f64> = (0..k * n).map(|x| x as f64).collect();
     let whole = pack(
@@ -100,9 +101,14 @@ fn rows_packed_source_by_source_equal_the_whole_packed_at_once() {
         },
     );
     let mut parts = vec![-1.0; k * n];
-    pack_rows(&b[..3 * n], (k, n), 0, &mut parts);
-    pack_rows(&b[3 * n..], (k, n), 3, &mut parts);
+    pack_rows(&b[..3 * n], n, (k, n), 0, &mut parts);
+    pack_rows(&b[3 * n..], n, (k, n), 3, &mut parts);
     assert_eq!(parts[..], whole[..]);
+    // the second panel alone, from sources that start at its first column of the wide rows
+    let mut second = vec![-1.0; k * NR];
+    pack_rows(&b[NR..3 * n], n, (k, NR), 0, &mut second);
+    pack_rows(&b[3 * n + NR..], n, (k, NR), 3, &mut second);
+    assert_eq!(second[..], whole[k * NR..]);
 }
 
 /// The row-major `m x k` matrix `a` stored column-major.
