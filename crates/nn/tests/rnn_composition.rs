@@ -16,7 +16,7 @@ fn lstm_step_states_come_from_general_ops() -> Result<()> {
     let (x, h, c) = (randn(&[2, 3], 2), randn(&[2, 4], 3), randn(&[2, 4], 4));
     let s = cell.forward(&x, Some(&LstmState::new(h, c)))?;
     // c' = f ⊙ c + i ⊙ g, h' = o ⊙ tanh(c')
-    assert_eq!(s.c.op_name(), Some("addcmul"));
+    assert_eq!(s.c.op_name(), Some("mul_add_mul"));
     assert_eq!(s.h.op_name(), Some("mul"));
     Ok(())
 }

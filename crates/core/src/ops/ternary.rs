@@ -1,7 +1,8 @@
-//! Elementwise ops of three tensors: `addcmul` and `lerp` (PyTorch's names and argument
-//! order). Each is one node and one pass where the composite takes two or three; the GRU and
-//! LSTM steps use them. Shapes are broadcast first, as in [`binary`](super::binary), and the
-//! values and gradients are computed in the composite's order, so they have its bits.
+//! Elementwise ops of three tensors, `addcmul` and `lerp` (PyTorch's names and argument
+//! order), and of four, `mul_add_mul` (`a ⊙ b + c ⊙ d`). Each is one node and one pass where
+//! the composite takes two or three; the GRU and LSTM steps use them. Shapes are broadcast
+//! first, as in [`binary`](super::binary), and the values and gradients are computed in the
+//! composite's order, so they have its bits.
 
 use smallvec::smallvec;
 
@@ -12,18 +13,25 @@ use crate::layout::broadcast_shapes;
 use crate::tape::{InputGrads, Op};
 use crate::tensor::Tensor;
 
-/// Broadcasts three tensors to their common shape (views; no copy when already equal).
-fn broadcast3<E: Element>(op: &'static str, t: [&Tensor<E>; 3]) -> Result<[Tensor<E>; 3]> {
-    if t[0].shape() == t[1].shape() && t[1].shape() == t[2].shape() {
+/// Broadcasts `N` tensors to their common shape (views; no copy when already equal).
+fn broadcast_all<E: Element, const N: usize>(
+    op: &'static str,
+    t: [&Tensor<E>; N],
+) -> Result<[Tensor<E>; N]> {
+    if t.iter().all(|x| x.shape() == t[0].shape()) {
         return Ok(t.map(Tensor::clone));
     }
-    let shape = broadcast_shapes(op, t[0].shape(), t[1].shape())?;
-    let shape = broadcast_shapes(op, &shape, t[2].shape())?;
-    Ok([
-        t[0].broadcast_to(&shape)?,
-        t[1].broadcast_to(&shape)?,
-        t[2].broadcast_to(&shape)?,
-    ])
+    let mut shape = broadcast_shapes(op, t[0].shape(), t[1].shape())?;
+    for x in &t[2..] {
+        shape = broadcast_shapes(op, &shape, x.shape())?;
+    }
+    let mut out = Vec::with_capacity(N);
+    for x in t {
+        out.push(x.broadcast_to(&shape)?);
+    }
+    Ok(out
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("one view per input")))
 }
 
 /// Applies `f` to three tensors of the same shape elementwise, returning a contiguous buffer.
@@ -48,7 +56,7 @@ impl<E: Element> Addcmul<E> {
     /// Applies the op (broadcasting).
     pub fn forward(a: &Tensor<E>, b: &Tensor<E>, c: &Tensor<E>, value: f64) -> Result<Tensor<E>> {
         let v = E::of_f64(value);
-        let [a, b, c] = broadcast3("addcmul", [a, b, c])?;
+        let [a, b, c] = broadcast_all("addcmul", [a, b, c])?;
         let (d, l) = out(zip3_map([&a, &b, &c], |a, b, c| a + v * (b * c)), a.shape());
         Ok(Tensor::from_op(d, l, &[&a, &b, &c], || Addcmul {
             value: v,
@@ -81,7 +89,7 @@ pub struct Lerp;
 impl Lerp {
     /// Applies the op (broadcasting).
     pub fn forward<E: Element>(a: &Tensor<E>, b: &Tensor<E>, w: &Tensor<E>) -> Result<Tensor<E>> {
-        let [a, b, w] = broadcast3("lerp", [a, b, w])?;
+        let [a, b, w] = broadcast_all("lerp", [a, b, w])?;
         let (d, l) = out(zip3_map([&a, &b, &w], |a, b, w| a + w * (b - a)), a.shape());
         Ok(Tensor::from_op(d, l, &[&a, &b, &w], || Lerp))
     }
@@ -107,7 +115,65 @@ impl<E: Element> Op<E> for Lerp {
     }
 }
 
+/// `y = a ⊙ b + c ⊙ d`; `dy/da = b`, `dy/db = a`, `dy/dc = d`, `dy/dd = c`.
+///
+/// Computed as `(a·b) + (c·d)` and the gradients as `g·b`, `g·a`, `g·d`, `g·c`: the bits of
+/// `a.mul(&b)?.add(&c.mul(&d)?)` (and of `a.mul(&b)?.addcmul(&c, &d, 1.0)`, the LSTM's
+/// `f ⊙ c + i ⊙ g` as PyTorch's CPU cell computes it), without the product `a ⊙ b` as a
+/// tensor of its own.
+pub struct MulAddMul;
+
+impl MulAddMul {
+    /// Applies the op (broadcasting).
+    pub fn forward<E: Element>(
+        a: &Tensor<E>,
+        b: &Tensor<E>,
+        c: &Tensor<E>,
+        d: &Tensor<E>,
+    ) -> Result<Tensor<E>> {
+        let [a, b, c, d] = broadcast_all("mul_add_mul", [a, b, c, d])?;
+        let mut y = crate::storage::take(a.numel());
+        super::for_matching_runs([&a, &b, &c, &d], |[a, b, c, d]| {
+            let ab = a.iter().zip(b);
+            let cd = c.iter().zip(d);
+            y.extend(ab.zip(cd).map(|((&a, &b), (&c, &d))| a * b + c * d));
+        });
+        let (y, l) = out(y, a.shape());
+        Ok(Tensor::from_op(y, l, &[&a, &b, &c, &d], || MulAddMul))
+    }
+}
+
+impl<E: Element> Op<E> for MulAddMul {
+    fn name(&self) -> &'static str {
+        "mul_add_mul"
+    }
+    fn backward(&self, x: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
+        let s = g.shape();
+        // each input's gradient is g times its partner in the product
+        let times = |i: usize| {
+            x[i].tracks_grad()
+                .then(|| constant(super::zip_map(g, &x[i ^ 1], |g, o| g * o), s))
+        };
+        Ok(smallvec![times(0), times(1), times(2), times(3)])
+    }
+}
+
 impl<E: Element> Tensor<E> {
+    /// `self ⊙ b + c ⊙ d` with broadcasting, see [`MulAddMul`].
+    ///
+    /// ```
+    /// use retrograd_core::Tensor;
+    /// let a = Tensor::<f32>::from_vec(vec![1., 2.], &[2])?;
+    /// let b = Tensor::<f32>::from_vec(vec![3., 4.], &[2])?;
+    /// let c = Tensor::<f32>::from_vec(vec![5., 6.], &[2])?;
+    /// let d = Tensor::<f32>::from_vec(vec![0.5], &[1])?;
+    /// assert_eq!(a.mul_add_mul(&b, &c, &d)?.to_vec(), vec![5.5, 11.]);
+    /// # Ok::<(), retrograd_core::Error>(())
+    /// ```
+    pub fn mul_add_mul(&self, b: &Tensor<E>, c: &Tensor<E>, d: &Tensor<E>) -> Result<Tensor<E>> {
+        MulAddMul::forward(self, b, c, d)
+    }
+
     /// `self + value · (t1 ⊙ t2)` with broadcasting, see [`Addcmul`].
     ///
     /// ```

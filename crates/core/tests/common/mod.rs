@@ -219,6 +219,10 @@ pub fn bits_of(
     .unwrap();
     let g = y.backward_with(&up).unwrap();
     let bits = |t: &Tensor<f32>| t.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-    let grads = leaves.iter().map(|x| bits(g.get(x).unwrap())).collect();
+    // a leaf `f` leaves out has no gradient (empty here)
+    let grads = leaves
+        .iter()
+        .map(|x| g.get(x).map(bits).unwrap_or_default())
+        .collect();
     (bits(&y), grads)
 }
