@@ -17,7 +17,7 @@ fn lstm_step_states_come_from_general_ops() -> Result<()> {
     let s = cell.forward(&x, Some(&LstmState::new(h, c)))?;
     // c' = f ⊙ c + i ⊙ g, h' = o ⊙ tanh(c')
     assert_eq!(s.c.op_name(), Some("mul_add_mul"));
-    assert_eq!(s.h.op_name(), Some("mul"));
+    assert_eq!(s.h.op_name(), Some("mul_act"));
     Ok(())
 }
 

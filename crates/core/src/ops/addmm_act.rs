@@ -25,7 +25,7 @@ pub enum Activation {
 impl Activation {
     /// `y = act(y)` over a slice, one loop per activation so each vectorizes without a branch
     /// inside (the values of the single-activation ops).
-    fn apply<E: Element>(self, y: &mut [E]) {
+    pub(crate) fn apply<E: Element>(self, y: &mut [E]) {
         match self {
             Activation::Tanh => y.iter_mut().for_each(|v| *v = v.tanh_k()),
             Activation::Sigmoid => y.iter_mut().for_each(|v| *v = v.sigmoid_k()),
@@ -36,7 +36,7 @@ impl Activation {
     }
 
     /// `g ⊙ act'` written with the output `y`, as the single-activation ops compute it.
-    fn grad<E: Element>(self, g: E, y: E) -> E {
+    pub(crate) fn grad<E: Element>(self, g: E, y: E) -> E {
         match self {
             Activation::Tanh => g * (E::one() - y * y),
             Activation::Sigmoid => g * y * (E::one() - y),

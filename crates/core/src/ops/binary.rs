@@ -1,7 +1,8 @@
-//! Elementwise arithmetic of two tensors. Shapes are broadcast first (by
-//! [`BroadcastTo`](super::broadcast::BroadcastTo), the one place broadcasting lives), so each
-//! op here sees two tensors of the same shape.
+//! Elementwise arithmetic of two tensors, and `mul_act` (`a ⊙ act(b)`, a gated activation).
+//! Shapes are broadcast first (by [`BroadcastTo`](super::broadcast::BroadcastTo), the one
+//! place broadcasting lives), so each op here sees two tensors of the same shape.
 
+use super::addmm_act::Activation;
 use super::{constant, grads2, out, zip_map};
 use crate::element::Element;
 use crate::error::Result;
@@ -137,7 +138,73 @@ impl<E: Element> Op<E> for Div {
     }
 }
 
+/// `y = a ⊙ act(b)`, `act` one of [`Activation`]: a gated activation (`o ⊙ tanh(c)` in an
+/// LSTM step, `a ⊙ σ(b)` in a gated linear unit); `dy/da = act(b)`, `dy/db = a ⊙ act'(b)`.
+///
+/// Computed as `a·act(b)`, and the gradients as `g·act(b)` and as the single activation op
+/// takes `g·a` back through `act` (for tanh `(g·a)·(1 − t²)`, `t = tanh(b)`): the bits of
+/// `a.mul(&b.tanh())` and of its gradients. `act(b)` is not kept: backward computes it again
+/// from `b`, with the same bits, so the forward pass writes one tensor where the composite
+/// writes two.
+pub struct MulAct {
+    act: Activation,
+}
+
+impl MulAct {
+    /// Applies the op (broadcasting).
+    pub fn forward<E: Element>(a: &Tensor<E>, b: &Tensor<E>, act: Activation) -> Result<Tensor<E>> {
+        let (a, b) = broadcast_pair("mul_act", a, b)?;
+        let mut y = crate::storage::take(a.numel());
+        super::for_matching_runs([&a, &b], |[a, b]| {
+            let start = y.len();
+            y.extend_from_slice(b);
+            let run = &mut y[start..];
+            act.apply(run);
+            run.iter_mut().zip(a).for_each(|(t, &a)| *t = a * *t);
+        });
+        let (y, l) = out(y, a.shape());
+        Ok(Tensor::from_op(y, l, &[&a, &b], || MulAct { act }))
+    }
+}
+
+impl<E: Element> Op<E> for MulAct {
+    fn name(&self) -> &'static str {
+        "mul_act"
+    }
+    fn backward(&self, x: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
+        let (s, act) = (g.shape(), self.act);
+        // act(b) again, contiguous
+        let mut t = crate::storage::take(g.numel());
+        super::for_matching_runs([&x[1]], |[b]| t.extend_from_slice(b));
+        act.apply(&mut t);
+        let t = constant(t, s);
+        let da = need(&x[0]).then(|| constant(zip_map(g, &t, |g, t| g * t), s));
+        let db = need(&x[1]).then(|| {
+            let mut db = crate::storage::take(g.numel());
+            super::for_matching_runs([g, &x[0], &t], |[g, a, t]| {
+                let gat = g.iter().zip(a).zip(t);
+                db.extend(gat.map(|((&g, &a), &t)| act.grad(g * a, t)));
+            });
+            constant(db, s)
+        });
+        Ok(grads2(da, db))
+    }
+}
+
 impl<E: Element> Tensor<E> {
+    /// `self ⊙ act(other)` with broadcasting, see [`MulAct`].
+    ///
+    /// ```
+    /// use retrograd_core::{Activation, Tensor};
+    /// let a = Tensor::<f32>::from_vec(vec![2., 3.], &[2])?;
+    /// let b = Tensor::<f32>::from_vec(vec![-1., 4.], &[2])?;
+    /// assert_eq!(a.mul_act(&b, Activation::Relu)?.to_vec(), vec![0., 12.]);
+    /// # Ok::<(), retrograd_core::Error>(())
+    /// ```
+    pub fn mul_act(&self, other: &Tensor<E>, act: Activation) -> Result<Tensor<E>> {
+        MulAct::forward(self, other, act)
+    }
+
     /// `self + other` with broadcasting, see [`Add`].
     ///
     /// ```

@@ -50,7 +50,7 @@ impl<E: Element> StepInput<'_, E> {
 /// * RNN: `h' = act(gx + h Whhᵀ)` (one `addmm_act`, or `index_addmm_acts` from a table)
 /// * LSTM: `i,f,g,o = σ,σ,tanh,σ(gx + h Whhᵀ)` by column block (one `addmm_acts` or
 ///   `index_addmm_acts`, narrowed into the four gates); `c' = f⊙c + i⊙g` (one
-///   `mul_add_mul`); `h' = o⊙tanh(c')`, then `h' Whrᵀ` with a projection.
+///   `mul_add_mul`); `h' = o⊙tanh(c')` (one `mul_act`), then `h' Whrᵀ` with a projection.
 /// * GRU: `h Whhᵀ` (one `matmul`), then `r,z = σ(gx_{r,z} + (h Whhᵀ)_{r,z})` (`b_hr`, `b_hz` are
 ///   in `gx`), `n = tanh(gx_n + r⊙((h Whhᵀ)_n + b_hn))` (an `addcmul`), `h' = (1-z)⊙n + z⊙h`,
 ///   computed as `n + z⊙(h - n)` (one `lerp`).
@@ -85,7 +85,7 @@ pub(crate) fn step<E: Element>(
             let g = gates.narrow(1, 2 * hs, hs)?;
             let o = gates.narrow(1, 3 * hs, hs)?;
             let c = f.mul_add_mul(c, &i, &g)?;
-            let h = o.mul(&c.tanh())?;
+            let h = o.mul_act(&c, Tanh)?;
             let h = match &p.w_hr_t {
                 Some(w) => h.matmul(w)?,
                 None => h,
