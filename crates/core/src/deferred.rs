@@ -582,7 +582,7 @@ impl<E: Element> DeferredProducts<E> {
             return stacked_product(&r.open, like);
         }
         let _no_grad = crate::tape::no_grad();
-        let rest: Vec<_> = chunk_groups(&r.open)?
+        let mut rest: Vec<_> = chunk_groups(&r.open)?
             .into_iter()
             .map(ChunkInput::new)
             .collect();
@@ -591,7 +591,7 @@ impl<E: Element> DeferredProducts<E> {
         // the last block first, and in each the last chunks first: the helper takes jobs in
         // order, so those it has not started run here while it goes on from the front (the
         // running sums keep the order)
-        for part in r.parts.into_iter().rev() {
+        for (p, part) in r.parts.into_iter().enumerate().rev() {
             let chunks = part.jobs.len();
             for job in part.jobs.into_iter().rev() {
                 job.join()?;
@@ -600,11 +600,19 @@ impl<E: Element> DeferredProducts<E> {
             debug_assert!(running.added == chunks && running.ahead.is_empty());
             let mut sum = running.sum.take();
             drop(running);
-            for group in &rest {
+            // the first block comes last: it hands each group's `aᵀ` back to the storage
+            // cache as soon as it is done with it, for the next group to use
+            let groups = if p == 0 {
+                std::mem::take(&mut rest)
+            } else {
+                rest.clone()
+            };
+            for group in groups {
                 sum = Some(accumulate(
                     sum,
-                    chunk_product(tiles, group, part.cols, like)?,
+                    chunk_product(tiles, &group, part.cols, like)?,
                 )?);
+                ChunkInput::done(group);
             }
             let sum = sum.ok_or_else(|| {
                 crate::error::Error::Backward(
@@ -619,9 +627,6 @@ impl<E: Element> DeferredProducts<E> {
             let k = sum.shape()[0];
             let out = out.get_or_insert_with(|| crate::storage::overwritable(k * n));
             place(&sum.contiguous_data(), part.cols, (k, n), like, out);
-        }
-        for input in rest {
-            ChunkInput::done(input);
         }
         let out = out.ok_or_else(|| {
             crate::error::Error::Backward("a deferred gradient had no block of columns".into())
