@@ -1,4 +1,5 @@
-//! Elementwise arithmetic of two tensors, and `mul_act` (`a ⊙ act(b)`, a gated activation).
+//! Elementwise arithmetic of two tensors, and two with an activation: `add_act`
+//! (`act(a + b)`) and `mul_act` (`a ⊙ act(b)`, a gated activation).
 //! Shapes are broadcast first (by [`BroadcastTo`](super::broadcast::BroadcastTo), the one
 //! place broadcasting lives), so each op here sees two tensors of the same shape.
 
@@ -21,6 +22,17 @@ fn broadcast_pair<E: Element>(
     }
     let shape = broadcast_shapes(op, a.shape(), b.shape())?;
     Ok((a.broadcast_to(&shape)?, b.broadcast_to(&shape)?))
+}
+
+/// `g ⊙ act'(y)` for `g` and the op's saved output `y` (same shape), contiguous.
+pub(super) fn act_grad<E: Element>(act: Activation, g: &Tensor<E>, y: &Tensor<E>) -> Vec<E> {
+    let mut out = crate::storage::take(g.numel());
+    super::for_matching_runs([g, y], |[g, y]| {
+        let start = out.len();
+        out.extend_from_slice(g);
+        act.grad_in_place(&mut out[start..], y);
+    });
+    out
 }
 
 fn need<E: Element>(t: &Tensor<E>) -> bool {
@@ -138,6 +150,47 @@ impl<E: Element> Op<E> for Div {
     }
 }
 
+/// `y = act(a + b)`, `act` one of [`Activation`] (two projections and a gate's sigmoid in a
+/// GRU step, a bias and an activation); `dy/da = dy/db = act'(a + b)`, written with `y`.
+///
+/// Computed as `act(a + b)` and the gradient as the activation op takes `g` back through `act`
+/// (for sigmoid `g·y·(1 − y)`): the bits of `a.add(&b)?.sigmoid()` (or `tanh`, `relu`) and of
+/// its gradients, with no tensor for `a + b` of its own. `y` is kept for backward (sharing the
+/// output's storage, not copied).
+pub struct AddAct<E: Element> {
+    act: Activation,
+    y: Tensor<E>,
+}
+
+impl<E: Element> AddAct<E> {
+    /// Applies the op (broadcasting).
+    pub fn forward(a: &Tensor<E>, b: &Tensor<E>, act: Activation) -> Result<Tensor<E>> {
+        let (a, b) = broadcast_pair("add_act", a, b)?;
+        let mut y = zip_map(&a, &b, |x, y| x + y);
+        act.apply(&mut y);
+        let (y, l) = out(y, a.shape());
+        // the saved output shares the output's storage (tensors are immutable): no copy
+        let saved = (y.clone(), l.clone());
+        Ok(Tensor::from_op(y, l, &[&a, &b], || AddAct {
+            act,
+            y: Tensor::constant_over(saved.0, saved.1),
+        }))
+    }
+}
+
+impl<E: Element> Op<E> for AddAct<E> {
+    fn name(&self) -> &'static str {
+        "add_act"
+    }
+    fn backward(&self, x: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
+        let g = constant(act_grad(self.act, g, &self.y), g.shape());
+        Ok(grads2(
+            need(&x[0]).then(|| g.clone()),
+            need(&x[1]).then_some(g),
+        ))
+    }
+}
+
 /// `y = a ⊙ act(b)`, `act` one of [`Activation`]: a gated activation (`o ⊙ tanh(c)` in an
 /// LSTM step, `a ⊙ σ(b)` in a gated linear unit); `dy/da = act(b)`, `dy/db = a ⊙ act'(b)`.
 ///
@@ -182,8 +235,9 @@ impl<E: Element> Op<E> for MulAct {
         let db = need(&x[1]).then(|| {
             let mut db = crate::storage::take(g.numel());
             super::for_matching_runs([g, &x[0], &t], |[g, a, t]| {
-                let gat = g.iter().zip(a).zip(t);
-                db.extend(gat.map(|((&g, &a), &t)| act.grad(g * a, t)));
+                let start = db.len();
+                db.extend(g.iter().zip(a).map(|(&g, &a)| g * a));
+                act.grad_in_place(&mut db[start..], t);
             });
             constant(db, s)
         });
@@ -203,6 +257,19 @@ impl<E: Element> Tensor<E> {
     /// ```
     pub fn mul_act(&self, other: &Tensor<E>, act: Activation) -> Result<Tensor<E>> {
         MulAct::forward(self, other, act)
+    }
+
+    /// `act(self + other)` with broadcasting, see [`AddAct`].
+    ///
+    /// ```
+    /// use retrograd_core::{Activation, Tensor};
+    /// let a = Tensor::<f32>::from_vec(vec![2., -3.], &[2])?;
+    /// let b = Tensor::<f32>::from_vec(vec![1., 1.], &[2])?;
+    /// assert_eq!(a.add_act(&b, Activation::Relu)?.to_vec(), vec![3., 0.]);
+    /// # Ok::<(), retrograd_core::Error>(())
+    /// ```
+    pub fn add_act(&self, other: &Tensor<E>, act: Activation) -> Result<Tensor<E>> {
+        AddAct::forward(self, other, act)
     }
 
     /// `self + other` with broadcasting, see [`Add`].

@@ -1,11 +1,13 @@
 //! Elementwise ops of three tensors, `addcmul` and `lerp` (PyTorch's names and argument
-//! order), and of four, `mul_add_mul` (`a ⊙ b + c ⊙ d`). Each is one node and one pass where
+//! order) and `addcmul_act` (`act(a + v·(b ⊙ c))`), and of four, `mul_add_mul`
+//! (`a ⊙ b + c ⊙ d`). Each is one node and one pass where
 //! the composite takes two or three; the GRU and LSTM steps use them. Shapes are broadcast
 //! first, as in [`binary`](super::binary), and the values and gradients are computed in the
 //! composite's order, so they have its bits.
 
 use smallvec::smallvec;
 
+use super::addmm_act::Activation;
 use super::{constant, out};
 use crate::element::Element;
 use crate::error::Result;
@@ -76,6 +78,57 @@ impl<E: Element> Op<E> for Addcmul<E> {
             x[1].tracks_grad().then(|| times(&x[2])),
             x[2].tracks_grad().then(|| times(&x[1])),
         ])
+    }
+}
+
+/// `y = act(a + v·(b ⊙ c))`, `act` one of [`Activation`] (a GRU step's candidate state,
+/// `tanh(gx_n + r ⊙ hw_n)`); with `g' = act'` applied to `g` as the activation op writes it
+/// (from `y`): `dL/da = g'`, `dL/db = v·(g'·c)`, `dL/dc = v·(g'·b)`.
+///
+/// The bits of `a.addcmul(&b, &c, v)?.tanh()` (or `sigmoid`, `relu`) and of its gradients,
+/// with no tensor for the sum of its own. `y` is kept for backward (sharing the output's
+/// storage, not copied).
+pub struct AddcmulAct<E: Element> {
+    value: E,
+    act: Activation,
+    y: Tensor<E>,
+}
+
+impl<E: Element> AddcmulAct<E> {
+    /// Applies the op (broadcasting).
+    pub fn forward(
+        a: &Tensor<E>,
+        b: &Tensor<E>,
+        c: &Tensor<E>,
+        value: f64,
+        act: Activation,
+    ) -> Result<Tensor<E>> {
+        let v = E::of_f64(value);
+        let [a, b, c] = broadcast_all("addcmul_act", [a, b, c])?;
+        let mut y = zip3_map([&a, &b, &c], |a, b, c| a + v * (b * c));
+        act.apply(&mut y);
+        let (y, l) = out(y, a.shape());
+        // the saved output shares the output's storage (tensors are immutable): no copy
+        let saved = (y.clone(), l.clone());
+        Ok(Tensor::from_op(y, l, &[&a, &b, &c], || AddcmulAct {
+            value: v,
+            act,
+            y: Tensor::constant_over(saved.0, saved.1),
+        }))
+    }
+}
+
+impl<E: Element> Op<E> for AddcmulAct<E> {
+    fn name(&self) -> &'static str {
+        "addcmul_act"
+    }
+    fn backward(&self, x: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
+        let (s, v, act) = (g.shape(), self.value, self.act);
+        let g = constant(super::binary::act_grad(act, g, &self.y), s);
+        let times = |other: &Tensor<E>| constant(super::zip_map(&g, other, |g, o| v * (g * o)), s);
+        let db = x[1].tracks_grad().then(|| times(&x[2]));
+        let dc = x[2].tracks_grad().then(|| times(&x[1]));
+        Ok(smallvec![x[0].tracks_grad().then(|| g.clone()), db, dc])
     }
 }
 
@@ -187,6 +240,26 @@ impl<E: Element> Tensor<E> {
     /// ```
     pub fn addcmul(&self, t1: &Tensor<E>, t2: &Tensor<E>, value: f64) -> Result<Tensor<E>> {
         Addcmul::forward(self, t1, t2, value)
+    }
+
+    /// `act(self + value · (t1 ⊙ t2))` with broadcasting, see [`AddcmulAct`].
+    ///
+    /// ```
+    /// use retrograd_core::{Activation, Tensor};
+    /// let a = Tensor::<f32>::from_vec(vec![1., -9.], &[2])?;
+    /// let b = Tensor::<f32>::from_vec(vec![3., 4.], &[2])?;
+    /// let c = Tensor::<f32>::from_vec(vec![5., 2.], &[2])?;
+    /// assert_eq!(a.addcmul_act(&b, &c, 1.0, Activation::Relu)?.to_vec(), vec![16., 0.]);
+    /// # Ok::<(), retrograd_core::Error>(())
+    /// ```
+    pub fn addcmul_act(
+        &self,
+        t1: &Tensor<E>,
+        t2: &Tensor<E>,
+        value: f64,
+        act: Activation,
+    ) -> Result<Tensor<E>> {
+        AddcmulAct::forward(self, t1, t2, value, act)
     }
 
     /// `self + weight ⊙ (end − self)` with broadcasting, see [`Lerp`].

@@ -51,8 +51,9 @@ impl<E: Element> StepInput<'_, E> {
 /// * LSTM: `i,f,g,o = σ,σ,tanh,σ(gx + h Whhᵀ)` by column block (one `addmm_acts` or
 ///   `index_addmm_acts`, narrowed into the four gates); `c' = f⊙c + i⊙g` (one
 ///   `mul_add_mul`); `h' = o⊙tanh(c')` (one `mul_act`), then `h' Whrᵀ` with a projection.
-/// * GRU: `h Whhᵀ` (one `matmul`), then `r,z = σ(gx_{r,z} + (h Whhᵀ)_{r,z})` (`b_hr`, `b_hz` are
-///   in `gx`), `n = tanh(gx_n + r⊙((h Whhᵀ)_n + b_hn))` (an `addcmul`), `h' = (1-z)⊙n + z⊙h`,
+/// * GRU: `h Whhᵀ` (one `matmul`), then `r,z = σ(gx_{r,z} + (h Whhᵀ)_{r,z})` (one `add_act`;
+///   `b_hr`, `b_hz` are in `gx`), `n = tanh(gx_n + r⊙((h Whhᵀ)_n + b_hn))` (one
+///   `addcmul_act`), `h' = (1-z)⊙n + z⊙h`,
 ///   computed as `n + z⊙(h - n)` (one `lerp`).
 ///
 /// Every op here is a general-purpose core op with its own gradient; no op knows it is part of a
@@ -98,8 +99,7 @@ pub(crate) fn step<E: Element>(
             let hs = h.shape()[1];
             let rz = gx
                 .narrow(1, 0, 2 * hs)?
-                .add(&hw.narrow(1, 0, 2 * hs)?)?
-                .sigmoid();
+                .add_act(&hw.narrow(1, 0, 2 * hs)?, Activation::Sigmoid)?;
             let r = rz.narrow(1, 0, hs)?;
             let z = rz.narrow(1, hs, hs)?;
             let hw_n = hw.narrow(1, 2 * hs, hs)?;
@@ -107,7 +107,9 @@ pub(crate) fn step<E: Element>(
                 Some(b) => hw_n.add(b)?,
                 None => hw_n,
             };
-            let n = gx.narrow(1, 2 * hs, hs)?.addcmul(&r, &hw_n, 1.0)?.tanh();
+            let n = gx
+                .narrow(1, 2 * hs, hs)?
+                .addcmul_act(&r, &hw_n, 1.0, Activation::Tanh)?;
             let h = n.lerp(h, &z)?;
             Ok(Carry { h, c: None })
         }
