@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
+use super::constant;
 use super::matmul::{addmm_values, Addmm, Block, Epilogue};
-use super::{constant, out};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::tape::{InputGrads, Op};
@@ -131,13 +131,9 @@ impl<E: Element> AddmmAct<E> {
             ));
         }
         let (y, shape) = addmm_values("addmm_act", c, a, b, acts, rows.as_ref())?;
-        let (d, l) = out(y, &shape);
         let acts: SmallVec<[Activation; 4]> = acts.into();
-        let saved = (d.clone(), l.clone());
-        Ok(Tensor::from_op(d, l, &[c, a, b], || AddmmAct {
-            acts,
-            y: Tensor::constant_over(saved.0, saved.1),
-            rows,
+        Ok(super::with_saved_output(y, &shape, &[c, a, b], |y| {
+            AddmmAct { acts, y, rows }
         }))
     }
 

@@ -168,12 +168,8 @@ impl<E: Element> AddAct<E> {
         let (a, b) = broadcast_pair("add_act", a, b)?;
         let mut y = zip_map(&a, &b, |x, y| x + y);
         act.apply(&mut y);
-        let (y, l) = out(y, a.shape());
-        // the saved output shares the output's storage (tensors are immutable): no copy
-        let saved = (y.clone(), l.clone());
-        Ok(Tensor::from_op(y, l, &[&a, &b], || AddAct {
-            act,
-            y: Tensor::constant_over(saved.0, saved.1),
+        Ok(super::with_saved_output(y, a.shape(), &[&a, &b], |y| {
+            AddAct { act, y }
         }))
     }
 }

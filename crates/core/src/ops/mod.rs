@@ -133,6 +133,21 @@ pub(crate) fn out<E: Element>(data: Vec<E>, shape: &[usize]) -> (Arc<Storage<E>>
     (Arc::new(Storage::from(data)), Layout::contiguous(shape))
 }
 
+/// The output of an op over `inputs` whose backward needs that output: `make` gets it as a
+/// constant tensor sharing the output's storage (tensors are immutable), so nothing is copied.
+pub(crate) fn with_saved_output<E: Element, O: crate::tape::Op<E>>(
+    data: Vec<E>,
+    shape: &[usize],
+    inputs: &[&Tensor<E>],
+    make: impl FnOnce(Tensor<E>) -> O,
+) -> Tensor<E> {
+    let (data, layout) = out(data, shape);
+    let saved = (data.clone(), layout.clone());
+    Tensor::from_op(data, layout, inputs, || {
+        make(Tensor::constant_over(saved.0, saved.1))
+    })
+}
+
 /// A constant contiguous tensor (used for gradients).
 pub(crate) fn constant<E: Element>(data: Vec<E>, shape: &[usize]) -> Tensor<E> {
     Tensor::from_parts(data, shape)

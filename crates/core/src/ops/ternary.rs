@@ -107,13 +107,8 @@ impl<E: Element> AddcmulAct<E> {
         let [a, b, c] = broadcast_all("addcmul_act", [a, b, c])?;
         let mut y = zip3_map([&a, &b, &c], |a, b, c| a + v * (b * c));
         act.apply(&mut y);
-        let (y, l) = out(y, a.shape());
-        // the saved output shares the output's storage (tensors are immutable): no copy
-        let saved = (y.clone(), l.clone());
-        Ok(Tensor::from_op(y, l, &[&a, &b, &c], || AddcmulAct {
-            value: v,
-            act,
-            y: Tensor::constant_over(saved.0, saved.1),
+        Ok(super::with_saved_output(y, a.shape(), &[&a, &b, &c], |y| {
+            AddcmulAct { value: v, act, y }
         }))
     }
 }

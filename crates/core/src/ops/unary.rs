@@ -1,24 +1,10 @@
 //! Elementwise functions of one tensor.
 
-use super::{constant, grads1, map, out, zip_map};
+use super::{constant, grads1, map, out, with_saved_output, zip_map};
 use crate::element::Element;
 use crate::error::Result;
 use crate::tape::{InputGrads, Op};
 use crate::tensor::Tensor;
-
-/// Builds the output of a unary op whose backward needs its own output `y`.
-fn with_saved_output<E: Element, O: Op<E>>(
-    x: &Tensor<E>,
-    data: Vec<E>,
-    make: impl FnOnce(Tensor<E>) -> O,
-) -> Tensor<E> {
-    let (data, layout) = out(data, x.shape());
-    let saved = (data.clone(), layout.clone());
-    // the saved output shares the output's storage (tensors are immutable): no copy
-    Tensor::from_op(data, layout, &[x], || {
-        make(Tensor::constant_over(saved.0, saved.1))
-    })
-}
 
 /// `y = -x`; `dy/dx = -1`.
 pub struct Neg;
@@ -48,7 +34,7 @@ pub struct Exp<E: Element> {
 impl<E: Element> Exp<E> {
     /// Applies the op.
     pub fn forward(x: &Tensor<E>) -> Tensor<E> {
-        with_saved_output(x, map(x, |v| v.exp_k()), |y| Exp { y })
+        with_saved_output(map(x, |v| v.exp_k()), x.shape(), &[x], |y| Exp { y })
     }
 }
 
@@ -92,7 +78,7 @@ pub struct Sqrt<E: Element> {
 impl<E: Element> Sqrt<E> {
     /// Applies the op.
     pub fn forward(x: &Tensor<E>) -> Tensor<E> {
-        with_saved_output(x, map(x, |v| v.sqrt()), |y| Sqrt { y })
+        with_saved_output(map(x, |v| v.sqrt()), x.shape(), &[x], |y| Sqrt { y })
     }
 }
 
@@ -117,7 +103,7 @@ pub struct Tanh<E: Element> {
 impl<E: Element> Tanh<E> {
     /// Applies the op.
     pub fn forward(x: &Tensor<E>) -> Tensor<E> {
-        with_saved_output(x, map(x, |v| v.tanh_k()), |y| Tanh { y })
+        with_saved_output(map(x, |v| v.tanh_k()), x.shape(), &[x], |y| Tanh { y })
     }
 }
 
@@ -141,7 +127,9 @@ pub struct Sigmoid<E: Element> {
 impl<E: Element> Sigmoid<E> {
     /// Applies the op.
     pub fn forward(x: &Tensor<E>) -> Tensor<E> {
-        with_saved_output(x, map(x, |v| v.sigmoid_k()), |y| Sigmoid { y })
+        with_saved_output(map(x, |v| v.sigmoid_k()), x.shape(), &[x], |y| Sigmoid {
+            y,
+        })
     }
 }
 
