@@ -45,6 +45,7 @@ use crate::error::Result;
 use crate::helper::{background, Background};
 use crate::layout::Layout;
 use crate::ops::gemm::MatRef;
+use crate::ops::matmul::column_major;
 use crate::panel;
 use crate::tensor::{Tensor, TensorId};
 use crate::threads::lock;
@@ -120,8 +121,7 @@ impl<E: Element> Early<E> {
     /// Starts the row blocks of `aᵀ g`, laid out like `like`, or returns `None` when the
     /// product is small, the products run on one thread, or a factor is not row-major.
     fn start(a: &Tensor<E>, g: &Tensor<E>, like: &Layout) -> Option<Self> {
-        let s = like.strides();
-        let transposed = s.len() == 2 && s[0] == 1 && s[1] > 1;
+        let transposed = column_major(like);
         // the product in memory: `leadᵀ other` (`at_g_like` forms `(gᵀ a)ᵀ` for `transposed`)
         let (lead, other) = if transposed { (g, a) } else { (a, g) };
         let (depth, rows) = (lead.shape()[0], lead.shape()[1]);
@@ -399,13 +399,6 @@ fn chunk_product<E: Element>(
         Some(tiles) => panel_product(tiles, input, cols),
         None => stacked_product(&input.pairs, like),
     }
-}
-
-/// Whether a `[k, n]` gradient laid out like `like` is column-major: the `w.t()` of
-/// `x.matmul(&w.t())`.
-fn column_major(like: &Layout) -> bool {
-    let s = like.strides();
-    s.len() == 2 && s[0] == 1 && s[1] > 1
 }
 
 /// Copies `part`, columns `c0..c0 + w` of a `[k, n]` panel-route sum (row-major `[k, w]`),

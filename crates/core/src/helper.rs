@@ -570,6 +570,26 @@ impl<T> Drop for Background<T> {
     }
 }
 
+/// For the lib tests: wakes the helper with a job, then runs `attempt` (which hands it a block
+/// in place and says whether it was taken), again until it is: the calling thread may be
+/// descheduled for longer than the helper polls. Panics after five seconds.
+#[cfg(test)]
+pub(crate) fn until_taken(mut attempt: impl FnMut() -> bool) {
+    let start = Instant::now();
+    loop {
+        if let Ok(p) = spawn(|| ()) {
+            p.wait();
+        }
+        if attempt() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the helper never took a block in place"
+        );
+    }
+}
+
 /// Held by the lib tests that send jobs to the helper, so that none runs beside the mailbox
 /// test below, which keeps the helper busy with a job that waits for a signal (a job sent
 /// meanwhile would wait for it too).
@@ -763,23 +783,9 @@ mod tests {
         );
     }
 
-    /// Wakes the helper with a job, then hands it `second` beside `first` while it polls,
-    /// retrying until it takes them (this thread may be descheduled for longer than the
-    /// helper polls). Panics after five seconds.
+    /// Hands the helper `second` beside `first` while it polls, until it takes them.
     fn in_place_on_a_polling_helper(mut first: impl FnMut(), mut second: impl FnMut() + Send) {
-        let start = Instant::now();
-        loop {
-            if let Ok(p) = spawn(|| ()) {
-                p.wait();
-            }
-            if split_in_place(&mut first, &mut second).is_ok() {
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "the helper never took a block in place"
-            );
-        }
+        until_taken(|| split_in_place(&mut first, &mut second).is_ok());
     }
 
     /// Under the same lock as the tests above.
@@ -807,22 +813,17 @@ mod tests {
         );
 
         // a panic in the helper's block resumes here, and the helper takes blocks afterwards
-        let start = Instant::now();
-        loop {
-            if let Ok(p) = spawn(|| ()) {
-                p.wait();
-            }
+        until_taken(|| {
             let tried =
                 std::panic::catch_unwind(|| split_in_place(|| (), || panic!("boom")).is_ok());
             match tried {
-                Err(_) => break,
-                Ok(ran) => assert!(!ran, "a panicking block returned"),
+                Err(_) => true,
+                Ok(ran) => {
+                    assert!(!ran, "a panicking block returned");
+                    false
+                }
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "never handed over"
-            );
-        }
+        });
         let mut after = 0;
         in_place_on_a_polling_helper(|| (), || after += 1);
         assert_eq!(after, 1, "the helper lives on after a panic");

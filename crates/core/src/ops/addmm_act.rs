@@ -46,6 +46,18 @@ impl Activation {
         }
     }
 
+    /// `g ⊙ act'(y)` for an upstream gradient `g` and an op's saved output `y` (same shape),
+    /// contiguous.
+    pub(crate) fn grads<E: Element>(self, g: &Tensor<E>, y: &Tensor<E>) -> Vec<E> {
+        let mut out = crate::storage::take(g.numel());
+        super::for_matching_runs([g, y], |[g, y]| {
+            let start = out.len();
+            out.extend_from_slice(g);
+            self.grad_in_place(&mut out[start..], y);
+        });
+        out
+    }
+
     /// `g ⊙ act'` written with the output `y`, as the single-activation ops compute it.
     pub(crate) fn grad<E: Element>(self, g: E, y: E) -> E {
         match self {
@@ -140,7 +152,7 @@ impl<E: Element> AddmmAct<E> {
     /// `G ⊙ act'(Y)`, by column block.
     fn pre_grad(&self, g: &Tensor<E>) -> Tensor<E> {
         if let [act] = self.acts[..] {
-            return constant(super::binary::act_grad(act, g, &self.y), g.shape());
+            return constant(act.grads(g, &self.y), g.shape());
         }
         let n = g.shape()[1];
         if g.numel() == 0 {

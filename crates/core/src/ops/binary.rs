@@ -24,17 +24,6 @@ fn broadcast_pair<E: Element>(
     Ok((a.broadcast_to(&shape)?, b.broadcast_to(&shape)?))
 }
 
-/// `g ⊙ act'(y)` for `g` and the op's saved output `y` (same shape), contiguous.
-pub(super) fn act_grad<E: Element>(act: Activation, g: &Tensor<E>, y: &Tensor<E>) -> Vec<E> {
-    let mut out = crate::storage::take(g.numel());
-    super::for_matching_runs([g, y], |[g, y]| {
-        let start = out.len();
-        out.extend_from_slice(g);
-        act.grad_in_place(&mut out[start..], y);
-    });
-    out
-}
-
 fn need<E: Element>(t: &Tensor<E>) -> bool {
     t.tracks_grad()
 }
@@ -179,7 +168,7 @@ impl<E: Element> Op<E> for AddAct<E> {
         "add_act"
     }
     fn backward(&self, x: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
-        let g = constant(act_grad(self.act, g, &self.y), g.shape());
+        let g = constant(self.act.grads(g, &self.y), g.shape());
         Ok(grads2(
             need(&x[0]).then(|| g.clone()),
             need(&x[1]).then_some(g),

@@ -468,6 +468,13 @@ pub(crate) fn matmul_into<E: Element>(a: &Tensor<E>, b: &Tensor<E>, c: &mut [E])
     Ok(())
 }
 
+/// Whether a 2-D layout is column-major (a transposed view): the `w.t()` of
+/// `x.matmul(&w.t())`, whose gradient [`at_g_like`] forms as `(gᵀ a)ᵀ`.
+pub(crate) fn column_major(like: &crate::layout::Layout) -> bool {
+    let s = like.strides();
+    s.len() == 2 && s[0] == 1 && s[1] > 1
+}
+
 /// `aᵀ g` for 2-D `a: [m, k]`, `g: [m, n]`, laid out like `like` (a `[k, n]` layout).
 ///
 /// When `like` is a transposed view (column-major, as the `w.t()` of `x.matmul(&w.t())` is), the
@@ -479,8 +486,7 @@ pub(crate) fn at_g_like<E: Element>(
     g: &Tensor<E>,
     like: &crate::layout::Layout,
 ) -> Result<Tensor<E>> {
-    let s = like.strides();
-    if s.len() == 2 && s[0] == 1 && s[1] > 1 {
+    if column_major(like) {
         matmul_raw(&g.t()?, a)?.t()
     } else {
         matmul_raw(&a.t()?, g)
@@ -742,24 +748,11 @@ mod tests {
         block_product((m, k, n), av, bv, &mut want, n);
         finish(Some(&epi), Block::whole(m, n, &mut want));
 
-        let start = std::time::Instant::now();
-        let got = loop {
-            // wake the helper, so that it polls for the block
-            if let Ok(p) = crate::helper::spawn(|| ()) {
-                p.wait();
-            }
-            let mut c = vec![f32::NAN; m * n];
-            let rows = |i0: usize, count: usize, out: &mut [f32]| {
-                block_product((count, k, n), av.rows_from(i0), bv, out, n)
-            };
-            if rows_in_place(r0, (m, n), &mut c, rows, Some(&epi)) {
-                break c;
-            }
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(5),
-                "the helper never took the rows"
-            );
+        let mut got = vec![f32::NAN; m * n];
+        let rows = |i0: usize, count: usize, out: &mut [f32]| {
+            block_product((count, k, n), av.rows_from(i0), bv, out, n)
         };
+        crate::helper::until_taken(|| rows_in_place(r0, (m, n), &mut got, rows, Some(&epi)));
         let differ = got
             .iter()
             .zip(&want)

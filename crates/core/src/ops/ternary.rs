@@ -119,7 +119,7 @@ impl<E: Element> Op<E> for AddcmulAct<E> {
     }
     fn backward(&self, x: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
         let (s, v, act) = (g.shape(), self.value, self.act);
-        let g = constant(super::binary::act_grad(act, g, &self.y), s);
+        let g = constant(act.grads(g, &self.y), s);
         let times = |other: &Tensor<E>| constant(super::zip_map(&g, other, |g, o| v * (g * o)), s);
         let db = x[1].tracks_grad().then(|| times(&x[2]));
         let dc = x[2].tracks_grad().then(|| times(&x[1]));
