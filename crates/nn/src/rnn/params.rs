@@ -78,7 +78,10 @@ impl<E: Element> CellParams<E> {
                 let h = b.shape()[0] / 3;
                 let rz = a.narrow(0, 0, 2 * h)?.add(&b.narrow(0, 0, 2 * h)?)?;
                 let bx = Tensor::cat(&[&rz, &a.narrow(0, 2 * h, h)?], 0)?;
-                (Some(bx), Some(b.narrow(0, 2 * h, h)?))
+                // added by the recurrent product: `b_hn` after its `n` columns, zero (which
+                // leaves a sum's bits as they are) after the others
+                let bh = Tensor::cat(&[&Tensor::zeros(&[2 * h]), &b.narrow(0, 2 * h, h)?], 0)?;
+                (Some(bx), Some(bh))
             }
             (Some(a), Some(b)) => (Some(a.add(&b)?), None),
             _ => (None, None),
@@ -104,7 +107,8 @@ pub(crate) struct Prepared<E: Element> {
     pub(crate) w_hr_t: Option<Tensor<E>>,
     /// Bias added to the input projection.
     pub(crate) b_x: Option<Tensor<E>>,
-    /// `b_hn`, added to the n block of `h @ weight_hhᵀ` at every step (GRU only).
+    /// `[0, 0, b_hn]` (GRU only): the bias row of the step's product `b_h + h @ weight_hhᵀ`,
+    /// which so adds `b_hn` to its n block.
     pub(crate) b_h: Option<Tensor<E>>,
 }
 

@@ -51,9 +51,9 @@ impl<E: Element> StepInput<'_, E> {
 /// * LSTM: `i,f,g,o = σ,σ,tanh,σ(gx + h Whhᵀ)` by column block (one `addmm_acts` or
 ///   `index_addmm_acts`, narrowed into the four gates); `c' = f⊙c + i⊙g` (one
 ///   `mul_add_mul`); `h' = o⊙tanh(c')` (one `mul_act`), then `h' Whrᵀ` with a projection.
-/// * GRU: `h Whhᵀ` (one `matmul`), then `r,z = σ(gx_{r,z} + (h Whhᵀ)_{r,z})` (one `add_act`;
-///   `b_hr`, `b_hz` are in `gx`), `n = tanh(gx_n + r⊙((h Whhᵀ)_n + b_hn))` (one
-///   `addcmul_act`), `h' = (1-z)⊙n + z⊙h`,
+/// * GRU: `[0, 0, b_hn] + h Whhᵀ` (one `addmm`, its bias row added after the product), then
+///   `r,z = σ(gx_{r,z} + (h Whhᵀ)_{r,z})` (one `add_act`; `b_hr`, `b_hz` are in `gx`),
+///   `n = tanh(gx_n + r⊙((h Whhᵀ)_n + b_hn))` (one `addcmul_act`), `h' = (1-z)⊙n + z⊙h`,
 ///   computed as `n + z⊙(h - n)` (one `lerp`).
 ///
 /// Every op here is a general-purpose core op with its own gradient; no op knows it is part of a
@@ -95,7 +95,10 @@ pub(crate) fn step<E: Element>(
         }
         CellKind::Gru => {
             let gx = gx.rows()?;
-            let hw = h.matmul(&p.w_hh_t)?;
+            let hw = match &p.b_h {
+                Some(b) => b.addmm(h, &p.w_hh_t)?,
+                None => h.matmul(&p.w_hh_t)?,
+            };
             let hs = h.shape()[1];
             let rz = gx
                 .narrow(1, 0, 2 * hs)?
@@ -103,10 +106,6 @@ pub(crate) fn step<E: Element>(
             let r = rz.narrow(1, 0, hs)?;
             let z = rz.narrow(1, hs, hs)?;
             let hw_n = hw.narrow(1, 2 * hs, hs)?;
-            let hw_n = match &p.b_h {
-                Some(b) => hw_n.add(b)?,
-                None => hw_n,
-            };
             let n = gx
                 .narrow(1, 2 * hs, hs)?
                 .addcmul_act(&r, &hw_n, 1.0, Activation::Tanh)?;
