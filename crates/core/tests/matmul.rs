@@ -570,13 +570,13 @@ fn products_split_in_two_give_the_same_bits_whoever_computes_the_second_block() 
 #[test]
 fn a_weight_used_at_every_step_gets_the_bits_of_one_product_over_the_stacked_steps() {
     // On two threads the tape forms such a weight's gradient from chunks of 256 stacked rows
-    // (the depth block of matrixmultiply) on the helper thread, and adds them in order (on one
+    // (the depth block of matrixmultiply) on the helper thread, and adds them in order; on one
     // thread it forms a panel-route chunk's product at once, and leaves `matrixmultiply`'s to
-    // one product at the end): the bits of one product over all stacked steps, taken in backward order (the last
-    // use first). Rows per use, in that order: thin uses crossing chunk boundaries, then thick
-    // ones, which end the chunking (the rows after the last chunk are added a chunk's rows at
-    // a time). Both layouts of the gradient: `x @ w` and `addmm(x, w.t())` (gradient formed
-    // transposed, partial sums added in place).
+    // one product at the end. Either way: the bits of one product over all stacked steps,
+    // taken in backward order (the last use first). Rows per use, in that order: thin uses
+    // crossing chunk boundaries, then thick ones, which end the chunking (the rows after the
+    // last chunk are added a chunk's rows at a time). Both layouts of the gradient: `x @ w`
+    // and `addmm(x, w.t())` (gradient formed transposed, partial sums added in place).
     let rows = [513, 300, 32, 32, 100, 92, 7, 250, 32, 64, 40, 200, 9];
     for threads in [1, 2] {
         let pool = rayon::ThreadPoolBuilder::new()

@@ -78,8 +78,8 @@ impl<E: Element> CellParams<E> {
                 let h = b.shape()[0] / 3;
                 let rz = a.narrow(0, 0, 2 * h)?.add(&b.narrow(0, 0, 2 * h)?)?;
                 let bx = Tensor::cat(&[&rz, &a.narrow(0, 2 * h, h)?], 0)?;
-                // added by the recurrent product: `b_hn` after its `n` columns, zero (which
-                // leaves a sum's bits as they are) after the others
+                // the recurrent product's bias row: `b_hn` for its `n` columns, zero for the
+                // others (adding +0 changes no value)
                 let bh = Tensor::cat(&[&Tensor::zeros(&[2 * h]), &b.narrow(0, 2 * h, h)?], 0)?;
                 (Some(bx), Some(bh))
             }
