@@ -81,13 +81,17 @@ const EARLY_BLOCK_FMAS: usize = 64 << 20;
 /// A block holds whole rows of the product, each element summed over the full depth by the
 /// same `matrixmultiply` call shape as the whole product (the left operand a transposed view,
 /// at least [`panel::BIG_M`] rows, so neither the `gemm` crate nor the panel kernel takes
-/// it), so the blocks put together have the whole product's bits. A product with too few
+/// it), so the blocks put together have the whole product's bits. A wide gradient (B2's
+/// decoder, see [`wide_gradient`](crate::ops::matmul::wide_gradient)) is cut at multiples of
+/// [`WIDE_BLOCK`](crate::ops::matmul::WIDE_BLOCK) rows instead, each block formed as `at_g_like`
+/// forms the whole, so the bits are those of one thread's. A product with too few
 /// rows or multiply-adds for two blocks is one block, the whole product, formed on one thread
 /// wherever it runs (the helper's jobs keep their products on its thread, and the caller
 /// taking it back does too), so its bits do not depend on which thread formed it. Used only
 /// while the pair is the tensor's sole one: when another comes, the sum is formed over all
 /// pairs, stacked, as without this.
 struct Early<E: Element> {
+    route: EarlyRoute,
     blocks: Vec<EarlyBlock<E>>,
     /// The product, `[rows, cols]` in memory, each block copied in by the thread that
     /// computed it (while the block is still in that core's cache).
@@ -97,23 +101,47 @@ struct Early<E: Element> {
     transposed: bool,
 }
 
-/// One row block of an [`Early`] product: `leadᵀ other`, its first row `r0` of the whole.
+/// One row block of an [`Early`] product, rows `r0..r0 + rows` of the whole.
 struct EarlyBlock<E: Element> {
     r0: usize,
-    factors: (Tensor<E>, Tensor<E>),
+    rows: usize,
+    factors: Factors<E>,
     job: Background<Result<()>>,
 }
 
-/// `leadᵀ other` for one block, copied into rows `r0..` of `out`.
+/// How an [`Early`] product's blocks are formed.
+#[derive(Clone, Copy)]
+enum EarlyRoute {
+    /// `factors = (leadᵀ, other)` of the block: `leadᵀ other` through `matrixmultiply`.
+    Lead,
+    /// A wide gradient ([`wide_gradient`](crate::ops::matmul::wide_gradient)): `factors =
+    /// (aᵀ, g)`, the whole of both; the block's rows of `gᵀ a` through
+    /// [`wide_at_g_rows`](crate::ops::matmul::wide_at_g_rows).
+    Wide,
+}
+
+/// One block of an [`Early`] product, copied into its rows `r0..r0 + rows` of `out`.
 fn early_block<E: Element>(
-    (lead_t, other): (&Tensor<E>, &Tensor<E>),
-    r0: usize,
+    route: EarlyRoute,
+    (f0, f1): (&Tensor<E>, &Tensor<E>),
+    (r0, rows): (usize, usize),
     out: &Mutex<Vec<E>>,
 ) -> Result<()> {
     let _no_grad = crate::tape::no_grad();
-    let (rows, cols) = (lead_t.shape()[0], other.shape()[1]);
-    let mut block = crate::storage::overwritable(rows * cols);
-    crate::ops::matmul::matmul_into(lead_t, other, &mut block)?;
+    let (block, cols) = match route {
+        EarlyRoute::Lead => {
+            let cols = f1.shape()[1];
+            let mut block = crate::storage::overwritable(rows * cols);
+            crate::ops::matmul::matmul_into(f0, f1, &mut block)?;
+            (block, cols)
+        }
+        EarlyRoute::Wide => {
+            let cols = f0.shape()[0];
+            let mut block = crate::storage::overwritable(rows * cols);
+            crate::ops::matmul::wide_at_g_rows(f0, f1, (r0, r0 + rows), &mut block)?;
+            (block, cols)
+        }
+    };
     let mut out = lock(out);
     out[r0 * cols..(r0 + rows) * cols].copy_from_slice(&block);
     drop(out);
@@ -139,25 +167,40 @@ impl<E: Element> Early<E> {
             return None;
         }
         // two blocks at least, so that the caller can take one back; of at least `BIG_M`
-        // rows each, or one block of all rows
+        // rows each, or one block of all rows; a wide gradient's of whole `WIDE_BLOCK`s
+        let wide = transposed && crate::ops::matmul::wide_gradient::<E>(depth, cols, rows);
+        let (route, unit) = match wide {
+            true => (EarlyRoute::Wide, crate::ops::matmul::WIDE_BLOCK),
+            false => (EarlyRoute::Lead, 1),
+        };
+        let units = rows.div_ceil(unit);
         let parts = fmas
             .div_ceil(EARLY_BLOCK_FMAS)
             .max(2)
             .min(rows / panel::BIG_M)
+            .min(units)
             .max(1);
+        let a_t = wide.then(|| crate::ops::matmul::row_major_t(a));
         let out = Arc::new(Mutex::new(crate::storage::overwritable(rows * cols)));
         let mut blocks = Vec::with_capacity(parts);
         for i in 0..parts {
-            let (r0, len) = crate::ops::gemm::block(rows, parts, i);
-            let lead_t = lead.narrow(1, r0, len).ok()?.t().ok()?;
-            let (l, o, dst) = (lead_t.clone(), other.clone(), out.clone());
+            let (u0, count) = crate::ops::gemm::block(units, parts, i);
+            let r0 = u0 * unit;
+            let len = (count * unit).min(rows - r0);
+            let factors = match &a_t {
+                Some(a_t) => (a_t.clone(), g.clone()),
+                None => (lead.narrow(1, r0, len).ok()?.t().ok()?, other.clone()),
+            };
+            let ((f0, f1), dst) = (factors.clone(), out.clone());
             blocks.push(EarlyBlock {
                 r0,
-                factors: (lead_t, other.clone()),
-                job: background(move || early_block((&l, &o), r0, &dst)),
+                rows: len,
+                factors,
+                job: background(move || early_block(route, (&f0, &f1), (r0, len), &dst)),
             });
         }
         Some(Early {
+            route,
             blocks,
             out,
             shape: (rows, cols),
@@ -173,8 +216,8 @@ impl<E: Element> Early<E> {
         let whole = self.blocks.len() == 1;
         for block in self.blocks.into_iter().rev() {
             if block.job.cancel() {
-                let (lead_t, other) = &block.factors;
-                let run = || early_block((lead_t, other), block.r0, &self.out);
+                let (f0, f1) = &block.factors;
+                let run = || early_block(self.route, (f0, f1), (block.r0, block.rows), &self.out);
                 // one block of any shape is the whole product on one thread, as on the helper
                 if whole {
                     crate::threads::single_threaded(run)?;

@@ -751,6 +751,80 @@ fn early_blocks_have_the_bits_of_one_product(m: usize, k: usize, n: usize) {
 }
 
 #[test]
+fn a_wide_weight_gradient_is_formed_in_blocks_with_the_same_bits_on_any_thread_count() {
+    // A decoder over a wide vocabulary, `x @ w.t()` with `w: [n, k]` and `n >= 8k` (not in
+    // whole 64-column panels, as B2's 10,000 are not): its gradient `cᵀ x` is formed as
+    // `xᵀ c` a block of 256 columns of `c` at a time (`xᵀ` copied row-major), each block
+    // transposed into its rows of `w`'s gradient. On one thread in one pass at `w`'s turn, on
+    // two as early blocks of 768, 768 and 464 rows on the helper; with a second use, over both
+    // uses stacked. Every path gives the bits of the same block products (formed here on one
+    // thread through the public API), and the values of the f64 product.
+    let (m, k, n) = (600, 128, 2000);
+    let x = rnd(&[m, k], 310).cast::<f32>();
+    let c = rnd(&[m, n], 311).cast::<f32>();
+    let (x2, c2) = (
+        rnd(&[300, k], 312).cast::<f32>(),
+        rnd(&[300, n], 313).cast::<f32>(),
+    );
+    let blocks = |x: &Tensor<f32>, c: &Tensor<f32>| -> Vec<u32> {
+        pool(1).install(|| {
+            let _off = retrograd_core::no_grad();
+            let xt = x.t().unwrap().contiguous();
+            let parts: Vec<Tensor<f32>> = (0..n)
+                .step_by(256)
+                .map(|j| {
+                    let cj = c.narrow(1, j, 256.min(n - j)).unwrap();
+                    xt.matmul(&cj).unwrap().t().unwrap()
+                })
+                .collect();
+            let parts: Vec<&Tensor<f32>> = parts.iter().collect();
+            let whole = Tensor::cat(&parts, 0).unwrap();
+            whole.to_vec().iter().map(|v| v.to_bits()).collect()
+        })
+    };
+    let (one, both) = (blocks(&x, &c), {
+        let xs = Tensor::cat(&[&x, &x2], 0).unwrap();
+        let cs = Tensor::cat(&[&c, &c2], 0).unwrap();
+        blocks(&xs, &cs)
+    });
+    let exact = rnd(&[m, n], 311)
+        .t()
+        .unwrap()
+        .matmul(&rnd(&[m, k], 310))
+        .unwrap()
+        .to_vec();
+    for threads in [1, 2] {
+        pool(threads).install(|| {
+            let w = rnd(&[n, k], 314).cast::<f32>().requires_grad();
+            let wt = w.t().unwrap();
+            let use_w =
+                |x: &Tensor<f32>, c: &Tensor<f32>| x.matmul(&wt).unwrap().mul(c).unwrap().sum_all();
+            let bits = |g: retrograd_core::GradStore<f32>| -> Vec<u32> {
+                let d = g.get(&w).unwrap();
+                assert_eq!(d.shape(), &[n, k]);
+                d.to_vec().iter().map(|v| v.to_bits()).collect()
+            };
+            let got = bits(use_w(&x, &c).backward().unwrap());
+            assert!(got == one, "threads {threads}: one use");
+            let worst = got
+                .iter()
+                .zip(&exact)
+                .map(|(&g, &e)| (f64::from(f32::from_bits(g)) - e).abs() / e.abs().max(1.0))
+                .fold(0.0, f64::max);
+            assert!(
+                worst < 1e-4,
+                "threads {threads}: largest difference {worst}"
+            );
+            let loss = use_w(&x2, &c2).add(&use_w(&x, &c)).unwrap();
+            assert!(
+                bits(loss.backward().unwrap()) == both,
+                "threads {threads}: two uses"
+            );
+        });
+    }
+}
+
+#[test]
 fn a_weight_used_through_its_transpose_and_directly_gets_both_gradients() {
     // On two threads a deferred product for w.t() is recorded for w in the view's orientation
     // and transposed when taken; a product that uses w itself is recorded transposed to match.
