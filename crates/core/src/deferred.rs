@@ -180,7 +180,12 @@ impl<E: Element> Early<E> {
             .min(rows / panel::BIG_M)
             .min(units)
             .max(1);
-        let a_t = wide.then(|| crate::ops::matmul::row_major_t(a));
+        // `aᵀ` copied row-major (a decoder's input: small)
+        let a_t = if wide {
+            Some(a.t().ok()?.contiguous())
+        } else {
+            None
+        };
         let out = Arc::new(Mutex::new(crate::storage::overwritable(rows * cols)));
         let mut blocks = Vec::with_capacity(parts);
         for i in 0..parts {
@@ -303,12 +308,13 @@ struct Recorded<E: Element> {
 }
 
 /// The chunks' products over one block of a gradient's columns, `cols = (first, count)`: one
-/// background job per chunk, each adding its block to `running`.
+/// background job per chunk on two threads, each adding its block to `running` (on one
+/// thread each chunk's block is added at once, with no job).
 struct Part<E: Element> {
     cols: (usize, usize),
+    /// How many chunks this block has had (each is its turn in `running`).
+    chunks: usize,
     jobs: Vec<Background<Result<()>>>,
-    /// Chunks whose products were formed at once on the calling thread (one thread).
-    formed: usize,
     running: Arc<Mutex<Running<E>>>,
 }
 
@@ -544,8 +550,8 @@ impl<E: Element> DeferredProducts<E> {
                 parts: parts
                     .map(|cols| Part {
                         cols,
+                        chunks: 0,
                         jobs: Vec::new(),
-                        formed: 0,
                         running: Arc::new(Mutex::new(Running::new())),
                     })
                     .collect(),
@@ -581,12 +587,12 @@ impl<E: Element> DeferredProducts<E> {
         r.open.push((a.narrow(0, 0, head)?, g.narrow(0, 0, head)?));
         let input = ChunkInput::new(std::mem::take(&mut r.open));
         for part in &mut r.parts {
-            let i = part.jobs.len() + part.formed;
+            let i = part.chunks;
+            part.chunks += 1;
             if one_thread {
                 // formed now, while the chunk's factors are still in cache
                 let product = chunk_product(tiles, &input, part.cols, &r.like)?;
                 lock(&part.running).add(i, product)?;
-                part.formed += 1;
                 continue;
             }
             let (input, like) = (input.clone(), r.like.clone());
@@ -631,10 +637,7 @@ impl<E: Element> DeferredProducts<E> {
             return early.join();
         }
         let (tiles, like) = (r.tiles, &r.like);
-        let chunked = r
-            .parts
-            .iter()
-            .any(|part| !part.jobs.is_empty() || part.formed > 0);
+        let chunked = r.parts.iter().any(|part| part.chunks > 0);
         if !chunked && tiles.is_none() {
             return stacked_product(&r.open, like);
         }
@@ -649,7 +652,7 @@ impl<E: Element> DeferredProducts<E> {
         // order, so those it has not started run here while it goes on from the front (the
         // running sums keep the order)
         for (p, part) in r.parts.into_iter().enumerate().rev() {
-            let chunks = part.jobs.len() + part.formed;
+            let chunks = part.chunks;
             for job in part.jobs.into_iter().rev() {
                 job.join()?;
             }
@@ -738,7 +741,7 @@ mod tests {
                 deferred.push(id, p.clone(), &like, false).unwrap();
                 // sixteen pairs of 16 rows fill the first chunk of 256
                 let part = &deferred.recorded[&id].parts[0];
-                assert_eq!((part.formed, part.jobs.len()), (usize::from(s >= 15), 0));
+                assert_eq!((part.chunks, part.jobs.len()), (usize::from(s >= 15), 0));
             }
             let got = deferred.take(id).unwrap().unwrap().to_vec();
             let a: Vec<&Tensor<f32>> = pairs.iter().map(|(a, _)| a).collect();

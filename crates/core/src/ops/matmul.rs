@@ -490,7 +490,7 @@ pub(crate) fn at_g_like<E: Element>(
     if column_major(like) {
         let (m, k, n) = (a.shape()[0], a.shape()[1], g.shape()[1]);
         if wide_gradient::<E>(m, k, n) {
-            let a_t = row_major_t(a);
+            let a_t = a.t()?.contiguous();
             let mut out = crate::storage::overwritable(n * k);
             wide_at_g_rows(&a_t, g, (0, n), &mut out)?;
             return constant(out, &[n, k]).t();
@@ -515,19 +515,11 @@ pub(crate) fn wide_gradient<E: Element>(m: usize, k: usize, n: usize) -> bool {
 /// of 512 columns took 17 ms in all, of 128 and 256 about 13).
 pub(crate) const WIDE_BLOCK: usize = 256;
 
-/// `aᵀ` as a row-major `[k, m]` tensor (a copy; `a` is the small factor of a wide gradient).
-pub(crate) fn row_major_t<E: Element>(a: &Tensor<E>) -> Tensor<E> {
-    let (m, k) = (a.shape()[0], a.shape()[1]);
-    let mut at = crate::storage::overwritable(k * m);
-    crate::twin::transpose_into(&a.contiguous_data(), m, k, &mut at, m);
-    constant(at, &[k, m])
-}
-
 /// Rows `j0..j1` of `gᵀ a` (`[n, k]` in memory), written row-major into `out`, formed as
 /// `aᵀ g` over blocks of [`WIDE_BLOCK`] columns of `g` (from column 0, so that every block
 /// is the same product whatever range is asked for; `j0` must be a multiple of it), each
 /// through the row-major GEMM path on the calling thread and transposed into its rows while
-/// it is in cache. `a_t` is [`row_major_t`] of `a`.
+/// it is in cache. `a_t` is `aᵀ` copied row-major (`a.t()?.contiguous()`: `a` is small).
 pub(crate) fn wide_at_g_rows<E: Element>(
     a_t: &Tensor<E>,
     g: &Tensor<E>,
