@@ -10,7 +10,10 @@
 //! On one thread a panel-route chunk's product is formed at once on the calling thread, while
 //! its factors (the last few time steps' inputs and gate gradients) are still in cache: left
 //! to the weight's turn, they had to come back from beyond L2 (B1 and B4 one-thread steps
-//! took about 2.7% longer so).
+//! took about 2.7% longer so). From the second chunk on, its tiles are added straight into
+//! the running sum ([`Running::fold`]), with the bits of a product buffer added after it but
+//! without the buffer: B1's eight 1 MB chunk products a step are no longer written out and
+//! read back.
 //!
 //! On two threads the pairs of a weight read as `w.t()` are recorded for `w` (the tape follows
 //! the transpose, `Op::transposes`), in the view's orientation, and the sum is transposed when
@@ -268,6 +271,32 @@ impl<E: Element> Running<E> {
         }
     }
 
+    /// Adds chunk `i`'s product: when it is chunk `i`'s turn and nothing waits in `ahead`,
+    /// `add_to` adds it straight into the sum's buffer (the sum held by nothing else, laid out
+    /// as `form` would lay the product out), saving the product's own buffer and the pass that
+    /// adds it; else `form` forms it and it is added as [`add`](Self::add) adds it.
+    fn fold(
+        &mut self,
+        i: usize,
+        add_to: impl FnOnce(&mut [E]),
+        form: impl FnOnce() -> Result<Tensor<E>>,
+    ) -> Result<()> {
+        let turn = i == self.added && self.ahead.is_empty();
+        if let Some(sum) = self.sum.take_if(|_| turn) {
+            let shape = sum.shape().to_vec();
+            match sum.into_own_vec() {
+                Ok(mut buf) => {
+                    add_to(&mut buf);
+                    self.sum = Some(crate::ops::constant(buf, &shape));
+                    self.added += 1;
+                    return Ok(());
+                }
+                Err(sum) => self.sum = Some(sum),
+            }
+        }
+        self.add(i, form()?)
+    }
+
     /// Adds chunk `i`'s product in its turn, then any later ones that were waiting for it.
     fn add(&mut self, i: usize, part: Tensor<E>) -> Result<()> {
         if i != self.added {
@@ -419,10 +448,25 @@ fn panel_product<E: Element>(
     input: &ChunkInput<E>,
     (c0, w): (usize, usize),
 ) -> Result<Tensor<E>> {
+    let a_cols = input.pairs[0].0.shape()[1];
+    let mut out = crate::storage::overwritable(a_cols * w);
+    panel_fold(tiles, input, (c0, w), &mut out, panel::product);
+    Ok(crate::ops::constant(out, &[a_cols, w]))
+}
+
+/// [`panel_product`]'s product through `fold` into `out` (row-major `[a_cols, w]`):
+/// [`panel::product`] writes it, [`panel::product_add`] adds it to what `out` holds.
+fn panel_fold<E: Element>(
+    tiles: PanelTiles<E>,
+    input: &ChunkInput<E>,
+    (c0, w): (usize, usize),
+    out: &mut [E],
+    fold: impl FnOnce(PanelTiles<E>, (usize, usize, usize), usize, MatRef<E>, &[E], &mut [E], usize),
+) {
     let pairs = &input.pairs;
     let (a_cols, n) = (pairs[0].0.shape()[1], pairs[0].1.shape()[1]);
     let rows: usize = pairs.iter().map(|(a, _)| a.shape()[0]).sum();
-    debug_assert!(rows <= CHUNK_ROWS && c0 + w <= n);
+    debug_assert!(rows <= CHUNK_ROWS && c0 + w <= n && out.len() == a_cols * w);
     // every element is written below
     let mut panels = panel::LineAligned::overwritable(rows * w);
     let mut row0 = 0;
@@ -430,15 +474,13 @@ fn panel_product<E: Element>(
         panel::pack_rows(&g.contiguous_data()[c0..], n, (rows, w), row0, &mut panels);
         row0 += g.shape()[0];
     }
-    let mut out = crate::storage::overwritable(a_cols * w);
     let a_t = MatRef {
         data: input.a_t(),
         rs: rows,
         cs: 1,
     };
-    panel::product(tiles, (a_cols, rows, w), 0, a_t, &panels, &mut out, w);
+    fold(tiles, (a_cols, rows, w), 0, a_t, &panels, out, w);
     crate::storage::give(panels.into_vec());
-    Ok(crate::ops::constant(out, &[a_cols, w]))
 }
 
 /// A chunk's product: laid out like `like` through `matrixmultiply` (all its columns), or
@@ -590,9 +632,18 @@ impl<E: Element> DeferredProducts<E> {
             let i = part.chunks;
             part.chunks += 1;
             if one_thread {
-                // formed now, while the chunk's factors are still in cache
-                let product = chunk_product(tiles, &input, part.cols, &r.like)?;
-                lock(&part.running).add(i, product)?;
+                // formed now, while the chunk's factors are still in cache (on the panel
+                // route, which is the only one chunked on one thread), and from the second
+                // chunk on added straight into the running sum
+                let mut running = lock(&part.running);
+                match tiles {
+                    Some(tiles) => running.fold(
+                        i,
+                        |sum| panel_fold(tiles, &input, part.cols, sum, panel::product_add),
+                        || panel_product(tiles, &input, part.cols),
+                    )?,
+                    None => running.add(i, chunk_product(tiles, &input, part.cols, &r.like)?)?,
+                }
                 continue;
             }
             let (input, like) = (input.clone(), r.like.clone());
@@ -713,7 +764,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn on_one_thread_a_panel_route_chunk_is_formed_as_soon_as_it_is_complete() {
+    fn on_one_thread_panel_route_chunks_are_formed_as_soon_as_complete_and_added_in_place() {
         if panel_tiles::<f32>(64, 128).is_none() {
             eprintln!("no f32 panel kernel on this CPU: the panel route is not taken");
             return;
@@ -736,12 +787,13 @@ mod tests {
             let like = Layout::contiguous(&[64, 128]);
             let mut deferred = DeferredProducts::<f32>::new();
             let id = crate::ops::constant(vec![0f32; 64 * 128], &[64, 128]).id();
-            let pairs: Vec<_> = (0..20).map(pair).collect();
+            let pairs: Vec<_> = (0..52).map(pair).collect();
             for (s, p) in pairs.iter().enumerate() {
                 deferred.push(id, p.clone(), &like, false).unwrap();
-                // sixteen pairs of 16 rows fill the first chunk of 256
+                // every sixteen pairs of 16 rows fill a chunk of 256: three chunks (the
+                // second and third added into the running sum in place), then 64 rows
                 let part = &deferred.recorded[&id].parts[0];
-                assert_eq!((part.chunks, part.jobs.len()), (usize::from(s >= 15), 0));
+                assert_eq!((part.chunks, part.jobs.len()), ((s + 1) / 16, 0));
             }
             let got = deferred.take(id).unwrap().unwrap().to_vec();
             let a: Vec<&Tensor<f32>> = pairs.iter().map(|(a, _)| a).collect();

@@ -295,9 +295,52 @@ pub(crate) fn product<E: Element>(
     c: &mut [E],
     ldc: usize,
 ) {
+    product_folded(tiles, (m, k, n), j0, a, panels, c, ldc, Fold::Write);
+}
+
+/// [`product`] added into `c` (`c += a @ b`) instead of written over it: each finished tile's
+/// sums are added into `c` as they are copied there, so every output is `c + s` for `s` the
+/// sum [`product`] would have written, with the same bits as `product` into a buffer followed
+/// by an addition of that buffer into `c` (a deferred weight gradient's running sum, see
+/// `deferred.rs`), without the buffer. `m` must be above one.
+pub(crate) fn product_add<E: Element>(
+    tiles: Tiles<E>,
+    (m, k, n): (usize, usize, usize),
+    j0: usize,
+    a: MatRef<E>,
+    panels: &[E],
+    c: &mut [E],
+    ldc: usize,
+) {
+    debug_assert!(m > 1, "one-row products are written, not added");
+    product_folded(tiles, (m, k, n), j0, a, panels, c, ldc, Fold::Add);
+}
+
+/// How [`product_folded`] puts a finished tile into the output.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fold {
+    /// Over what was there.
+    Write,
+    /// Added to what was there.
+    Add,
+}
+
+/// The walk of [`product`] and [`product_add`], `fold` saying how a finished tile goes into
+/// `c`.
+#[allow(clippy::too_many_arguments)]
+fn product_folded<E: Element>(
+    tiles: Tiles<E>,
+    (m, k, n): (usize, usize, usize),
+    j0: usize,
+    a: MatRef<E>,
+    panels: &[E],
+    c: &mut [E],
+    ldc: usize,
+    fold: Fold,
+) {
     debug_assert_eq!(j0 % NR, 0);
     debug_assert!(panels.len() >= n.div_ceil(NR) * k * NR);
-    if let (1, Some(row)) = (m, E::panel_row()) {
+    if let (1, Some(row), Fold::Write) = (m, E::panel_row(), fold) {
         product_row(row, (k, n), j0, a, panels, &mut c[..n - j0]);
         return;
     }
@@ -331,18 +374,23 @@ pub(crate) fn product<E: Element>(
         }
     };
     // one tile at a time for whole blocks; a chunked walk sums whole tiles in `c` and needs
-    // a tile per block of rows (in a recycled buffer) only when some tiles are ragged
+    // a tile per block of rows (in a recycled buffer) only when some tiles are ragged, or
+    // when the tiles are added into `c`
     let mut out = [E::zero(); MR * NR];
     let blocks = m.div_ceil(MR);
     let ragged = m % MR != 0 || n % NR != 0;
     let mut outs = match tiles {
-        Tiles::Chunked(_) if ragged => crate::storage::zeros(blocks * MR * NR),
+        Tiles::Chunked(_) if ragged || fold == Fold::Add => crate::storage::zeros(blocks * MR * NR),
         _ => Vec::new(),
     };
     let place = |c: &mut [E], i0: usize, c0: usize, cols: usize, out: &[E]| {
         for i in 0..(out.len() / NR).min(m - i0) {
-            let dst = (i0 + i) * ldc + c0;
-            c[dst..dst + cols].copy_from_slice(&out[i * NR..i * NR + cols]);
+            let dst = &mut c[(i0 + i) * ldc + c0..(i0 + i) * ldc + c0 + cols];
+            let src = &out[i * NR..i * NR + cols];
+            match fold {
+                Fold::Write => dst.copy_from_slice(src),
+                Fold::Add => dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s),
+            }
         }
     };
     let mut out6 = [E::zero(); 6 * NR];
@@ -365,7 +413,7 @@ pub(crate) fn product<E: Element>(
             Tiles::Chunked(acc) => {
                 // a whole tile (MR rows, NR columns) keeps its sums in `c` itself; a ragged
                 // one in its own tile of `outs`, copied out at the end
-                let whole = |t: usize| (t + 1) * MR <= m && cols == NR;
+                let whole = |t: usize| (t + 1) * MR <= m && cols == NR && fold == Fold::Write;
                 for p0 in (0..k).step_by(KC) {
                     let p1 = (p0 + KC).min(k);
                     for t in 0..blocks {

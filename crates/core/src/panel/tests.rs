@@ -373,6 +373,45 @@ fn chunked_cases(acc: AccTileFn<f32>) {
 }
 
 #[test]
+fn a_product_added_into_c_has_the_bits_of_the_product_then_an_addition() {
+    // `product_add` adds each tile into `c` as it places it: every output must be `c + s`
+    // with `s` the sum `product` writes, on every kernel set (whole tiles and the chunked
+    // walk, which otherwise sums whole tiles in `c` itself), for ragged rows and columns, a
+    // depth past the chunk size, a wider `c` whose extra columns stay untouched, and a
+    // transposed (copied) left operand
+    for (name, kernels) in kernel_sets() {
+        for &(m, k, n) in &[(32, 256, 1024), (5, 63, 70), (9, 130, 128), (6, 7, 64)] {
+            let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let at = column_major(&a, m, k);
+            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let bm = MatRef {
+                data: &b,
+                rs: n,
+                cs: 1,
+            };
+            let panels = pack(k, n, bm);
+            for am in both_layouts(&a, &at, m, k) {
+                for ldc in [n, n + 3] {
+                    let before: Vec<f32> = (0..m * ldc).map(|i| (i as f32 * 0.71).cos()).collect();
+                    let mut s = vec![f32::NAN; m * ldc];
+                    product(kernels.tiles, (m, k, n), 0, am, &panels, &mut s, ldc);
+                    let want: Vec<u32> = (0..m * ldc)
+                        .map(|i| match i % ldc < n {
+                            true => (before[i] + s[i]).to_bits(),
+                            false => before[i].to_bits(),
+                        })
+                        .collect();
+                    let mut c = before.clone();
+                    product_add(kernels.tiles, (m, k, n), 0, am, &panels, &mut c, ldc);
+                    let got: Vec<u32> = c.iter().map(|v| v.to_bits()).collect();
+                    assert_eq!(got, want, "{name}: {m}x{k}x{n}, ldc {ldc}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn every_simd_row_kernel_gives_the_scalar_bits_and_rows_are_products() {
     for (name, kernels) in kernel_sets() {
         row_kernel_cases(name, kernels);
