@@ -94,57 +94,98 @@ const EARLY_BLOCK_FMAS: usize = 64 << 20;
 /// while the pair is the tensor's sole one: when another comes, the sum is formed over all
 /// pairs, stacked, as without this.
 struct Early<E: Element> {
-    route: EarlyRoute,
-    blocks: Vec<EarlyBlock<E>>,
+    product: Arc<RowsOf<E>>,
+    blocks: Vec<EarlyBlock>,
     /// The product, `[rows, cols]` in memory, each block copied in by the thread that
     /// computed it (while the block is still in that core's cache).
     out: Arc<Mutex<Vec<E>>>,
-    shape: (usize, usize),
+}
+
+/// One row block of an [`Early`] product, rows `r0..r0 + rows` of the whole.
+struct EarlyBlock {
+    r0: usize,
+    rows: usize,
+    job: Background<Result<()>>,
+}
+
+/// `aᵀ g` laid out like a `like` (see [`at_g_like`](crate::ops::matmul::at_g_like)), formed a
+/// block of its rows in memory at a time: of the contiguous `[n, k]` buffer `gᵀ a` for a
+/// column-major `like`, else of `[k, n]` `aᵀ g`. Each block's rows are formed as the whole
+/// product would form them, so blocks put together have one product's bits: a wide gradient
+/// ([`wide_gradient`](crate::ops::matmul::wide_gradient)) through
+/// [`wide_at_g_rows`](crate::ops::matmul::wide_at_g_rows), blocks starting at multiples of
+/// [`unit`](Self::unit) rows; any other as `leadᵀ other` over the block's columns of `lead`
+/// through `matrixmultiply` (see [`Early`]).
+struct RowsOf<E: Element> {
+    /// The factor whose columns are the product's rows: `aᵀ` copied row-major for a wide
+    /// gradient (a decoder's input: small), else `g` for a column-major `like`, `a` otherwise.
+    lead: Tensor<E>,
+    /// The other factor.
+    other: Tensor<E>,
+    wide: bool,
     /// Whether the product is seen transposed (`like` column-major).
     transposed: bool,
 }
 
-/// One row block of an [`Early`] product, rows `r0..r0 + rows` of the whole.
-struct EarlyBlock<E: Element> {
-    r0: usize,
-    rows: usize,
-    factors: Factors<E>,
-    job: Background<Result<()>>,
-}
+impl<E: Element> RowsOf<E> {
+    fn new(a: &Tensor<E>, g: &Tensor<E>, like: &Layout) -> Result<Self> {
+        let transposed = column_major(like);
+        // the product in memory: `leadᵀ other` (`at_g_like` forms `(gᵀ a)ᵀ` for `transposed`)
+        let (lead, other) = if transposed { (g, a) } else { (a, g) };
+        let (depth, rows) = (lead.shape()[0], lead.shape()[1]);
+        let wide = transposed && crate::ops::matmul::wide_gradient::<E>(depth, a.shape()[1], rows);
+        let (lead, other) = match wide {
+            true => (a.t()?.contiguous(), g.clone()),
+            false => (lead.clone(), other.clone()),
+        };
+        Ok(RowsOf {
+            lead,
+            other,
+            wide,
+            transposed,
+        })
+    }
 
-/// How an [`Early`] product's blocks are formed.
-#[derive(Clone, Copy)]
-enum EarlyRoute {
-    /// `factors = (leadᵀ, other)` of the block: `leadᵀ other` through `matrixmultiply`.
-    Lead,
-    /// A wide gradient ([`wide_gradient`](crate::ops::matmul::wide_gradient)): `factors =
-    /// (aᵀ, g)`, the whole of both; the block's rows of `gᵀ a` through
-    /// [`wide_at_g_rows`](crate::ops::matmul::wide_at_g_rows).
-    Wide,
+    /// `(rows, cols)` of the product in memory.
+    fn shape(&self) -> (usize, usize) {
+        match self.wide {
+            true => (self.other.shape()[1], self.lead.shape()[0]),
+            false => (self.lead.shape()[1], self.other.shape()[1]),
+        }
+    }
+
+    /// Blocks start at multiples of this many rows.
+    fn unit(&self) -> usize {
+        match self.wide {
+            true => crate::ops::matmul::WIDE_BLOCK,
+            false => 1,
+        }
+    }
+
+    /// Rows `r0..r0 + rows`, written row-major into `out`.
+    fn form(&self, (r0, rows): (usize, usize), out: &mut [E]) -> Result<()> {
+        match self.wide {
+            true => {
+                crate::ops::matmul::wide_at_g_rows(&self.lead, &self.other, (r0, r0 + rows), out)
+            }
+            false => {
+                let lead_t = self.lead.narrow(1, r0, rows)?.t()?;
+                crate::ops::matmul::matmul_into(&lead_t, &self.other, out)
+            }
+        }
+    }
 }
 
 /// One block of an [`Early`] product, copied into its rows `r0..r0 + rows` of `out`.
 fn early_block<E: Element>(
-    route: EarlyRoute,
-    (f0, f1): (&Tensor<E>, &Tensor<E>),
+    product: &RowsOf<E>,
     (r0, rows): (usize, usize),
     out: &Mutex<Vec<E>>,
 ) -> Result<()> {
     let _no_grad = crate::tape::no_grad();
-    let (block, cols) = match route {
-        EarlyRoute::Lead => {
-            let cols = f1.shape()[1];
-            let mut block = crate::storage::overwritable(rows * cols);
-            crate::ops::matmul::matmul_into(f0, f1, &mut block)?;
-            (block, cols)
-        }
-        EarlyRoute::Wide => {
-            let cols = f0.shape()[0];
-            let mut block = crate::storage::overwritable(rows * cols);
-            crate::ops::matmul::wide_at_g_rows(f0, f1, (r0, r0 + rows), &mut block)?;
-            (block, cols)
-        }
-    };
+    let cols = product.shape().1;
+    let mut block = crate::storage::overwritable(rows * cols);
+    product.form((r0, rows), &mut block)?;
     let mut out = lock(out);
     out[r0 * cols..(r0 + rows) * cols].copy_from_slice(&block);
     drop(out);
@@ -156,26 +197,18 @@ impl<E: Element> Early<E> {
     /// Starts the row blocks of `aᵀ g`, laid out like `like`, or returns `None` when the
     /// product is small, the products run on one thread, or a factor is not row-major.
     fn start(a: &Tensor<E>, g: &Tensor<E>, like: &Layout) -> Option<Self> {
-        let transposed = column_major(like);
-        // the product in memory: `leadᵀ other` (`at_g_like` forms `(gᵀ a)ᵀ` for `transposed`)
-        let (lead, other) = if transposed { (g, a) } else { (a, g) };
-        let (depth, rows) = (lead.shape()[0], lead.shape()[1]);
-        let cols = other.shape()[1];
-        let fmas = depth * rows * cols;
+        let fmas = a.shape()[0] * a.shape()[1] * g.shape()[1];
         if fmas < EARLY_MIN_FMAS
             || crate::threads::product_threads() < 2
-            || !lead.is_contiguous()
-            || !other.is_contiguous()
+            || !a.is_contiguous()
+            || !g.is_contiguous()
         {
             return None;
         }
+        let product = Arc::new(RowsOf::new(a, g, like).ok()?);
+        let ((rows, cols), unit) = (product.shape(), product.unit());
         // two blocks at least, so that the caller can take one back; of at least `BIG_M`
         // rows each, or one block of all rows; a wide gradient's of whole `WIDE_BLOCK`s
-        let wide = transposed && crate::ops::matmul::wide_gradient::<E>(depth, cols, rows);
-        let (route, unit) = match wide {
-            true => (EarlyRoute::Wide, crate::ops::matmul::WIDE_BLOCK),
-            false => (EarlyRoute::Lead, 1),
-        };
         let units = rows.div_ceil(unit);
         let parts = fmas
             .div_ceil(EARLY_BLOCK_FMAS)
@@ -183,36 +216,24 @@ impl<E: Element> Early<E> {
             .min(rows / panel::BIG_M)
             .min(units)
             .max(1);
-        // `aᵀ` copied row-major (a decoder's input: small)
-        let a_t = if wide {
-            Some(a.t().ok()?.contiguous())
-        } else {
-            None
-        };
         let out = Arc::new(Mutex::new(crate::storage::overwritable(rows * cols)));
-        let mut blocks = Vec::with_capacity(parts);
-        for i in 0..parts {
-            let (u0, count) = crate::ops::gemm::block(units, parts, i);
-            let r0 = u0 * unit;
-            let len = (count * unit).min(rows - r0);
-            let factors = match &a_t {
-                Some(a_t) => (a_t.clone(), g.clone()),
-                None => (lead.narrow(1, r0, len).ok()?.t().ok()?, other.clone()),
-            };
-            let ((f0, f1), dst) = (factors.clone(), out.clone());
-            blocks.push(EarlyBlock {
-                r0,
-                rows: len,
-                factors,
-                job: background(move || early_block(route, (&f0, &f1), (r0, len), &dst)),
-            });
-        }
+        let blocks = (0..parts)
+            .map(|i| {
+                let (u0, count) = crate::ops::gemm::block(units, parts, i);
+                let r0 = u0 * unit;
+                let len = (count * unit).min(rows - r0);
+                let (product, dst) = (product.clone(), out.clone());
+                EarlyBlock {
+                    r0,
+                    rows: len,
+                    job: background(move || early_block(&product, (r0, len), &dst)),
+                }
+            })
+            .collect();
         Some(Early {
-            route,
+            product,
             blocks,
             out,
-            shape: (rows, cols),
-            transposed,
         })
     }
 
@@ -224,8 +245,7 @@ impl<E: Element> Early<E> {
         let whole = self.blocks.len() == 1;
         for block in self.blocks.into_iter().rev() {
             if block.job.cancel() {
-                let (f0, f1) = &block.factors;
-                let run = || early_block(self.route, (f0, f1), (block.r0, block.rows), &self.out);
+                let run = || early_block(&self.product, (block.r0, block.rows), &self.out);
                 // one block of any shape is the whole product on one thread, as on the helper
                 if whole {
                     crate::threads::single_threaded(run)?;
@@ -237,8 +257,9 @@ impl<E: Element> Early<E> {
             }
         }
         let out = std::mem::take(&mut *lock(&self.out));
-        let sum = crate::ops::constant(out, &[self.shape.0, self.shape.1]);
-        if self.transposed {
+        let (rows, cols) = self.product.shape();
+        let sum = crate::ops::constant(out, &[rows, cols]);
+        if self.product.transposed {
             sum.t()
         } else {
             Ok(sum)
