@@ -471,18 +471,18 @@ fn panel_product<E: Element>(
 ) -> Result<Tensor<E>> {
     let a_cols = input.pairs[0].0.shape()[1];
     let mut out = crate::storage::overwritable(a_cols * w);
-    panel_fold(tiles, input, (c0, w), &mut out, panel::product);
+    panel_fold(tiles, input, (c0, w), &mut out, panel::Fold::Write);
     Ok(crate::ops::constant(out, &[a_cols, w]))
 }
 
-/// [`panel_product`]'s product through `fold` into `out` (row-major `[a_cols, w]`):
-/// [`panel::product`] writes it, [`panel::product_add`] adds it to what `out` holds.
+/// [`panel_product`]'s product written into `out` (row-major `[a_cols, w]`), or added to what
+/// `out` holds, as `fold` says.
 fn panel_fold<E: Element>(
     tiles: PanelTiles<E>,
     input: &ChunkInput<E>,
     (c0, w): (usize, usize),
     out: &mut [E],
-    fold: impl FnOnce(PanelTiles<E>, (usize, usize, usize), usize, MatRef<E>, &[E], &mut [E], usize),
+    fold: panel::Fold,
 ) {
     let pairs = &input.pairs;
     let (a_cols, n) = (pairs[0].0.shape()[1], pairs[0].1.shape()[1]);
@@ -500,7 +500,7 @@ fn panel_fold<E: Element>(
         rs: rows,
         cs: 1,
     };
-    fold(tiles, (a_cols, rows, w), 0, a_t, &panels, out, w);
+    panel::product_folded(tiles, (a_cols, rows, w), 0, a_t, &panels, out, w, fold);
     crate::storage::give(panels.into_vec());
 }
 
@@ -660,7 +660,7 @@ impl<E: Element> DeferredProducts<E> {
                 match tiles {
                     Some(tiles) => running.fold(
                         i,
-                        |sum| panel_fold(tiles, &input, part.cols, sum, panel::product_add),
+                        |sum| panel_fold(tiles, &input, part.cols, sum, panel::Fold::Add),
                         || panel_product(tiles, &input, part.cols),
                     )?,
                     None => running.add(i, chunk_product(tiles, &input, part.cols, &r.like)?)?,

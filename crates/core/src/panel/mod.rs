@@ -298,37 +298,21 @@ pub(crate) fn product<E: Element>(
     product_folded(tiles, (m, k, n), j0, a, panels, c, ldc, Fold::Write);
 }
 
-/// [`product`] added into `c` (`c += a @ b`) instead of written over it: each finished tile's
-/// sums are added into `c` as they are copied there, so every output is `c + s` for `s` the
-/// sum [`product`] would have written, with the same bits as `product` into a buffer followed
-/// by an addition of that buffer into `c` (a deferred weight gradient's running sum, see
-/// `deferred.rs`), without the buffer. `m` must be above one.
-pub(crate) fn product_add<E: Element>(
-    tiles: Tiles<E>,
-    (m, k, n): (usize, usize, usize),
-    j0: usize,
-    a: MatRef<E>,
-    panels: &[E],
-    c: &mut [E],
-    ldc: usize,
-) {
-    debug_assert!(m > 1, "one-row products are written, not added");
-    product_folded(tiles, (m, k, n), j0, a, panels, c, ldc, Fold::Add);
-}
-
 /// How [`product_folded`] puts a finished tile into the output.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Fold {
-    /// Over what was there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fold {
+    /// Over what was there: [`product`].
     Write,
-    /// Added to what was there.
+    /// Added to what was there (`c += a @ b`): every output is `c + s` for `s` the sum
+    /// [`product`] would have written, the bits of `product` into a buffer followed by an
+    /// addition of that buffer into `c` (a deferred weight gradient's running sum, see
+    /// `deferred.rs`), without the buffer. Not for one-row products.
     Add,
 }
 
-/// The walk of [`product`] and [`product_add`], `fold` saying how a finished tile goes into
-/// `c`.
+/// [`product`], with `fold` saying how a finished tile goes into `c`.
 #[allow(clippy::too_many_arguments)]
-fn product_folded<E: Element>(
+pub(crate) fn product_folded<E: Element>(
     tiles: Tiles<E>,
     (m, k, n): (usize, usize, usize),
     j0: usize,
@@ -340,6 +324,10 @@ fn product_folded<E: Element>(
 ) {
     debug_assert_eq!(j0 % NR, 0);
     debug_assert!(panels.len() >= n.div_ceil(NR) * k * NR);
+    debug_assert!(
+        m > 1 || fold == Fold::Write,
+        "one-row products are written, not added"
+    );
     if let (1, Some(row), Fold::Write) = (m, E::panel_row(), fold) {
         product_row(row, (k, n), j0, a, panels, &mut c[..n - j0]);
         return;

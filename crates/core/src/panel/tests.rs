@@ -116,6 +116,29 @@ fn column_major<E: Copy>(a: &[E], m: usize, k: usize) -> Vec<E> {
     (0..m * k).map(|x| a[(x % m) * k + x / m]).collect()
 }
 
+/// Test operands of an `m x k x n` product: `a` row-major, its column-major copy `at`, `b`
+/// row-major (smooth values, all different) and `b` packed in panels.
+fn operands<E: Element>(m: usize, k: usize, n: usize) -> (Vec<E>, Vec<E>, Vec<E>, LineAligned<E>) {
+    let a: Vec<E> = (0..m * k)
+        .map(|i| E::of_f64((i as f64 * 0.37).sin()))
+        .collect();
+    let b: Vec<E> = (0..k * n)
+        .map(|i| E::of_f64((i as f64 * 0.11).cos()))
+        .collect();
+    let at = column_major(&a, m, k);
+    let panels = pack(k, n, rows_of(&b, n));
+    (a, at, b, panels)
+}
+
+/// A row-major matrix of `n` columns.
+fn rows_of<E>(b: &[E], n: usize) -> MatRef<'_, E> {
+    MatRef {
+        data: b,
+        rs: n,
+        cs: 1,
+    }
+}
+
 /// One `m x k` left operand read row-major from `a` and as the transpose of `at` (its
 /// column-major copy): the in-place and the copied paths of `product`.
 fn both_layouts<'a, E>(a: &'a [E], at: &'a [E], m: usize, k: usize) -> [MatRef<'a, E>; 2] {
@@ -152,15 +175,8 @@ fn products_over_panels_match_the_naive_product() {
         (11, 5, 64),
         (20, 9, 70),
     ] {
-        let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
-        let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.11).cos()).collect();
-        let at = column_major(&a, m, k);
-        let bm = MatRef {
-            data: &b,
-            rs: n,
-            cs: 1,
-        };
-        let panels = pack(k, n, bm);
+        let (a, at, b, panels) = operands::<f64>(m, k, n);
+        let bm = rows_of(&b, n);
         for am in both_layouts(&a, &at, m, k) {
             let want = naive(m, k, n, am, bm);
             for j0 in (0..n).step_by(NR) {
@@ -335,18 +351,7 @@ fn chunked_cases(acc: AccTileFn<f32>) {
         (32, 256, 256),
         (7, 1000, 200),
     ] {
-        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
-        let at = column_major(&a, m, k);
-        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
-        let panels = pack(
-            k,
-            n,
-            MatRef {
-                data: &b,
-                rs: n,
-                cs: 1,
-            },
-        );
+        let (a, at, _, panels) = operands::<f32>(m, k, n);
         for am in both_layouts(&a, &at, m, k) {
             for j0 in (0..n).step_by(NR) {
                 let w = n - j0;
@@ -374,22 +379,14 @@ fn chunked_cases(acc: AccTileFn<f32>) {
 
 #[test]
 fn a_product_added_into_c_has_the_bits_of_the_product_then_an_addition() {
-    // `product_add` adds each tile into `c` as it places it: every output must be `c + s`
+    // `Fold::Add` adds each tile into `c` as it places it: every output must be `c + s`
     // with `s` the sum `product` writes, on every kernel set (whole tiles and the chunked
     // walk, which otherwise sums whole tiles in `c` itself), for ragged rows and columns, a
     // depth past the chunk size, a wider `c` whose extra columns stay untouched, and a
     // transposed (copied) left operand
     for (name, kernels) in kernel_sets() {
         for &(m, k, n) in &[(32, 256, 1024), (5, 63, 70), (9, 130, 128), (6, 7, 64)] {
-            let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
-            let at = column_major(&a, m, k);
-            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
-            let bm = MatRef {
-                data: &b,
-                rs: n,
-                cs: 1,
-            };
-            let panels = pack(k, n, bm);
+            let (a, at, _, panels) = operands::<f32>(m, k, n);
             for am in both_layouts(&a, &at, m, k) {
                 for ldc in [n, n + 3] {
                     let before: Vec<f32> = (0..m * ldc).map(|i| (i as f32 * 0.71).cos()).collect();
@@ -402,7 +399,8 @@ fn a_product_added_into_c_has_the_bits_of_the_product_then_an_addition() {
                         })
                         .collect();
                     let mut c = before.clone();
-                    product_add(kernels.tiles, (m, k, n), 0, am, &panels, &mut c, ldc);
+                    let tiles = kernels.tiles;
+                    product_folded(tiles, (m, k, n), 0, am, &panels, &mut c, ldc, Fold::Add);
                     let got: Vec<u32> = c.iter().map(|v| v.to_bits()).collect();
                     assert_eq!(got, want, "{name}: {m}x{k}x{n}, ldc {ldc}");
                 }
