@@ -652,19 +652,15 @@ impl<E: Element> DeferredProducts<E> {
         for part in &mut r.parts {
             let i = part.chunks;
             part.chunks += 1;
-            if one_thread {
-                // formed now, while the chunk's factors are still in cache (on the panel
-                // route, which is the only one chunked on one thread), and from the second
-                // chunk on added straight into the running sum
-                let mut running = lock(&part.running);
-                match tiles {
-                    Some(tiles) => running.fold(
-                        i,
-                        |sum| panel_fold(tiles, &input, part.cols, sum, panel::Fold::Add),
-                        || panel_product(tiles, &input, part.cols),
-                    )?,
-                    None => running.add(i, chunk_product(tiles, &input, part.cols, &r.like)?)?,
-                }
+            // on one thread (where only the panel route is chunked) formed now, while the
+            // chunk's factors are still in cache, and from the second chunk on added straight
+            // into the running sum
+            if let (true, Some(tiles)) = (one_thread, tiles) {
+                lock(&part.running).fold(
+                    i,
+                    |sum| panel_fold(tiles, &input, part.cols, sum, panel::Fold::Add),
+                    || panel_product(tiles, &input, part.cols),
+                )?;
                 continue;
             }
             let (input, like) = (input.clone(), r.like.clone());

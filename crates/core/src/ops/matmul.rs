@@ -528,15 +528,19 @@ pub(crate) fn wide_at_g_rows<E: Element>(
 ) -> Result<()> {
     debug_assert_eq!(j0 % WIDE_BLOCK, 0);
     let k = a_t.shape()[0];
-    crate::threads::single_threaded(|| {
+    // one block buffer for all blocks (`matmul_into` takes `matmul_raw`'s route, so its bits)
+    let mut c = crate::storage::overwritable(k * WIDE_BLOCK.min(j1 - j0));
+    let formed = crate::threads::single_threaded(|| {
         for j in (j0..j1).step_by(WIDE_BLOCK) {
             let w = WIDE_BLOCK.min(j1 - j);
-            let c = matmul_raw(a_t, &g.narrow(1, j, w)?)?;
+            matmul_into(a_t, &g.narrow(1, j, w)?, &mut c[..k * w])?;
             let dst = &mut out[(j - j0) * k..(j - j0 + w) * k];
-            crate::twin::transpose_into(&c.contiguous_data(), k, w, dst, k);
+            crate::twin::transpose_into(&c[..k * w], k, w, dst, k);
         }
         Ok(())
-    })
+    });
+    crate::storage::give(c);
+    formed
 }
 
 /// Swaps the last two dims (a view).

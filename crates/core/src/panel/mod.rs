@@ -306,7 +306,8 @@ pub(crate) enum Fold {
     /// Added to what was there (`c += a @ b`): every output is `c + s` for `s` the sum
     /// [`product`] would have written, the bits of `product` into a buffer followed by an
     /// addition of that buffer into `c` (a deferred weight gradient's running sum, see
-    /// `deferred.rs`), without the buffer. Not for one-row products.
+    /// `deferred.rs`), without the buffer. A one-row product then takes the tile walk, not
+    /// the row kernel.
     Add,
 }
 
@@ -324,10 +325,6 @@ pub(crate) fn product_folded<E: Element>(
 ) {
     debug_assert_eq!(j0 % NR, 0);
     debug_assert!(panels.len() >= n.div_ceil(NR) * k * NR);
-    debug_assert!(
-        m > 1 || fold == Fold::Write,
-        "one-row products are written, not added"
-    );
     if let (1, Some(row), Fold::Write) = (m, E::panel_row(), fold) {
         product_row(row, (k, n), j0, a, panels, &mut c[..n - j0]);
         return;

@@ -382,10 +382,16 @@ fn a_product_added_into_c_has_the_bits_of_the_product_then_an_addition() {
     // `Fold::Add` adds each tile into `c` as it places it: every output must be `c + s`
     // with `s` the sum `product` writes, on every kernel set (whole tiles and the chunked
     // walk, which otherwise sums whole tiles in `c` itself), for ragged rows and columns, a
-    // depth past the chunk size, a wider `c` whose extra columns stay untouched, and a
-    // transposed (copied) left operand
+    // depth past the chunk size, a wider `c` whose extra columns stay untouched, a transposed
+    // (copied) left operand, and one row (added through the tile walk)
     for (name, kernels) in kernel_sets() {
-        for &(m, k, n) in &[(32, 256, 1024), (5, 63, 70), (9, 130, 128), (6, 7, 64)] {
+        for &(m, k, n) in &[
+            (32, 256, 1024),
+            (5, 63, 70),
+            (9, 130, 128),
+            (6, 7, 64),
+            (1, 5, 64),
+        ] {
             let (a, at, _, panels) = operands::<f32>(m, k, n);
             for am in both_layouts(&a, &at, m, k) {
                 for ldc in [n, n + 3] {
