@@ -266,7 +266,7 @@ fn split_with_helper<E: Element>(
     first(c);
     finish(epi, Block::first(half, (m, n), c));
     let block = pending.wait();
-    half.place((m, n), &block, c);
+    half.place_shared((m, n), &block, c);
     crate::storage::give(block);
     true
 }
