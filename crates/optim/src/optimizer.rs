@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use retrograd_core::{Element, Error, GradStore, Parameter, Result};
+use retrograd_core::{Element, Error, GradStore, Parameter, Result, Tensor};
 
 use crate::state::{HParamVisitor, OptimState, Reader, Writer};
 
@@ -97,6 +97,15 @@ pub(crate) trait SlotState<E: Element>: Sized + Send {
     ) -> Result<Option<Self>>;
 }
 
+/// One parameter's share of a step: the parameter, its state slot, its gradient, and the
+/// rows known to be nonzero (with the row length) when only those are updated.
+type Item<'a, E, S> = (
+    &'a Parameter<E>,
+    &'a mut Option<S>,
+    &'a Tensor<E>,
+    Option<(&'a [usize], usize)>,
+);
+
 /// Named parameters plus one optional state slot per parameter (`None` until its first step).
 pub(crate) struct ParamSet<E: Element, S> {
     pub(crate) entries: Vec<(String, Parameter<E>)>,
@@ -140,7 +149,9 @@ impl<E: Element, S: SlotState<E>> ParamSet<E, S> {
     /// With `skip_zero_rows` (for an update that leaves a value unchanged where its gradient
     /// is zero, and keeps no state: plain SGD), a gradient with known
     /// [`nonzero_rows`](GradStore::nonzero_rows) has `update` called on those rows alone, one
-    /// row at a time (B2's embedding: 400 of 10,000 rows).
+    /// row at a time (B2's embedding: 400 of 10,000 rows), and a dense parameter holding more
+    /// than half of the step's values is updated first, in pieces that both threads take
+    /// (`split::for_each_chunk`; each value's update is the same).
     pub(crate) fn step(
         &mut self,
         op: &'static str,
@@ -169,23 +180,44 @@ impl<E: Element, S: SlotState<E>> ParamSet<E, S> {
                 .map(|r| (r, p.shape()[1]));
             todo.push((p, slot, g, rows));
         }
-        // parameters are independent: large sets are updated on both threads (same bits)
-        crate::split::for_each_split(
-            todo,
-            |(p, _, _, rows)| rows.map_or(p.numel(), |(r, cols)| r.len() * cols),
-            |(p, slot, g, rows)| {
+        let work =
+            |(p, _, _, rows): &Item<'_, E, S>| rows.map_or(p.numel(), |(r, cols)| r.len() * cols);
+        if skip_zero_rows {
+            // a stateless update of one dense parameter with most of the work is shared in
+            // chunks first (B2's decoder weight: 2M of 2.7M values; as one item, one thread
+            // updated it while the other finished the rest and waited)
+            let total: usize = todo.iter().map(work).sum();
+            let big = (0..todo.len())
+                .max_by_key(|&i| work(&todo[i]))
+                .filter(|&i| {
+                    let w = work(&todo[i]);
+                    todo[i].3.is_none() && 2 * w > total && w >= crate::split::CHUNKED_MIN
+                });
+            if let Some(i) = big {
+                let (p, _, g, _) = todo.remove(i);
                 let g = g.contiguous_data();
-                p.update(|w| match rows {
-                    Some((rows, cols)) => {
-                        for &r in rows {
-                            let span = r * cols..(r + 1) * cols;
-                            update(&mut w[span.clone()], &g[span], slot);
-                        }
+                p.update(|w| {
+                    crate::split::for_each_chunk(w, &g, |w, g| {
+                        let mut none = None;
+                        update(w, g, &mut none);
+                        debug_assert!(none.is_none(), "a skip_zero_rows update keeps no state");
+                    })
+                })?;
+            }
+        }
+        // parameters are independent: large sets are updated on both threads (same bits)
+        crate::split::for_each_split(todo, work, |(p, slot, g, rows)| {
+            let g = g.contiguous_data();
+            p.update(|w| match rows {
+                Some((rows, cols)) => {
+                    for &r in rows {
+                        let span = r * cols..(r + 1) * cols;
+                        update(&mut w[span.clone()], &g[span], slot);
                     }
-                    None => update(w, &g, slot),
-                })
-            },
-        )
+                }
+                None => update(w, &g, slot),
+            })
+        })
     }
 
     /// Writes the parameter shapes and every existing slot.

@@ -12,6 +12,28 @@
 use retrograd_core::threads::map_by_size;
 use retrograd_core::Result;
 
+/// From this many values, a parameter whose stateless update holds most of a step's work is
+/// updated in [`CHUNK`]-value pieces shared between the threads ([`for_each_chunk`]).
+pub(crate) const CHUNKED_MIN: usize = 1 << 18;
+
+/// The values per piece of [`for_each_chunk`] (256 KiB of `f32`).
+const CHUNK: usize = 1 << 16;
+
+/// Runs `f(w_piece, g_piece)` over `w` and `g` (the same length) cut into [`CHUNK`]-value
+/// pieces, shared between threads as [`for_each_split`] shares parameters. For an update that
+/// reads and writes each value on its own (plain SGD), the values are those of one `f(w, g)`.
+/// On B2 with two threads (its 2M-value decoder weight), the update's samples had been 1.37%
+/// on the caller against 0.46% on the worker.
+pub(crate) fn for_each_chunk<E: Send + Sync>(
+    w: &mut [E],
+    g: &[E],
+    f: impl Fn(&mut [E], &[E]) + Sync,
+) {
+    debug_assert_eq!(w.len(), g.len());
+    let pieces: Vec<(&mut [E], &[E])> = w.chunks_mut(CHUNK).zip(g.chunks(CHUNK)).collect();
+    map_by_size(pieces, |(w, _)| w.len(), |(w, g)| f(w, g));
+}
+
 /// Runs `f` on every item, shared between threads as the module says (in order on this
 /// thread when they are few). Every item runs; the error of the first failing item in the
 /// items' order is returned.

@@ -100,3 +100,33 @@ fn clipping_many_parameters_scales_every_gradient_once() {
         assert_eq!(g.get_id(p.id()).unwrap().to_vec(), scaled);
     }
 }
+
+#[test]
+fn a_parameter_with_most_of_the_work_is_updated_in_shared_pieces_with_the_values_of_one_pass() {
+    // plain SGD keeps no state, so a parameter holding most of a step's values (300,001 of
+    // 305,004 here) is cut into pieces that both threads take; every value must still be
+    // `w - lr g` exactly once (a piece left out or run twice shows), as one loop computes it
+    let mut rng = StdRng::seed_from_u64(12);
+    let sizes = [5_000, 300_001, 3];
+    let values: Vec<Tensor<f32>> = sizes.iter().map(|&n| random(n, &mut rng)).collect();
+    let grads: Vec<Tensor<f32>> = sizes.iter().map(|&n| random(n, &mut rng)).collect();
+    let params: Vec<Parameter<f32>> = values.iter().map(|v| Parameter::new(v.clone())).collect();
+    let named: Vec<(String, Parameter<f32>)> = params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("p{i}"), p.clone()))
+        .collect();
+    let lr = 0.37f32;
+    let mut opt = Sgd::new(named, SgdConfig::new(f64::from(lr))).unwrap();
+    let refs: Vec<&Parameter<f32>> = params.iter().collect();
+    opt.step(&store(&refs, &grads)).unwrap();
+    for (i, ((p, v), g)) in params.iter().zip(&values).zip(&grads).enumerate() {
+        let want: Vec<f32> = v
+            .to_vec()
+            .iter()
+            .zip(g.to_vec())
+            .map(|(&w, g)| w + (-lr) * g)
+            .collect();
+        assert!(p.to_vec() == want, "parameter {i} ({} values)", sizes[i]);
+    }
+}
