@@ -85,8 +85,8 @@ const EARLY_BLOCK_FMAS: usize = 64 << 20;
 /// same `matrixmultiply` call shape as the whole product (the left operand a transposed view,
 /// at least [`panel::BIG_M`] rows, so neither the `gemm` crate nor the panel kernel takes
 /// it), so the blocks put together have the whole product's bits. A wide gradient (B2's
-/// decoder, see [`wide_gradient`](crate::ops::matmul::wide_gradient)) is cut at multiples of
-/// [`WIDE_BLOCK`](crate::ops::matmul::WIDE_BLOCK) rows instead, each block formed as `at_g_like`
+/// decoder, see [`wide_gradient`](crate::ops::wide::wide_gradient)) is cut at multiples of
+/// [`WIDE_BLOCK`](crate::ops::wide::WIDE_BLOCK) rows instead, each block formed as `at_g_like`
 /// forms the whole, so the bits are those of one thread's. A product with too few
 /// rows or multiply-adds for two blocks is one block, the whole product, formed on one thread
 /// wherever it runs (the helper's jobs keep their products on its thread, and the caller
@@ -112,17 +112,18 @@ struct EarlyBlock {
 /// block of its rows in memory at a time: of the contiguous `[n, k]` buffer `gᵀ a` for a
 /// column-major `like`, else of `[k, n]` `aᵀ g`. Each block's rows are formed as the whole
 /// product would form them, so blocks put together have one product's bits: a wide gradient
-/// ([`wide_gradient`](crate::ops::matmul::wide_gradient)) through
-/// [`wide_at_g_rows`](crate::ops::matmul::wide_at_g_rows), blocks starting at multiples of
+/// ([`wide_gradient`](crate::ops::wide::wide_gradient)) through
+/// [`wide::at_g_rows`](crate::ops::wide::at_g_rows), blocks starting at multiples of
 /// [`unit`](Self::unit) rows; any other as `leadᵀ other` over the block's columns of `lead`
 /// through `matrixmultiply` (see [`Early`]).
 struct RowsOf<E: Element> {
-    /// The factor whose columns are the product's rows: `aᵀ` copied row-major for a wide
-    /// gradient (a decoder's input: small), else `g` for a column-major `like`, `a` otherwise.
+    /// The factor whose columns are the product's rows: `g` for a column-major `like`, `a`
+    /// otherwise (for a wide gradient, `g`'s columns are the rows and `wide` holds `a`).
     lead: Tensor<E>,
     /// The other factor.
     other: Tensor<E>,
-    wide: bool,
+    /// A wide gradient's `a`, prepared for [`wide::at_g_rows`](crate::ops::wide::at_g_rows).
+    wide: Option<crate::ops::wide::Lead<E>>,
     /// Whether the product is seen transposed (`like` column-major).
     transposed: bool,
 }
@@ -133,42 +134,33 @@ impl<E: Element> RowsOf<E> {
         // the product in memory: `leadᵀ other` (`at_g_like` forms `(gᵀ a)ᵀ` for `transposed`)
         let (lead, other) = if transposed { (g, a) } else { (a, g) };
         let (depth, rows) = (lead.shape()[0], lead.shape()[1]);
-        let wide = transposed && crate::ops::matmul::wide_gradient::<E>(depth, a.shape()[1], rows);
-        let (lead, other) = match wide {
-            true => (a.t()?.contiguous(), g.clone()),
-            false => (lead.clone(), other.clone()),
-        };
+        let wide = transposed && crate::ops::wide::wide_gradient::<E>(depth, a.shape()[1], rows);
         Ok(RowsOf {
-            lead,
-            other,
-            wide,
+            lead: lead.clone(),
+            other: other.clone(),
+            wide: wide.then(|| crate::ops::wide::Lead::new(a)).transpose()?,
             transposed,
         })
     }
 
     /// `(rows, cols)` of the product in memory.
     fn shape(&self) -> (usize, usize) {
-        match self.wide {
-            true => (self.other.shape()[1], self.lead.shape()[0]),
-            false => (self.lead.shape()[1], self.other.shape()[1]),
-        }
+        (self.lead.shape()[1], self.other.shape()[1])
     }
 
     /// Blocks start at multiples of this many rows.
     fn unit(&self) -> usize {
         match self.wide {
-            true => crate::ops::matmul::WIDE_BLOCK,
-            false => 1,
+            Some(_) => crate::ops::wide::WIDE_BLOCK,
+            None => 1,
         }
     }
 
     /// Rows `r0..r0 + rows`, written row-major into `out`.
     fn form(&self, (r0, rows): (usize, usize), out: &mut [E]) -> Result<()> {
-        match self.wide {
-            true => {
-                crate::ops::matmul::wide_at_g_rows(&self.lead, &self.other, (r0, r0 + rows), out)
-            }
-            false => {
+        match &self.wide {
+            Some(a) => crate::ops::wide::at_g_rows(a, &self.lead, (r0, r0 + rows), out),
+            None => {
                 let lead_t = self.lead.narrow(1, r0, rows)?.t()?;
                 crate::ops::matmul::matmul_into(&lead_t, &self.other, out)
             }

@@ -70,6 +70,13 @@ pub trait Element:
         None
     }
 
+    /// The kernels of a wide weight gradient formed without transposes, if this type has
+    /// them on this CPU (`f32` with AVX-512); internal to the GEMM dispatch.
+    #[doc(hidden)]
+    fn wide_kernels() -> Option<WideKernels<Self>> {
+        None
+    }
+
     /// `1 / (1 + e^-x)` as the elementwise kernels compute it (see [`Element::exp_k`]).
     fn sigmoid_k(self) -> Self {
         if self >= Self::zero() {
@@ -145,6 +152,31 @@ pub enum PanelTiles<E: 'static> {
     /// (16 KiB of `f32`) is read from L1 by every block after the first. The AVX2 kernel runs
     /// so. The same `fma` chains as a whole tile, so the same bits.
     Chunked(AccTileFn<E>),
+}
+
+/// A `6 x 64` tile whose left operand is read column-major: `(k, a, lda, b, out, ldo, add)`
+/// sets row `i < 6` of `out` (at `out[i * ldo..i * ldo + 64]`) to `Σ_p a[p * lda + i] b[p][j]`
+/// over the `k x 64` panel `b`, one `fma` per term in `p` order, continuing the sums already in
+/// `out` when `add` is `true` (the same chains, so the same bits as one call over the whole
+/// depth) and starting from zero otherwise (see `ops::wide::at_g_rows`).
+#[doc(hidden)]
+pub type CmTileFn<E> = for<'a> fn(usize, &'a [E], usize, &'a [E], &'a mut [E], usize, bool);
+
+/// Eight columns of such a product for 48 rows of its output, the rows in vectors:
+/// `(k, a, lda, x, ldx, acc)` adds `Σ_p a[p * lda + r] x[p * ldx + c]` (`r < 48`, `c < 8`,
+/// one `fma` per term in `p` order) to `acc[3 c + r / 16][r % 16]`.
+#[doc(hidden)]
+pub type Cols8Fn<E> = for<'a> fn(usize, &'a [E], usize, &'a [E], usize, &'a mut [[E; 16]; 24]);
+
+/// The kernels of a wide weight gradient formed without transposes (see
+/// `ops::wide::at_g_rows`).
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct WideKernels<E: 'static> {
+    /// Six output rows against one 64-column panel.
+    pub six: CmTileFn<E>,
+    /// 48 output rows, eight columns, for the columns past the last whole panel.
+    pub cols8: Cols8Fn<E>,
 }
 
 /// One row against two panels of a packed-panel product: `(k, a, [b0, b1], out)` with `a` one
@@ -387,6 +419,9 @@ impl Element for f32 {
     }
     fn panel_row() -> Option<RowFn<Self>> {
         crate::panel::f32_row()
+    }
+    fn wide_kernels() -> Option<WideKernels<Self>> {
+        crate::panel::f32_wide()
     }
     impl_gemm!(sgemm, prefers_gemm_crate);
 }

@@ -752,21 +752,38 @@ fn early_blocks_have_the_bits_of_one_product(m: usize, k: usize, n: usize) {
 
 #[test]
 fn a_wide_weight_gradient_is_formed_in_blocks_with_the_same_bits_on_any_thread_count() {
-    // A decoder over a wide vocabulary, `x @ w.t()` with `w: [n, k]` and `n >= 8k` (not in
-    // whole 64-column panels, as B2's 10,000 are not): its gradient `cᵀ x` is formed as
-    // `xᵀ c` a block of 256 columns of `c` at a time (`xᵀ` copied row-major), each block
-    // transposed into its rows of `w`'s gradient. On one thread in one pass at `w`'s turn, on
-    // two as early blocks of 768, 768 and 464 rows on the helper; with a second use, over both
-    // uses stacked. Every path gives the bits of the same block products (formed here on one
-    // thread through the public API), and the values of the f64 product.
-    let (m, k, n) = (600, 128, 2000);
+    // A decoder over a wide vocabulary, `x @ w.t()` with `w: [n, k]` and `n >= 8k`: its
+    // gradient `cᵀ x` is formed a block of rows of `w`'s gradient at a time (`ops/wide.rs`:
+    // with AVX-512, tiles over `x`'s 64-column panels and an eight-column kernel for the 8
+    // columns past them, `c`'s columns copied 144 at a time, the last copy's 128 not a
+    // multiple of six or of 48; elsewhere `xᵀ c` through `gemm`, 256 columns of `c` at a
+    // time, each block transposed). On one thread in one pass at `w`'s turn, on two as early
+    // blocks on the helper; with a second use, over both uses stacked. Every path gives the
+    // bits of one f32 `fma` chain per output over the rows in order (the `gemm` route those
+    // of its blocks, the same as long as its depth blocks do not cut the sum: B2's 400 rows
+    // do not, these 600 do), and the values of the f64 product.
+    let (m, k, n) = (600, 200, 2000);
     let x = rnd(&[m, k], 310).cast::<f32>();
     let c = rnd(&[m, n], 311).cast::<f32>();
     let (x2, c2) = (
         rnd(&[300, k], 312).cast::<f32>(),
         rnd(&[300, n], 313).cast::<f32>(),
     );
+    // with the AVX-512 kernels, each output `w[j][q]` as one f32 `fma` chain over the rows `p`
+    // of `c` and `x`, in order; else the same `gemm` blocks formed through the public API
+    let kernels = <f32 as retrograd_core::Element>::wide_kernels().is_some();
     let blocks = |x: &Tensor<f32>, c: &Tensor<f32>| -> Vec<u32> {
+        if kernels {
+            let (xv, cv, rows) = (x.to_vec(), c.to_vec(), x.shape()[0]);
+            let mut out = Vec::with_capacity(n * k);
+            for j in 0..n {
+                for q in 0..k {
+                    let s = (0..rows).fold(0.0f32, |s, p| cv[p * n + j].mul_add(xv[p * k + q], s));
+                    out.push(s.to_bits());
+                }
+            }
+            return out;
+        }
         pool(1).install(|| {
             let _off = retrograd_core::no_grad();
             let xt = x.t().unwrap().contiguous();

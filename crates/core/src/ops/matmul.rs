@@ -481,7 +481,8 @@ pub(crate) fn column_major(like: &crate::layout::Layout) -> bool {
 /// product is formed as `(gᵀ a)ᵀ`: a contiguous `[n, k]` buffer seen through a transpose. The
 /// gradient then flows back through the transpose as a plain view instead of a strided copy
 /// of the whole weight gradient. The values are the same sums either way. A wide `g` (see
-/// [`wide_gradient`]) has that buffer's rows formed by [`wide_at_g_rows`].
+/// [`wide_gradient`](super::wide::wide_gradient)) has that buffer's rows formed by
+/// [`at_g_rows`](super::wide::at_g_rows).
 pub(crate) fn at_g_like<E: Element>(
     a: &Tensor<E>,
     g: &Tensor<E>,
@@ -489,58 +490,15 @@ pub(crate) fn at_g_like<E: Element>(
 ) -> Result<Tensor<E>> {
     if column_major(like) {
         let (m, k, n) = (a.shape()[0], a.shape()[1], g.shape()[1]);
-        if wide_gradient::<E>(m, k, n) {
-            let a_t = a.t()?.contiguous();
+        if super::wide::wide_gradient::<E>(m, k, n) {
             let mut out = crate::storage::overwritable(n * k);
-            wide_at_g_rows(&a_t, g, (0, n), &mut out)?;
+            super::wide::at_g_rows(&super::wide::Lead::new(a)?, g, (0, n), &mut out)?;
             return constant(out, &[n, k]).t();
         }
         matmul_raw(&g.t()?, a)?.t()
     } else {
         matmul_raw(&a.t()?, g)
     }
-}
-
-/// Whether a column-major `aᵀ g` (`a: [m, k]`, `g: [m, n]`) is formed by [`wide_at_g_rows`]
-/// rather than as `gᵀ a`: for `f32` when `g` is far wider than `a` (a decoder's gradient over
-/// a large vocabulary). `gᵀ a` reads `g` column by column into the GEMM's packed blocks: B2's
-/// `10000 x 400 x 200` took 15.5 ms in the step that way, against 13.0 for the blocks of the
-/// row-major `200 x 400 x 10000` through `gemm` with their transposes (one thread).
-pub(crate) fn wide_gradient<E: Element>(m: usize, k: usize, n: usize) -> bool {
-    E::DTYPE == crate::element::DType::F32 && n >= 8 * k && k >= 128 && m * n >= 1 << 20
-}
-
-/// Columns of `g` per product of [`wide_at_g_rows`]: the `[k, 256]` block stays in L2 for its
-/// transpose (whole, the transpose of B2's 8 MB product read it from memory: 4.3 ms; blocks
-/// of 512 columns took 17 ms in all, of 128 and 256 about 13).
-pub(crate) const WIDE_BLOCK: usize = 256;
-
-/// Rows `j0..j1` of `gᵀ a` (`[n, k]` in memory), written row-major into `out`, formed as
-/// `aᵀ g` over blocks of [`WIDE_BLOCK`] columns of `g` (from column 0, so that every block
-/// is the same product whatever range is asked for; `j0` must be a multiple of it), each
-/// through the row-major GEMM path on the calling thread and transposed into its rows while
-/// it is in cache. `a_t` is `aᵀ` copied row-major (`a.t()?.contiguous()`: `a` is small).
-pub(crate) fn wide_at_g_rows<E: Element>(
-    a_t: &Tensor<E>,
-    g: &Tensor<E>,
-    (j0, j1): (usize, usize),
-    out: &mut [E],
-) -> Result<()> {
-    debug_assert_eq!(j0 % WIDE_BLOCK, 0);
-    let k = a_t.shape()[0];
-    // one block buffer for all blocks (`matmul_into` takes `matmul_raw`'s route, so its bits)
-    let mut c = crate::storage::overwritable(k * WIDE_BLOCK.min(j1 - j0));
-    let formed = crate::threads::single_threaded(|| {
-        for j in (j0..j1).step_by(WIDE_BLOCK) {
-            let w = WIDE_BLOCK.min(j1 - j);
-            matmul_into(a_t, &g.narrow(1, j, w)?, &mut c[..k * w])?;
-            let dst = &mut out[(j - j0) * k..(j - j0 + w) * k];
-            crate::twin::transpose_into(&c[..k * w], k, w, dst, k);
-        }
-        Ok(())
-    });
-    crate::storage::give(c);
-    formed
 }
 
 /// Swaps the last two dims (a view).

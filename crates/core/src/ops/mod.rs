@@ -16,6 +16,7 @@ pub mod shape;
 pub mod softmax;
 pub mod ternary;
 pub mod unary;
+pub(crate) mod wide;
 
 use crate::storage::Storage;
 use std::sync::Arc;

@@ -27,6 +27,87 @@ pub(super) fn row_entry(k: usize, a: &[f32], b: [&[f32]; 2], out: &mut [f32; 2 *
     unsafe { row(k, a, b, out) }
 }
 
+/// Handed out only by [`super::f32_wide`], after the CPU reported AVX-512.
+pub(super) fn tile6_cm_entry(
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+    add: bool,
+) {
+    // SAFETY: as for `tile_entry`: `tile6_cm` is a safe function compiled for AVX-512, called
+    // only on a CPU that reported AVX-512F; its accesses are bounds-checked slices.
+    unsafe { tile6_cm(k, a, lda, b, out, ldo, add) }
+}
+
+/// Handed out only by [`super::f32_wide`], after the CPU reported AVX-512.
+pub(super) fn cols8_entry(
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    x: &[f32],
+    ldx: usize,
+    acc: &mut [[f32; 16]; 24],
+) {
+    // SAFETY: as for `tile_entry`: `cols8` is a safe function compiled for AVX-512, called
+    // only on a CPU that reported AVX-512F; its accesses are bounds-checked slices.
+    unsafe { cols8(k, a, lda, x, ldx, acc) }
+}
+
+/// The six-row tile of [`tile6`] with its left operand read column-major (six contiguous
+/// values per `p`, `lda` apart), the sums kept in (and, with `add`, continued from) six rows
+/// of `out`, `ldo` apart.
+#[target_feature(enable = "avx512f")]
+fn tile6_cm(k: usize, a: &[f32], lda: usize, b: &[f32], out: &mut [f32], ldo: usize, add: bool) {
+    let mut acc = [[_mm512_setzero_ps(); NR / 16]; 6];
+    if add {
+        for (i, row) in acc.iter_mut().enumerate() {
+            for (h, r) in row.iter_mut().enumerate() {
+                *r = load(&out[i * ldo + 16 * h..]);
+            }
+        }
+    }
+    for (p, bp) in b[..k * NR].chunks_exact(NR).enumerate() {
+        let bv = [load(bp), load(&bp[16..]), load(&bp[32..]), load(&bp[48..])];
+        let ap: &[f32; 6] = a[p * lda..p * lda + 6].try_into().expect("six rows");
+        for (row, &av) in acc.iter_mut().zip(ap) {
+            let av = _mm512_set1_ps(av);
+            for (r, &bv) in row.iter_mut().zip(&bv) {
+                *r = _mm512_fmadd_ps(av, bv, *r);
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        for (h, r) in row.iter().enumerate() {
+            let d = &mut out[i * ldo + 16 * h..i * ldo + 16 * h + 16];
+            d.copy_from_slice(&bytemuck::cast::<__m512, [f32; 16]>(*r));
+        }
+    }
+}
+
+/// 48 rows (three vectors of `a`'s row `p`) times eight broadcast values of `x`'s row `p`:
+/// twenty-four accumulators, continued from `acc`.
+#[target_feature(enable = "avx512f")]
+fn cols8(k: usize, a: &[f32], lda: usize, x: &[f32], ldx: usize, acc: &mut [[f32; 16]; 24]) {
+    let mut r: [__m512; 24] = std::array::from_fn(|i| load(&acc[i]));
+    for p in 0..k {
+        let ap = &a[p * lda..p * lda + 48];
+        let v = [load(ap), load(&ap[16..]), load(&ap[32..])];
+        let xp: &[f32; 8] = x[p * ldx..p * ldx + 8].try_into().expect("eight columns");
+        for (c, &xv) in xp.iter().enumerate() {
+            let xv = _mm512_set1_ps(xv);
+            for (h, &v) in v.iter().enumerate() {
+                r[3 * c + h] = _mm512_fmadd_ps(v, xv, r[3 * c + h]);
+            }
+        }
+    }
+    for (d, r) in acc.iter_mut().zip(&r) {
+        *d = bytemuck::cast::<__m512, [f32; 16]>(*r);
+    }
+}
+
 /// One row against two panels: eight accumulator chains (one FMA latency apart), per `p`
 /// one broadcast of `a`, eight panel loads, eight FMAs.
 #[target_feature(enable = "avx512f")]

@@ -512,6 +512,23 @@ pub(crate) fn f32_row() -> Option<RowFn<f32>> {
     kernels().map(|k| k.row)
 }
 
+/// The `f32` kernels of a wide weight gradient without transposes: AVX-512 only (elsewhere
+/// such gradients keep the `gemm` blocks of `ops::wide::at_g_rows`).
+pub(crate) fn f32_wide() -> Option<crate::element::WideKernels<f32>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static WIDE: OnceLock<Option<crate::element::WideKernels<f32>>> = OnceLock::new();
+        *WIDE.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx512f").then_some(crate::element::WideKernels {
+                six: avx512::tile6_cm_entry,
+                cols8: avx512::cols8_entry,
+            })
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
 /// The `f32` panel kernels of one instruction set.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels {

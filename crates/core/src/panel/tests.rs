@@ -579,3 +579,74 @@ fn a_weight_read_again_goes_through_panels_on_one_and_two_threads() {
         }
     }
 }
+
+#[test]
+fn the_wide_gradient_kernels_give_one_fma_chain_per_output_over_depth_passes() {
+    // the six-row tile reading `a` column-major and the eight-column kernel, each run over
+    // the depth in passes (`add` / the accumulators continuing the sums), against one f32
+    // `fma` chain per output in `p` order
+    let Some(kern) = f32_wide() else {
+        return; // no AVX-512 on this CPU: the wide gradient takes the `gemm` blocks
+    };
+    let val = |i: usize, s: usize| ((i * s) % 23) as f32 / 23.0 - 0.45;
+    for k in [1, 5, 64, 130] {
+        let lda = 54; // six rows from column 3 of a 54-wide column-major block
+        let a: Vec<f32> = (0..k * lda).map(|i| val(i, 7)).collect();
+        let b: Vec<f32> = (0..k * NR).map(|i| val(i, 11)).collect();
+        let want = |i: usize, j: usize| {
+            (0..k).fold(0.0f32, |s, p| a[p * lda + 3 + i].mul_add(b[p * NR + j], s))
+        };
+        // output rows 70 apart, the depth in passes of 0..40, 40..k
+        let ldo = 70;
+        let mut out = vec![f32::NAN; 6 * ldo];
+        let cut = k.min(40);
+        (kern.six)(cut, &a[3..], lda, &b, &mut out, ldo, false);
+        if cut < k {
+            (kern.six)(
+                k - cut,
+                &a[cut * lda + 3..],
+                lda,
+                &b[cut * NR..],
+                &mut out,
+                ldo,
+                true,
+            );
+        }
+        for i in 0..6 {
+            for j in 0..NR {
+                assert_eq!(
+                    out[i * ldo + j].to_bits(),
+                    want(i, j).to_bits(),
+                    "six, k {k}"
+                );
+            }
+            assert!(out[i * ldo + NR..(i + 1) * ldo].iter().all(|v| v.is_nan()));
+        }
+        // 48 rows (column-major in a 48-wide block) against columns 2..10 of a 12-wide `x`
+        let a48: Vec<f32> = (0..k * 48).map(|i| val(i, 5)).collect();
+        let x: Vec<f32> = (0..k * 12).map(|i| val(i, 13)).collect();
+        let mut acc = [[0.0f32; 16]; 24];
+        (kern.cols8)(cut, &a48, 48, &x[2..], 12, &mut acc);
+        if cut < k {
+            (kern.cols8)(
+                k - cut,
+                &a48[cut * 48..],
+                48,
+                &x[cut * 12 + 2..],
+                12,
+                &mut acc,
+            );
+        }
+        for r in 0..48 {
+            for c in 0..8 {
+                let want =
+                    (0..k).fold(0.0f32, |s, p| a48[p * 48 + r].mul_add(x[p * 12 + 2 + c], s));
+                assert_eq!(
+                    acc[3 * c + r / 16][r % 16].to_bits(),
+                    want.to_bits(),
+                    "cols8, k {k}"
+                );
+            }
+        }
+    }
+}
