@@ -139,9 +139,10 @@ fn rows_by_kernels<E: Element>(
         // whole panels: six rows at a time, the depth in passes of DEPTH
         for (q, panel) in panels.chunks_exact(m * NR).enumerate() {
             for i0 in (0..w).step_by(6) {
-                let (dst, ldo) = match i0 + 6 <= w {
-                    true => (&mut block[i0 * k + q * NR..], k),
-                    false => (&mut last[q * NR..], k),
+                // six whole rows in place; the last tile's rows past the block into `last`
+                let dst = match i0 + 6 <= w {
+                    true => &mut block[i0 * k + q * NR..],
+                    false => &mut last[q * NR..],
                 };
                 for p0 in (0..m).step_by(DEPTH) {
                     let p1 = (p0 + DEPTH).min(m);
@@ -152,7 +153,7 @@ fn rows_by_kernels<E: Element>(
                         ld,
                         &panel[p0 * NR..p1 * NR],
                         dst,
-                        ldo,
+                        k,
                         p0 > 0,
                     );
                 }
