@@ -7,8 +7,10 @@
 //! panels and each block of `g`'s columns copied row by row (no transpose) into a buffer that
 //! a six-row tile reads column-major; the columns past the last whole panel (B2: 8 of 200) go
 //! through a kernel that holds 48 output rows in vectors. Elsewhere the blocks are `aᵀ g`
-//! through the row-major GEMM path, each transposed into its rows. Every output is the same
-//! `fma` chain over the `m` terms in order either way, so the two routes give the same bits.
+//! through the row-major GEMM path, each transposed into its rows. Every output is an
+//! `fma` chain over the `m` terms in order, one chain per output on both routes as long as the
+//! `gemm` crate's depth blocks do not cut the sum (B2's 400 terms: the same bits either way;
+//! a 600-term sum is cut there, so its bits differ in the last places).
 
 use super::matmul::matmul_into;
 use crate::element::{Element, WideKernels};
@@ -43,13 +45,12 @@ const DEPTH: usize = 128;
 
 /// The decoder input `a` of a wide gradient, prepared once for all blocks.
 pub(crate) enum Lead<E: Element> {
-    /// For the kernels: `a` row-major (`[m, k]`) and its whole 64-column panels.
+    /// For the kernels: `a` (`[m, k]`, contiguous: the caller's tensor itself when it is)
+    /// and its whole 64-column panels.
     Panels {
         kernels: WideKernels<E>,
-        a: Vec<E>,
+        a: Tensor<E>,
         panels: LineAligned<E>,
-        m: usize,
-        k: usize,
     },
     /// For the `gemm` blocks: `aᵀ` copied row-major.
     Transposed(Tensor<E>),
@@ -62,24 +63,17 @@ impl<E: Element> Lead<E> {
         let (m, k) = a.dims2()?;
         match E::wide_kernels().filter(|_| k.is_multiple_of(8)) {
             Some(kernels) => {
-                let a = a.contiguous_data().into_owned();
-                let whole = k / NR * NR;
+                let a = a.contiguous();
                 let panels = crate::panel::pack(
                     m,
-                    whole,
+                    k / NR * NR,
                     MatRef {
-                        data: &a,
+                        data: &a.contiguous_data(),
                         rs: k,
                         cs: 1,
                     },
                 );
-                Ok(Lead::Panels {
-                    kernels,
-                    a,
-                    panels,
-                    m,
-                    k,
-                })
+                Ok(Lead::Panels { kernels, a, panels })
             }
             None => Ok(Lead::Transposed(a.t()?.contiguous())),
         }
@@ -95,15 +89,16 @@ pub(crate) fn at_g_rows<E: Element>(
     out: &mut [E],
 ) -> Result<()> {
     match lead {
-        Lead::Panels {
-            kernels,
-            a,
-            panels,
-            m,
-            k,
-        } => {
-            let g = g.contiguous_data();
-            rows_by_kernels(*kernels, (a, panels), (*m, *k), &g, (j0, j1), out);
+        Lead::Panels { kernels, a, panels } => {
+            let (g, mk) = (g.contiguous_data(), a.dims2()?);
+            rows_by_kernels(
+                *kernels,
+                (&a.contiguous_data(), panels),
+                mk,
+                &g,
+                (j0, j1),
+                out,
+            );
             Ok(())
         }
         Lead::Transposed(a_t) => rows_by_gemm(a_t, g, (j0, j1), out),
@@ -239,8 +234,9 @@ mod tests {
             })
             .collect();
         let mut leads = vec![Lead::Transposed(a.t().unwrap().contiguous())];
-        if let Lead::Panels { .. } = Lead::new(&a).unwrap() {
-            leads.push(Lead::new(&a).unwrap());
+        let lead = Lead::new(&a).unwrap();
+        if let Lead::Panels { .. } = lead {
+            leads.push(lead);
         }
         for lead in &leads {
             let route = match lead {
