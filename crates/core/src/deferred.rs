@@ -47,7 +47,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::element::{Element, PanelTiles};
+use crate::deferred_rows;
+use crate::element::{CmMode, Element, PanelTiles, WideKernels};
 use crate::error::Result;
 use crate::helper::{background, Background};
 use crate::layout::Layout;
@@ -347,6 +348,10 @@ struct Recorded<E: Element> {
     /// The panel kernel every chunk's product goes through (see [`panel_tiles`]), or `None`
     /// for `matrixmultiply`: decided by the first pair's shapes, which every pair shares.
     tiles: Option<PanelTiles<E>>,
+    /// On one thread, for a gradient laid out column-major on the panel route: the kernels
+    /// that form each chunk as rows of the transposed gradient, the running sum kept so
+    /// ([`deferred_rows`](crate::deferred_rows)); decided with `tiles`.
+    rows: Option<WideKernels<E>>,
 }
 
 /// The chunks' products over one block of a gradient's columns, `cols = (first, count)`: one
@@ -599,7 +604,13 @@ impl<E: Element> DeferredProducts<E> {
         let first = !self.recorded.contains_key(&id);
         let r = self.recorded.entry(id).or_insert_with(|| {
             let tiles = panel_tiles::<E>(a.shape()[1], g.shape()[1]);
-            let parts = column_blocks(tiles, g.shape()[1]).into_iter();
+            let rows = tiles
+                .filter(|_| crate::threads::product_threads() < 2 && column_major(like))
+                .and_then(|_| crate::deferred_rows::kernels(a.shape()[1], g.shape()[1]));
+            let parts = match rows {
+                Some(_) => vec![(0, g.shape()[1])].into_iter(),
+                None => column_blocks(tiles, g.shape()[1]).into_iter(),
+            };
             Recorded {
                 early: None,
                 parts: parts
@@ -614,6 +625,7 @@ impl<E: Element> DeferredProducts<E> {
                 open_rows: 0,
                 unchunked: false,
                 tiles,
+                rows,
                 like: like.clone(),
                 flipped,
             }
@@ -638,12 +650,22 @@ impl<E: Element> DeferredProducts<E> {
         }
         let head = CHUNK_ROWS - r.open_rows;
         let rest = rows - head;
-        let tiles = r.tiles;
+        let (tiles, rows_kern) = (r.tiles, r.rows);
         r.open.push((a.narrow(0, 0, head)?, g.narrow(0, 0, head)?));
         let input = ChunkInput::new(std::mem::take(&mut r.open));
         for part in &mut r.parts {
             let i = part.chunks;
             part.chunks += 1;
+            // on one thread, a gradient laid out column-major is summed as its transpose's
+            // rows, each chunk formed now and added as its tiles are stored
+            if let Some(kern) = rows_kern {
+                lock(&part.running).fold(
+                    i,
+                    |sum| deferred_rows::chunk_into(kern, &input.pairs, sum, CmMode::Fold),
+                    || Ok(deferred_rows::chunk_product(kern, &input.pairs)),
+                )?;
+                continue;
+            }
             // on one thread (where only the panel route is chunked) formed now, while the
             // chunk's factors are still in cache, and from the second chunk on added straight
             // into the running sum
@@ -696,7 +718,7 @@ impl<E: Element> DeferredProducts<E> {
         if let Some(early) = r.early {
             return early.join();
         }
-        let (tiles, like) = (r.tiles, &r.like);
+        let (tiles, rows_kern, like) = (r.tiles, r.rows, &r.like);
         let chunked = r.parts.iter().any(|part| part.chunks > 0);
         if !chunked && tiles.is_none() {
             return stacked_product(&r.open, like);
@@ -728,10 +750,11 @@ impl<E: Element> DeferredProducts<E> {
                 rest.clone()
             };
             for group in groups {
-                sum = Some(accumulate(
-                    sum,
-                    chunk_product(tiles, &group, part.cols, like)?,
-                )?);
+                let product = match rows_kern {
+                    Some(kern) => deferred_rows::chunk_product(kern, &group.pairs),
+                    None => chunk_product(tiles, &group, part.cols, like)?,
+                };
+                sum = Some(accumulate(sum, product)?);
                 ChunkInput::done(group);
             }
             let sum = sum.ok_or_else(|| {
@@ -739,6 +762,11 @@ impl<E: Element> DeferredProducts<E> {
                     "a deferred gradient was recorded without factors".into(),
                 )
             })?;
+            // the transposed gradient's rows, whole (one block of columns): laid out like
+            // `like` seen transposed
+            if rows_kern.is_some() {
+                return sum.t();
+            }
             // `matrixmultiply`'s sum is laid out like `like` already (and whole), and so is
             // a whole row-major one
             if tiles.is_none() || (single && !column_major(like)) {

@@ -154,13 +154,26 @@ pub enum PanelTiles<E: 'static> {
     Chunked(AccTileFn<E>),
 }
 
-/// A `6 x 64` tile whose left operand is read column-major: `(k, a, lda, b, out, ldo, add)`
-/// sets row `i < 6` of `out` (at `out[i * ldo..i * ldo + 64]`) to `Σ_p a[p * lda + i] b[p][j]`
-/// over the `k x 64` panel `b`, one `fma` per term in `p` order, continuing the sums already in
-/// `out` when `add` is `true` (the same chains, so the same bits as one call over the whole
-/// depth) and starting from zero otherwise (see `ops::wide::at_g_rows`).
+/// A `6 x 64` tile whose left operand is read column-major: `(k, a, lda, b, out, ldo, mode)`
+/// forms, for row `i < 6` of `out` (at `out[i * ldo..i * ldo + 64]`), the sums
+/// `s[i][j] = Σ_p a[p * lda + i] b[p][j]` over the `k x 64` panel `b`, one `fma` per term in
+/// `p` order, and puts them in as `mode` says (see [`CmMode`]).
 #[doc(hidden)]
-pub type CmTileFn<E> = for<'a> fn(usize, &'a [E], usize, &'a [E], &'a mut [E], usize, bool);
+pub type CmTileFn<E> = for<'a> fn(usize, &'a [E], usize, &'a [E], &'a mut [E], usize, CmMode);
+
+/// How a [`CmTileFn`] starts its sums and puts them into its output rows.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmMode {
+    /// From zero, written over what was there.
+    Write,
+    /// From the values already there, written back: the chains continue, so a depth cut into
+    /// passes gives the bits of one pass (see `ops::wide::at_g_rows`).
+    Continue,
+    /// From zero, then added to what was there (`out + s`, one rounding): a deferred weight
+    /// gradient's chunk added to its running sum (see `deferred.rs`).
+    Fold,
+}
 
 /// Eight columns of such a product for 48 rows of its output, the rows in vectors:
 /// `(k, a, lda, x, ldx, acc)` adds `Σ_p a[p * lda + r] x[p * ldx + c]` (`r < 48`, `c < 8`,

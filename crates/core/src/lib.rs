@@ -24,6 +24,7 @@
 
 pub mod anomaly;
 mod deferred;
+mod deferred_rows;
 mod display;
 pub mod element;
 pub mod error;

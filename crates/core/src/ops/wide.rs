@@ -13,7 +13,7 @@
 //! a 600-term sum is cut there, so its bits differ in the last places).
 
 use super::matmul::matmul_into;
-use crate::element::{Element, WideKernels};
+use crate::element::{CmMode, Element, WideKernels};
 use crate::error::Result;
 use crate::ops::gemm::MatRef;
 use crate::panel::{LineAligned, NR};
@@ -149,7 +149,11 @@ fn rows_by_kernels<E: Element>(
                         &panel[p0 * NR..p1 * NR],
                         dst,
                         k,
-                        p0 > 0,
+                        if p0 > 0 {
+                            CmMode::Continue
+                        } else {
+                            CmMode::Write
+                        },
                     );
                 }
             }

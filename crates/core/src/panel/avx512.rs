@@ -3,7 +3,10 @@
 //! [`super::kernels`] once the CPU has reported AVX-512.
 
 use super::{MR, NR};
-use std::arch::x86_64::{__m512, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_setzero_ps};
+use crate::element::CmMode;
+use std::arch::x86_64::{
+    __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_setzero_ps,
+};
 
 /// Handed out only by [`super::kernels`], after the CPU reported AVX-512.
 pub(super) fn tile_entry(k: usize, a: [&[f32]; MR], b: &[f32], out: &mut [f32; MR * NR]) {
@@ -35,11 +38,11 @@ pub(super) fn tile6_cm_entry(
     b: &[f32],
     out: &mut [f32],
     ldo: usize,
-    add: bool,
+    mode: CmMode,
 ) {
     // SAFETY: as for `tile_entry`: `tile6_cm` is a safe function compiled for AVX-512, called
     // only on a CPU that reported AVX-512F; its accesses are bounds-checked slices.
-    unsafe { tile6_cm(k, a, lda, b, out, ldo, add) }
+    unsafe { tile6_cm(k, a, lda, b, out, ldo, mode) }
 }
 
 /// Handed out only by [`super::f32_wide`], after the CPU reported AVX-512.
@@ -57,12 +60,12 @@ pub(super) fn cols8_entry(
 }
 
 /// The six-row tile of [`tile6`] with its left operand read column-major (six contiguous
-/// values per `p`, `lda` apart), the sums kept in (and, with `add`, continued from) six rows
-/// of `out`, `ldo` apart.
+/// values per `p`, `lda` apart), the sums put into six rows of `out`, `ldo` apart, as `mode`
+/// says: written, continued from the values there, or added to them.
 #[target_feature(enable = "avx512f")]
-fn tile6_cm(k: usize, a: &[f32], lda: usize, b: &[f32], out: &mut [f32], ldo: usize, add: bool) {
+fn tile6_cm(k: usize, a: &[f32], lda: usize, b: &[f32], out: &mut [f32], ldo: usize, mode: CmMode) {
     let mut acc = [[_mm512_setzero_ps(); NR / 16]; 6];
-    if add {
+    if mode == CmMode::Continue {
         for (i, row) in acc.iter_mut().enumerate() {
             for (h, r) in row.iter_mut().enumerate() {
                 *r = load(&out[i * ldo + 16 * h..]);
@@ -80,9 +83,13 @@ fn tile6_cm(k: usize, a: &[f32], lda: usize, b: &[f32], out: &mut [f32], ldo: us
         }
     }
     for (i, row) in acc.iter().enumerate() {
-        for (h, r) in row.iter().enumerate() {
+        for (h, &r) in row.iter().enumerate() {
             let d = &mut out[i * ldo + 16 * h..i * ldo + 16 * h + 16];
-            d.copy_from_slice(&bytemuck::cast::<__m512, [f32; 16]>(*r));
+            let r = match mode {
+                CmMode::Fold => _mm512_add_ps(load(d), r),
+                CmMode::Write | CmMode::Continue => r,
+            };
+            d.copy_from_slice(&bytemuck::cast::<__m512, [f32; 16]>(r));
         }
     }
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::element::AccTileFn;
+use crate::element::{AccTileFn, CmMode};
 use crate::ops::gemm::naive;
 
 #[test]
@@ -600,7 +600,7 @@ fn the_wide_gradient_kernels_give_one_fma_chain_per_output_over_depth_passes() {
         let ldo = 70;
         let mut out = vec![f32::NAN; 6 * ldo];
         let cut = k.min(40);
-        (kern.six)(cut, &a[3..], lda, &b, &mut out, ldo, false);
+        (kern.six)(cut, &a[3..], lda, &b, &mut out, ldo, CmMode::Write);
         if cut < k {
             (kern.six)(
                 k - cut,
@@ -609,7 +609,7 @@ fn the_wide_gradient_kernels_give_one_fma_chain_per_output_over_depth_passes() {
                 &b[cut * NR..],
                 &mut out,
                 ldo,
-                true,
+                CmMode::Continue,
             );
         }
         for i in 0..6 {
@@ -621,6 +621,20 @@ fn the_wide_gradient_kernels_give_one_fma_chain_per_output_over_depth_passes() {
                 );
             }
             assert!(out[i * ldo + NR..(i + 1) * ldo].iter().all(|v| v.is_nan()));
+        }
+        // folded: the sums from zero over the whole depth, each added to the value there
+        let base = |i: usize, j: usize| (i * NR + j) as f32 * 0.37 - 40.0;
+        let mut folded: Vec<f32> = (0..6 * ldo).map(|o| base(o / ldo, o % ldo)).collect();
+        (kern.six)(k, &a[3..], lda, &b, &mut folded, ldo, CmMode::Fold);
+        for i in 0..6 {
+            for j in 0..ldo {
+                let want = if j < NR {
+                    base(i, j) + want(i, j)
+                } else {
+                    base(i, j)
+                };
+                assert_eq!(folded[i * ldo + j].to_bits(), want.to_bits(), "fold, k {k}");
+            }
         }
         // 48 rows (column-major in a 48-wide block) against columns 2..10 of a 12-wide `x`
         let a48: Vec<f32> = (0..k * 48).map(|i| val(i, 5)).collect();
