@@ -62,6 +62,9 @@ use crate::twin::transpose_into;
 /// A factor pair `(a, g)` standing for the product `aᵀ g`.
 type Factors<E> = (Tensor<E>, Tensor<E>);
 
+/// How a one-thread chunk of [`deferred_rows`] goes into the running sum: added as stored.
+const FOLD: CmMode = CmMode::Fold;
+
 /// Stacked rows per chunk: the depth block of `matrixmultiply` (see the module doc).
 pub(crate) const CHUNK_ROWS: usize = 256;
 
@@ -605,12 +608,9 @@ impl<E: Element> DeferredProducts<E> {
         let r = self.recorded.entry(id).or_insert_with(|| {
             let tiles = panel_tiles::<E>(a.shape()[1], g.shape()[1]);
             let rows = tiles
-                .filter(|_| crate::threads::product_threads() < 2 && column_major(like))
+                .filter(|_| column_major(like))
                 .and_then(|_| crate::deferred_rows::kernels(a.shape()[1], g.shape()[1]));
-            let parts = match rows {
-                Some(_) => vec![(0, g.shape()[1])].into_iter(),
-                None => column_blocks(tiles, g.shape()[1]).into_iter(),
-            };
+            let parts = column_blocks(tiles, g.shape()[1]).into_iter();
             Recorded {
                 early: None,
                 parts: parts
@@ -656,14 +656,24 @@ impl<E: Element> DeferredProducts<E> {
         for part in &mut r.parts {
             let i = part.chunks;
             part.chunks += 1;
-            // on one thread, a gradient laid out column-major is summed as its transpose's
-            // rows, each chunk formed now and added as its tiles are stored
+            // a gradient laid out column-major is summed as its transpose's rows; on one
+            // thread each chunk is formed now and added as its tiles are stored
             if let Some(kern) = rows_kern {
-                lock(&part.running).fold(
-                    i,
-                    |sum| deferred_rows::chunk_into(kern, &input.pairs, sum, CmMode::Fold),
-                    || Ok(deferred_rows::chunk_product(kern, &input.pairs)),
-                )?;
+                let cols = part.cols;
+                if one_thread {
+                    lock(&part.running).fold(
+                        i,
+                        |sum| deferred_rows::chunk_into(kern, &input.pairs, cols, sum, FOLD),
+                        || Ok(deferred_rows::chunk_product(kern, &input.pairs, cols)),
+                    )?;
+                    continue;
+                }
+                let (input, running) = (input.clone(), part.running.clone());
+                part.jobs.push(background(move || {
+                    let product = deferred_rows::chunk_product(kern, &input.pairs, cols);
+                    ChunkInput::done(input);
+                    lock(&running).add(i, product)
+                }));
                 continue;
             }
             // on one thread (where only the panel route is chunked) formed now, while the
@@ -751,7 +761,7 @@ impl<E: Element> DeferredProducts<E> {
             };
             for group in groups {
                 let product = match rows_kern {
-                    Some(kern) => deferred_rows::chunk_product(kern, &group.pairs),
+                    Some(kern) => deferred_rows::chunk_product(kern, &group.pairs, part.cols),
                     None => chunk_product(tiles, &group, part.cols, like)?,
                 };
                 sum = Some(accumulate(sum, product)?);
@@ -762,10 +772,16 @@ impl<E: Element> DeferredProducts<E> {
                     "a deferred gradient was recorded without factors".into(),
                 )
             })?;
-            // the transposed gradient's rows, whole (one block of columns): laid out like
-            // `like` seen transposed
+            // the transposed gradient's rows (`like` seen transposed): whole, or a block of
+            // them (`[w, k]`) copied in as it is
             if rows_kern.is_some() {
-                return sum.t();
+                if single {
+                    return sum.t();
+                }
+                let ((c0, w), k) = (part.cols, sum.shape()[1]);
+                let out = out.get_or_insert_with(|| crate::storage::overwritable(k * n));
+                out[c0 * k..(c0 + w) * k].copy_from_slice(&sum.contiguous_data());
+                continue;
             }
             // `matrixmultiply`'s sum is laid out like `like` already (and whole), and so is
             // a whole row-major one

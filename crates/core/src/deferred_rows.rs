@@ -34,19 +34,21 @@ fn copy_stride<E>(n: usize) -> usize {
     n.div_ceil(line) * line + line
 }
 
-/// `Σ gᵀ a` over `pairs` (stacked, at most `deferred::CHUNK_ROWS` rows), the `[n, a_cols]`
-/// row-major rows of the transposed weight gradient, put into `out` as `mode` says:
-/// [`CmMode::Write`] or [`CmMode::Fold`] (added to the running sum there).
+/// `Σ gᵀ a` over `pairs` (stacked, at most `deferred::CHUNK_ROWS` rows), rows `c0..c0 + n`
+/// of the transposed weight gradient (from columns `c0..c0 + n` of the `g`s), `[n, a_cols]`
+/// row-major, put into `out` as `mode` says: [`CmMode::Write`] or [`CmMode::Fold`] (added to
+/// the running sum there).
 pub(crate) fn chunk_into<E: Element>(
     kern: WideKernels<E>,
     pairs: &[(Tensor<E>, Tensor<E>)],
+    (c0, n): (usize, usize),
     out: &mut [E],
     mode: CmMode,
 ) {
     debug_assert!(mode != CmMode::Continue);
-    let (a_cols, n) = (pairs[0].0.shape()[1], pairs[0].1.shape()[1]);
+    let (a_cols, g_cols) = (pairs[0].0.shape()[1], pairs[0].1.shape()[1]);
     let rows: usize = pairs.iter().map(|(a, _)| a.shape()[0]).sum();
-    debug_assert_eq!(out.len(), n * a_cols);
+    debug_assert!(out.len() == n * a_cols && c0 + n <= g_cols);
     let ld = copy_stride::<E>(n);
     // every element the tiles read is written below (the stride's padding only feeds the
     // rows past `n` of a last partial tile, which are not copied out)
@@ -63,8 +65,8 @@ pub(crate) fn chunk_into<E: Element>(
             &mut panels,
         );
         let dst = copy[row0 * ld..(row0 + r) * ld].chunks_exact_mut(ld);
-        for (dst, src) in dst.zip(g.contiguous_data().chunks_exact(n)) {
-            dst[..n].copy_from_slice(src);
+        for (dst, src) in dst.zip(g.contiguous_data().chunks_exact(g_cols)) {
+            dst[..n].copy_from_slice(&src[c0..c0 + n]);
             dst[n..].fill(E::zero());
         }
         row0 += r;
@@ -93,10 +95,11 @@ pub(crate) fn chunk_into<E: Element>(
 pub(crate) fn chunk_product<E: Element>(
     kern: WideKernels<E>,
     pairs: &[(Tensor<E>, Tensor<E>)],
+    (c0, n): (usize, usize),
 ) -> Tensor<E> {
-    let (a_cols, n) = (pairs[0].0.shape()[1], pairs[0].1.shape()[1]);
+    let a_cols = pairs[0].0.shape()[1];
     let mut out = crate::storage::overwritable(n * a_cols);
-    chunk_into(kern, pairs, &mut out, CmMode::Write);
+    chunk_into(kern, pairs, (c0, n), &mut out, CmMode::Write);
     crate::ops::constant(out, &[n, a_cols])
 }
 
@@ -131,8 +134,8 @@ mod tests {
             }
             s
         };
-        let mut out = chunk_product(kern, &first).to_vec();
-        chunk_into(kern, &second, &mut out, CmMode::Fold);
+        let mut out = chunk_product(kern, &first, (0, n)).to_vec();
+        chunk_into(kern, &second, (0, n), &mut out, CmMode::Fold);
         for j in 0..n {
             for c in 0..a_cols {
                 let want = chain(&first, j, c) + chain(&second, j, c);
@@ -143,5 +146,13 @@ mod tests {
                 );
             }
         }
+        // a block of columns of the g's (of rows of the gradient): those rows of the whole
+        let (c0, w) = (27, 31);
+        let mut block = chunk_product(kern, &first, (c0, w)).to_vec();
+        chunk_into(kern, &second, (c0, w), &mut block, CmMode::Fold);
+        assert!(block
+            .iter()
+            .zip(&out[c0 * a_cols..(c0 + w) * a_cols])
+            .all(|(b, o)| b.to_bits() == o.to_bits()));
     }
 }
