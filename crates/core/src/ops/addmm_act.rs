@@ -46,15 +46,23 @@ impl Activation {
         }
     }
 
+    /// Appends `g ⊙ act'` for the outputs `y` to `out`, each value as [`grad`](Self::grad)
+    /// writes it: one loop per activation that reads `g` and `y` and writes `out` once (a copy
+    /// of `g` changed in place was a second pass, about 0.7% of B1's one-thread profile).
+    pub(crate) fn extend_grads<E: Element>(self, out: &mut Vec<E>, g: &[E], y: &[E]) {
+        let pairs = g.iter().zip(y);
+        match self {
+            Activation::Tanh => out.extend(pairs.map(|(&g, &y)| Activation::Tanh.grad(g, y))),
+            Activation::Sigmoid => out.extend(pairs.map(|(&g, &y)| Activation::Sigmoid.grad(g, y))),
+            Activation::Relu => out.extend(pairs.map(|(&g, &y)| Activation::Relu.grad(g, y))),
+        }
+    }
+
     /// `g ⊙ act'(y)` for an upstream gradient `g` and an op's saved output `y` (same shape),
     /// contiguous.
     pub(crate) fn grads<E: Element>(self, g: &Tensor<E>, y: &Tensor<E>) -> Vec<E> {
         let mut out = crate::storage::take(g.numel());
-        super::for_matching_runs([g, y], |[g, y]| {
-            let start = out.len();
-            out.extend_from_slice(g);
-            self.grad_in_place(&mut out[start..], y);
-        });
+        super::for_matching_runs([g, y], |[g, y]| self.extend_grads(&mut out, g, y));
         out
     }
 
@@ -164,9 +172,7 @@ impl<E: Element> AddmmAct<E> {
         for (gr, yr) in gd.chunks_exact(n).zip(yd.chunks_exact(n)) {
             for (q, &act) in self.acts.iter().enumerate() {
                 let cols = q * width..(q + 1) * width;
-                let start = out.len();
-                out.extend_from_slice(&gr[cols.clone()]);
-                act.grad_in_place(&mut out[start..], &yr[cols]);
+                act.extend_grads(&mut out, &gr[cols.clone()], &yr[cols]);
             }
         }
         constant(out, g.shape())
