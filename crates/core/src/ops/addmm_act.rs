@@ -35,14 +35,36 @@ impl Activation {
         }
     }
 
-    /// `g = g ⊙ act'` over a slice, written with the outputs `y` as [`grad`](Self::grad)
-    /// writes it: one loop per activation, so each vectorizes without a branch inside.
-    pub(crate) fn grad_in_place<E: Element>(self, g: &mut [E], y: &[E]) {
-        let pairs = g.iter_mut().zip(y);
+    /// Appends `f(act(x), o)` for each `x` of `x` and `o` of `other` (same length) to `out`, in
+    /// one pass: one loop per activation, each vectorizing with `f` inlined.
+    pub(crate) fn extend_with<E: Element>(
+        self,
+        out: &mut Vec<E>,
+        x: &[E],
+        other: &[E],
+        f: impl Fn(E, E) -> E,
+    ) {
+        let pairs = x.iter().zip(other);
         match self {
-            Activation::Tanh => pairs.for_each(|(g, &y)| *g = Activation::Tanh.grad(*g, y)),
-            Activation::Sigmoid => pairs.for_each(|(g, &y)| *g = Activation::Sigmoid.grad(*g, y)),
-            Activation::Relu => pairs.for_each(|(g, &y)| *g = Activation::Relu.grad(*g, y)),
+            Activation::Tanh => out.extend(pairs.map(|(&x, &o)| f(x.tanh_k(), o))),
+            Activation::Sigmoid => out.extend(pairs.map(|(&x, &o)| f(x.sigmoid_k(), o))),
+            Activation::Relu => {
+                out.extend(pairs.map(|(&x, &o)| f(if x > E::zero() { x } else { E::zero() }, o)))
+            }
+        }
+    }
+
+    /// `y = act(y + c)` over a slice, the sum rounded first (the bits of `y += c` followed by
+    /// [`apply`](Self::apply)) in one pass: an `addmm_acts` epilogue (the LSTM gates).
+    pub(crate) fn apply_added<E: Element>(self, y: &mut [E], c: &[E]) {
+        let pairs = y.iter_mut().zip(c);
+        match self {
+            Activation::Tanh => pairs.for_each(|(v, &c)| *v = (*v + c).tanh_k()),
+            Activation::Sigmoid => pairs.for_each(|(v, &c)| *v = (*v + c).sigmoid_k()),
+            Activation::Relu => pairs.for_each(|(v, &c)| {
+                let s = *v + c;
+                *v = if s > E::zero() { s } else { E::zero() }
+            }),
         }
     }
 
@@ -204,14 +226,16 @@ pub(super) fn add_then_activate<E: Element>(
             let i = rows.as_ref().map_or(blk.i0 + r, |ids| ids[blk.i0 + r]);
             let start = offset + i * rs + blk.j0;
             let row = &mut blk.data[r * blk.ld..r * blk.ld + blk.cols];
-            for (y, &cv) in row.iter_mut().zip(&data[start..start + blk.cols]) {
-                *y += cv;
+            let cs = &data[start..start + blk.cols];
+            if acts.is_empty() {
+                row.iter_mut().zip(cs).for_each(|(y, &cv)| *y += cv);
             }
             let mut j = blk.j0;
             while j < end && !acts.is_empty() {
                 let q = j / width;
                 let stop = ((q + 1) * width).min(end);
-                acts[q].apply(&mut row[j - blk.j0..stop - blk.j0]);
+                let run = j - blk.j0..stop - blk.j0;
+                acts[q].apply_added(&mut row[run.clone()], &cs[run]);
                 j = stop;
             }
         }

@@ -194,11 +194,7 @@ impl MulAct {
         let (a, b) = broadcast_pair("mul_act", a, b)?;
         let mut y = crate::storage::take(a.numel());
         super::for_matching_runs([&a, &b], |[a, b]| {
-            let start = y.len();
-            y.extend_from_slice(b);
-            let run = &mut y[start..];
-            act.apply(run);
-            run.iter_mut().zip(a).for_each(|(t, &a)| *t = a * *t);
+            act.extend_with(&mut y, b, a, |t, a| a * t)
         });
         let (y, l) = out(y, a.shape());
         Ok(Tensor::from_op(y, l, &[&a, &b], || MulAct { act }))
@@ -213,16 +209,25 @@ impl<E: Element> Op<E> for MulAct {
         let (s, act) = (g.shape(), self.act);
         // act(b) again, contiguous
         let mut t = crate::storage::take(g.numel());
-        super::for_matching_runs([&x[1]], |[b]| t.extend_from_slice(b));
-        act.apply(&mut t);
+        super::for_matching_runs([&x[1]], |[b]| act.extend_with(&mut t, b, b, |t, _| t));
         let t = constant(t, s);
         let da = need(&x[0]).then(|| constant(zip_map(g, &t, |g, t| g * t), s));
         let db = need(&x[1]).then(|| {
+            // (g·a)·act'(t) in one pass, one loop per activation
             let mut db = crate::storage::take(g.numel());
             super::for_matching_runs([g, &x[0], &t], |[g, a, t]| {
-                let start = db.len();
-                db.extend(g.iter().zip(a).map(|(&g, &a)| g * a));
-                act.grad_in_place(&mut db[start..], t);
+                let terms = g.iter().zip(a).zip(t);
+                match act {
+                    Activation::Tanh => {
+                        db.extend(terms.map(|((&g, &a), &t)| Activation::Tanh.grad(g * a, t)))
+                    }
+                    Activation::Sigmoid => {
+                        db.extend(terms.map(|((&g, &a), &t)| Activation::Sigmoid.grad(g * a, t)))
+                    }
+                    Activation::Relu => {
+                        db.extend(terms.map(|((&g, &a), &t)| Activation::Relu.grad(g * a, t)))
+                    }
+                }
             });
             constant(db, s)
         });
