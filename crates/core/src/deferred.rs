@@ -351,9 +351,10 @@ struct Recorded<E: Element> {
     /// The panel kernel every chunk's product goes through (see [`panel_tiles`]), or `None`
     /// for `matrixmultiply`: decided by the first pair's shapes, which every pair shares.
     tiles: Option<PanelTiles<E>>,
-    /// On one thread, for a gradient laid out column-major on the panel route: the kernels
+    /// For a large gradient laid out column-major whose `a`s fill whole panels: the kernels
     /// that form each chunk as rows of the transposed gradient, the running sum kept so
-    /// ([`deferred_rows`](crate::deferred_rows)); decided with `tiles`.
+    /// ([`deferred_rows`](crate::deferred_rows)), whatever `g`'s width; used instead of
+    /// `tiles`, and like them chunked on one thread too. Decided with `tiles`.
     rows: Option<WideKernels<E>>,
 }
 
@@ -607,9 +608,10 @@ impl<E: Element> DeferredProducts<E> {
         let first = !self.recorded.contains_key(&id);
         let r = self.recorded.entry(id).or_insert_with(|| {
             let tiles = panel_tiles::<E>(a.shape()[1], g.shape()[1]);
-            let rows = tiles
-                .filter(|_| column_major(like))
-                .and_then(|_| crate::deferred_rows::kernels(a.shape()[1], g.shape()[1]));
+            let (a_cols, n) = (a.shape()[1], g.shape()[1]);
+            let rows = (column_major(like) && a_cols * n * CHUNK_ROWS >= CHUNK_MIN_FMAS)
+                .then(|| crate::deferred_rows::kernels(a_cols, n))
+                .flatten();
             let parts = column_blocks(tiles, g.shape()[1]).into_iter();
             Recorded {
                 early: None,
@@ -635,7 +637,7 @@ impl<E: Element> DeferredProducts<E> {
         let one_thread = crate::threads::product_threads() < 2;
         r.unchunked |= rows >= CHUNK_ROWS
             || a.shape()[1] * g.shape()[1] * CHUNK_ROWS < CHUNK_MIN_FMAS
-            || (one_thread && r.tiles.is_none());
+            || (one_thread && r.tiles.is_none() && r.rows.is_none());
         // a second pair drops the early blocks (one not started is not run): the sum goes over
         // all pairs
         r.early = if first && rows >= CHUNK_ROWS {
@@ -730,7 +732,7 @@ impl<E: Element> DeferredProducts<E> {
         }
         let (tiles, rows_kern, like) = (r.tiles, r.rows, &r.like);
         let chunked = r.parts.iter().any(|part| part.chunks > 0);
-        if !chunked && tiles.is_none() {
+        if !chunked && tiles.is_none() && rows_kern.is_none() {
             return stacked_product(&r.open, like);
         }
         let _no_grad = crate::tape::no_grad();
