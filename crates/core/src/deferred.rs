@@ -36,6 +36,12 @@
 //! gradient is the same either way. That route forms `aᵀ g` row-major; the sum is transposed
 //! once at the end when the weight is read transposed (`x.matmul(&w.t())`).
 //!
+//! A gradient laid out column-major (read through `w.t()`) whose `a`s fill whole panels
+//! takes neither: where the column-major six-row tile exists, each chunk is formed as rows of
+//! the transposed gradient, `gᵀ a` in `w`'s own layout ([`deferred_rows`]), the running sum
+//! kept so; on one thread a chunk is added into it as the tiles are stored. The sums are the
+//! panel route's, without its transposes.
+//!
 //! On two threads a panel-route chunk is two background jobs, one per block of whole panels
 //! (columns of `aᵀ g`), each with its own running sum ([`Part`]). The last chunk is complete
 //! only when the backward chain has finished, and the helper starts it at once; as one job
