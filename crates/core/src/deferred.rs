@@ -68,9 +68,6 @@ use crate::twin::transpose_into;
 /// A factor pair `(a, g)` standing for the product `aᵀ g`.
 type Factors<E> = (Tensor<E>, Tensor<E>);
 
-/// How a one-thread chunk of [`deferred_rows`] goes into the running sum: added as stored.
-const FOLD: CmMode = CmMode::Fold;
-
 /// Stacked rows per chunk: the depth block of `matrixmultiply` (see the module doc).
 pub(crate) const CHUNK_ROWS: usize = 256;
 
@@ -354,14 +351,39 @@ struct Recorded<E: Element> {
     /// gradient is its transpose (the pairs came through a `w.t()`; see `push`).
     like: Layout,
     flipped: bool,
-    /// The panel kernel every chunk's product goes through (see [`panel_tiles`]), or `None`
-    /// for `matrixmultiply`: decided by the first pair's shapes, which every pair shares.
-    tiles: Option<PanelTiles<E>>,
-    /// For a large gradient laid out column-major whose `a`s fill whole panels: the kernels
-    /// that form each chunk as rows of the transposed gradient, the running sum kept so
-    /// ([`deferred_rows`](crate::deferred_rows)), whatever `g`'s width; used instead of
-    /// `tiles`, and like them chunked on one thread too. Decided with `tiles`.
-    rows: Option<WideKernels<E>>,
+    /// How every chunk's product is formed: decided by the first pair's shapes, which every
+    /// pair shares.
+    route: Route<E>,
+}
+
+/// How a tensor's chunk products are formed ([`Route::of`]).
+#[derive(Clone, Copy)]
+enum Route<E: 'static> {
+    /// As rows of the transposed gradient, the running sum kept so ([`deferred_rows`]): a
+    /// large gradient laid out column-major whose `a`s fill whole panels, any width of `g`.
+    Rows(WideKernels<E>),
+    /// `aᵀ g` row-major through the panel kernel ([`panel_tiles`]), placed like `like` at
+    /// the end.
+    Panels(PanelTiles<E>),
+    /// Through `matrixmultiply`, over stacked factors, laid out like `like`.
+    Stacked,
+}
+
+impl<E: Element> Route<E> {
+    /// The route for pairs with `a_cols` and `n` columns summed like `like`.
+    fn of(a_cols: usize, n: usize, like: &Layout) -> Self {
+        let large = a_cols * n * CHUNK_ROWS >= CHUNK_MIN_FMAS;
+        match (large && column_major(like)).then(|| deferred_rows::kernels(a_cols, n)) {
+            Some(Some(kern)) => Route::Rows(kern),
+            _ => panel_tiles(a_cols, n).map_or(Route::Stacked, Route::Panels),
+        }
+    }
+
+    /// Whether chunks of this route are formed through the panel kernels (rows or panels),
+    /// which one thread forms as soon as they are complete.
+    fn kernels(self) -> bool {
+        !matches!(self, Route::Stacked)
+    }
 }
 
 /// The chunks' products over one block of a gradient's columns, `cols = (first, count)`: one
@@ -376,11 +398,15 @@ struct Part<E: Element> {
 }
 
 /// The blocks of columns a chunk's product is cut into (`(first, count)` each): two blocks of
-/// whole panels on the panel route when products run on two threads and there are two panels
-/// or more, else the `n` columns whole.
-fn column_blocks<E: Element>(tiles: Option<PanelTiles<E>>, n: usize) -> Vec<(usize, usize)> {
+/// whole panels on a kernel route when products run on two threads and `n` is two whole
+/// panels or more, else the `n` columns whole.
+fn column_blocks<E: Element>(route: Route<E>, n: usize) -> Vec<(usize, usize)> {
     let panels = n / panel::NR;
-    if tiles.is_none() || panels < 2 || crate::threads::product_threads() < 2 {
+    if !route.kernels()
+        || !n.is_multiple_of(panel::NR)
+        || panels < 2
+        || crate::threads::product_threads() < 2
+    {
         return vec![(0, n)];
     }
     (0..2)
@@ -512,17 +538,33 @@ fn panel_fold<E: Element>(
 }
 
 /// A chunk's product: laid out like `like` through `matrixmultiply` (all its columns), or
-/// columns `cols` of it row-major through panels when `tiles` is given (then [`place`] lays
-/// the sum out like `like`).
+/// columns `cols` of it through the kernels: row-major through panels (then [`place`] lays
+/// the sum out like `like`), or as those rows of the transposed gradient.
 fn chunk_product<E: Element>(
-    tiles: Option<PanelTiles<E>>,
+    route: Route<E>,
     input: &ChunkInput<E>,
     cols: (usize, usize),
     like: &Layout,
 ) -> Result<Tensor<E>> {
-    match tiles {
-        Some(tiles) => panel_product(tiles, input, cols),
-        None => stacked_product(&input.pairs, like),
+    match route {
+        Route::Rows(kern) => Ok(deferred_rows::chunk_product(kern, &input.pairs, cols)),
+        Route::Panels(tiles) => panel_product(tiles, input, cols),
+        Route::Stacked => stacked_product(&input.pairs, like),
+    }
+}
+
+/// A kernel route's chunk product added into `sum` as its tiles are stored (the bits of
+/// [`chunk_product`] followed by the addition).
+fn fold_chunk<E: Element>(
+    route: Route<E>,
+    input: &ChunkInput<E>,
+    cols: (usize, usize),
+    sum: &mut [E],
+) {
+    match route {
+        Route::Rows(kern) => deferred_rows::chunk_into(kern, &input.pairs, cols, sum, CmMode::Fold),
+        Route::Panels(tiles) => panel_fold(tiles, input, cols, sum, panel::Fold::Add),
+        Route::Stacked => unreachable!("a matrixmultiply-route chunk is never folded in place"),
     }
 }
 
@@ -613,12 +655,9 @@ impl<E: Element> DeferredProducts<E> {
     ) -> Result<()> {
         let first = !self.recorded.contains_key(&id);
         let r = self.recorded.entry(id).or_insert_with(|| {
-            let tiles = panel_tiles::<E>(a.shape()[1], g.shape()[1]);
-            let (a_cols, n) = (a.shape()[1], g.shape()[1]);
-            let rows = (column_major(like) && a_cols * n * CHUNK_ROWS >= CHUNK_MIN_FMAS)
-                .then(|| crate::deferred_rows::kernels(a_cols, n))
-                .flatten();
-            let parts = column_blocks(tiles, g.shape()[1]).into_iter();
+            let n = g.shape()[1];
+            let route = Route::of(a.shape()[1], n, like);
+            let parts = column_blocks(route, n).into_iter();
             Recorded {
                 early: None,
                 parts: parts
@@ -632,8 +671,7 @@ impl<E: Element> DeferredProducts<E> {
                 open: Vec::new(),
                 open_rows: 0,
                 unchunked: false,
-                tiles,
-                rows,
+                route,
                 like: like.clone(),
                 flipped,
             }
@@ -643,7 +681,7 @@ impl<E: Element> DeferredProducts<E> {
         let one_thread = crate::threads::product_threads() < 2;
         r.unchunked |= rows >= CHUNK_ROWS
             || a.shape()[1] * g.shape()[1] * CHUNK_ROWS < CHUNK_MIN_FMAS
-            || (one_thread && r.tiles.is_none() && r.rows.is_none());
+            || (one_thread && !r.route.kernels());
         // a second pair drops the early blocks (one not started is not run): the sum goes over
         // all pairs
         r.early = if first && rows >= CHUNK_ROWS {
@@ -658,47 +696,27 @@ impl<E: Element> DeferredProducts<E> {
         }
         let head = CHUNK_ROWS - r.open_rows;
         let rest = rows - head;
-        let (tiles, rows_kern) = (r.tiles, r.rows);
+        let (route, like) = (r.route, &r.like);
         r.open.push((a.narrow(0, 0, head)?, g.narrow(0, 0, head)?));
         let input = ChunkInput::new(std::mem::take(&mut r.open));
         for part in &mut r.parts {
-            let i = part.chunks;
+            let (i, cols) = (part.chunks, part.cols);
             part.chunks += 1;
-            // a gradient laid out column-major is summed as its transpose's rows; on one
-            // thread each chunk is formed now and added as its tiles are stored
-            if let Some(kern) = rows_kern {
-                let cols = part.cols;
-                if one_thread {
-                    lock(&part.running).fold(
-                        i,
-                        |sum| deferred_rows::chunk_into(kern, &input.pairs, cols, sum, FOLD),
-                        || Ok(deferred_rows::chunk_product(kern, &input.pairs, cols)),
-                    )?;
-                    continue;
-                }
-                let (input, running) = (input.clone(), part.running.clone());
-                part.jobs.push(background(move || {
-                    let product = deferred_rows::chunk_product(kern, &input.pairs, cols);
-                    ChunkInput::done(input);
-                    lock(&running).add(i, product)
-                }));
-                continue;
-            }
-            // on one thread (where only the panel route is chunked) formed now, while the
+            // on one thread (where only the kernel routes are chunked) formed now, while the
             // chunk's factors are still in cache, and from the second chunk on added straight
             // into the running sum
-            if let (true, Some(tiles)) = (one_thread, tiles) {
+            if one_thread && route.kernels() {
                 lock(&part.running).fold(
                     i,
-                    |sum| panel_fold(tiles, &input, part.cols, sum, panel::Fold::Add),
-                    || panel_product(tiles, &input, part.cols),
+                    |sum| fold_chunk(route, &input, cols, sum),
+                    || chunk_product(route, &input, cols, like),
                 )?;
                 continue;
             }
-            let (input, like) = (input.clone(), r.like.clone());
-            let (running, cols) = (part.running.clone(), part.cols);
+            let (input, like) = (input.clone(), like.clone());
+            let running = part.running.clone();
             part.jobs.push(background(move || {
-                let product = chunk_product(tiles, &input, cols, &like);
+                let product = chunk_product(route, &input, cols, &like);
                 ChunkInput::done(input);
                 lock(&running).add(i, product?)
             }));
@@ -736,9 +754,9 @@ impl<E: Element> DeferredProducts<E> {
         if let Some(early) = r.early {
             return early.join();
         }
-        let (tiles, rows_kern, like) = (r.tiles, r.rows, &r.like);
+        let (route, like) = (r.route, &r.like);
         let chunked = r.parts.iter().any(|part| part.chunks > 0);
-        if !chunked && tiles.is_none() && rows_kern.is_none() {
+        if !chunked && !route.kernels() {
             return stacked_product(&r.open, like);
         }
         let _no_grad = crate::tape::no_grad();
@@ -768,10 +786,7 @@ impl<E: Element> DeferredProducts<E> {
                 rest.clone()
             };
             for group in groups {
-                let product = match rows_kern {
-                    Some(kern) => deferred_rows::chunk_product(kern, &group.pairs, part.cols),
-                    None => chunk_product(tiles, &group, part.cols, like)?,
-                };
+                let product = chunk_product(route, &group, part.cols, like)?;
                 sum = Some(accumulate(sum, product)?);
                 ChunkInput::done(group);
             }
@@ -780,25 +795,25 @@ impl<E: Element> DeferredProducts<E> {
                     "a deferred gradient was recorded without factors".into(),
                 )
             })?;
-            // the transposed gradient's rows (`like` seen transposed): whole, or a block of
-            // them (`[w, k]`) copied in as it is
-            if rows_kern.is_some() {
-                if single {
-                    return sum.t();
+            match route {
+                // the transposed gradient's rows (`like` seen transposed): whole, or a block
+                // of them (`[w, k]`) copied in as it is
+                Route::Rows(_) if single => return sum.t(),
+                Route::Rows(_) => {
+                    let ((c0, w), k) = (part.cols, sum.shape()[1]);
+                    let out = out.get_or_insert_with(|| crate::storage::overwritable(k * n));
+                    out[c0 * k..(c0 + w) * k].copy_from_slice(&sum.contiguous_data());
                 }
-                let ((c0, w), k) = (part.cols, sum.shape()[1]);
-                let out = out.get_or_insert_with(|| crate::storage::overwritable(k * n));
-                out[c0 * k..(c0 + w) * k].copy_from_slice(&sum.contiguous_data());
-                continue;
+                // `matrixmultiply`'s sum is laid out like `like` already (and whole), and so
+                // is a whole row-major one
+                Route::Stacked => return Ok(sum),
+                Route::Panels(_) if single && !column_major(like) => return Ok(sum),
+                Route::Panels(_) => {
+                    let k = sum.shape()[0];
+                    let out = out.get_or_insert_with(|| crate::storage::overwritable(k * n));
+                    place(&sum.contiguous_data(), part.cols, (k, n), like, out);
+                }
             }
-            // `matrixmultiply`'s sum is laid out like `like` already (and whole), and so is
-            // a whole row-major one
-            if tiles.is_none() || (single && !column_major(like)) {
-                return Ok(sum);
-            }
-            let k = sum.shape()[0];
-            let out = out.get_or_insert_with(|| crate::storage::overwritable(k * n));
-            place(&sum.contiguous_data(), part.cols, (k, n), like, out);
         }
         let out = out.ok_or_else(|| {
             crate::error::Error::Backward("a deferred gradient had no block of columns".into())

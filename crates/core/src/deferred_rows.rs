@@ -1,6 +1,7 @@
-//! The one-thread route of `deferred.rs` for a weight read transposed (`x @ w.t()`, the
-//! recurrent and input weights of an RNN, LSTM or GRU step): each chunk's product is formed
-//! as `gᵀ a`, the rows of `w`'s own layout, and added into the running sum there.
+//! The rows route of `deferred.rs` for a weight read transposed (`x @ w.t()`, the recurrent
+//! and input weights of an RNN, LSTM or GRU step, a `Linear`'s weight): each chunk's product
+//! is formed as `gᵀ a`, rows of `w`'s own layout, and added into the running sum there (on
+//! one thread as the tiles are stored; on two by the chunk's job, a block of rows each).
 //!
 //! The panel route of `deferred.rs` forms `aᵀ g` (the transposed `a`s times the `g`s' rows
 //! packed into panels) and transposes the whole sum once at the end. Here the `a`s are packed
@@ -71,9 +72,13 @@ pub(crate) fn chunk_into<E: Element>(
         }
         row0 += r;
     }
-    // the rows of a last tile of fewer than six, with what `out` holds there
+    // the rows of a last tile of fewer than six, with what `out` holds there (no buffer when
+    // the tiles are whole)
     let whole = n / 6 * 6;
-    let mut last = crate::storage::zeros(6 * a_cols);
+    let mut last = match whole < n {
+        true => crate::storage::zeros(6 * a_cols),
+        false => Vec::new(),
+    };
     last[..(n - whole) * a_cols].copy_from_slice(&out[whole * a_cols..]);
     // a tile's six columns of the copy (one line a row) serve every panel in turn
     for i0 in (0..n).step_by(6) {
