@@ -216,18 +216,8 @@ impl<E: Element> Op<E> for MulAct {
             // (g·a)·act'(t) in one pass, one loop per activation
             let mut db = crate::storage::take(g.numel());
             super::for_matching_runs([g, &x[0], &t], |[g, a, t]| {
-                let terms = g.iter().zip(a).zip(t);
-                match act {
-                    Activation::Tanh => {
-                        db.extend(terms.map(|((&g, &a), &t)| Activation::Tanh.grad(g * a, t)))
-                    }
-                    Activation::Sigmoid => {
-                        db.extend(terms.map(|((&g, &a), &t)| Activation::Sigmoid.grad(g * a, t)))
-                    }
-                    Activation::Relu => {
-                        db.extend(terms.map(|((&g, &a), &t)| Activation::Relu.grad(g * a, t)))
-                    }
-                }
+                let upstream = g.iter().zip(a).map(|(&g, &a)| g * a);
+                act.extend_grads(&mut db, upstream.zip(t.iter().copied()));
             });
             constant(db, s)
         });
