@@ -3,6 +3,7 @@
 use std::fmt::{Debug, Display};
 use std::iter::Sum;
 
+use crate::ops::addmm_act::Activation;
 use num_traits::{Float, NumAssign};
 
 /// Data type tag of an element type, used in error messages and checkpoints.
@@ -77,6 +78,13 @@ pub trait Element:
         None
     }
 
+    /// The activation loops at the CPU's widest vectors, if this type has them (`f32` on a CPU
+    /// with AVX-512, see the crate's `lanes` module); internal to the elementwise ops.
+    #[doc(hidden)]
+    fn lanes() -> Option<&'static Lanes<Self>> {
+        None
+    }
+
     /// `1 / (1 + e^-x)` as the elementwise kernels compute it (see [`Element::exp_k`]).
     fn sigmoid_k(self) -> Self {
         if self >= Self::zero() {
@@ -132,6 +140,29 @@ pub type Tile6Fn<E> = for<'a> fn(usize, [&'a [E]; 6], &[E], &mut [E; 384]);
 /// `false`: `(k, a, b, out, ldo, add)`.
 #[doc(hidden)]
 pub type AccTileFn<E> = for<'a> fn(usize, [&'a [E]; 4], &[E], &mut [E], usize, bool);
+
+/// `out = (g ⊙ a) ⊙ act'(y)` of [`Lanes`]: `(act, out, g, a, y)`.
+#[doc(hidden)]
+pub type ScaledGradsFn<E> = fn(Activation, &mut [E], &[E], &[E], &[E]);
+
+/// The activation loops of [`Element::lanes`], each giving the bits of the scalar loop it
+/// replaces (`act` is the [`Activation`] of the op; `out` is written over).
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct Lanes<E: 'static> {
+    /// `y = act(y + c)`, `c` as long as `y`.
+    pub added: fn(Activation, &mut [E], &[E]),
+    /// `y = act(y)`.
+    pub apply: fn(Activation, &mut [E]),
+    /// `out = act(x)`, `out` as long as `x`.
+    pub act: fn(Activation, &mut [E], &[E]),
+    /// `out = a ⊙ act(x)`: `(act, out, x, a)`.
+    pub mul_act: fn(Activation, &mut [E], &[E], &[E]),
+    /// `out = g ⊙ act'(y)` with `y` the activation's output: `(act, out, g, y)`.
+    pub grads: fn(Activation, &mut [E], &[E], &[E]),
+    /// `out = (g ⊙ a) ⊙ act'(y)`: `(act, out, g, a, y)`.
+    pub scaled_grads: ScaledGradsFn<E>,
+}
 
 /// A packed-panel product's tile kernel and how it walks a `k x 64` panel (see the crate's
 /// `panel` module).
@@ -343,7 +374,7 @@ fn reduce_ln2(z: f32) -> (f32, f32) {
 }
 
 /// See [`reduce_ln2`].
-const ROUNDER: f32 = 12_582_912.0;
+pub(crate) const ROUNDER: f32 = 12_582_912.0;
 
 /// `2^n` for the `t` of [`reduce_ln2`]: its bits are ROUNDER's plus `n` (|n| <= 127), so this
 /// is the biased exponent `n + 127` moved into place.
@@ -426,6 +457,10 @@ impl Element for f32 {
     }
     fn as_f64(self) -> f64 {
         self as f64
+    }
+    #[inline]
+    fn lanes() -> Option<&'static Lanes<Self>> {
+        crate::lanes::f32_lanes()
     }
     fn panel_tile() -> Option<PanelTiles<Self>> {
         crate::panel::f32_tile()

@@ -31,6 +31,7 @@ pub mod error;
 mod grad_store;
 pub mod gradcheck;
 mod helper;
+mod lanes;
 pub mod layout;
 pub mod lookup;
 pub mod ops;

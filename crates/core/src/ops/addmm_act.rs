@@ -26,6 +26,9 @@ impl Activation {
     /// `y = act(y)` over a slice, one loop per activation so each vectorizes without a branch
     /// inside (the values of the single-activation ops).
     pub(crate) fn apply<E: Element>(self, y: &mut [E]) {
+        if let Some(lanes) = E::lanes() {
+            return (lanes.apply)(self, y);
+        }
         match self {
             Activation::Tanh => y.iter_mut().for_each(|v| *v = v.tanh_k()),
             Activation::Sigmoid => y.iter_mut().for_each(|v| *v = v.sigmoid_k()),
@@ -35,21 +38,31 @@ impl Activation {
         }
     }
 
-    /// Appends `f(act(x), o)` for each `x` of `x` and `o` of `other` (same length) to `out`, in
-    /// one pass: one loop per activation, each vectorizing with `f` inlined.
-    pub(crate) fn extend_with<E: Element>(
-        self,
-        out: &mut Vec<E>,
-        x: &[E],
-        other: &[E],
-        f: impl Fn(E, E) -> E,
-    ) {
-        let pairs = x.iter().zip(other);
+    /// Writes `act(x)` into `out` (as long as `x`).
+    pub(crate) fn write_act<E: Element>(self, out: &mut [E], x: &[E]) {
+        match E::lanes() {
+            Some(lanes) => (lanes.act)(self, out, x),
+            None => self.write_with(out, x, x, |t, _| t),
+        }
+    }
+
+    /// Writes `a ⊙ act(x)` into `out` (`out`, `x` and `a` the same length).
+    pub(crate) fn write_mul_act<E: Element>(self, out: &mut [E], x: &[E], a: &[E]) {
+        match E::lanes() {
+            Some(lanes) => (lanes.mul_act)(self, out, x, a),
+            None => self.write_with(out, x, a, |t, a| a * t),
+        }
+    }
+
+    /// Writes `f(act(x), o)` for each `x` of `x` and `o` of `other` into `out` (all the same
+    /// length), in one pass: one loop per activation, each vectorizing with `f` inlined.
+    fn write_with<E: Element>(self, out: &mut [E], x: &[E], other: &[E], f: impl Fn(E, E) -> E) {
+        let slots = out.iter_mut().zip(x.iter().zip(other));
         match self {
-            Activation::Tanh => out.extend(pairs.map(|(&x, &o)| f(x.tanh_k(), o))),
-            Activation::Sigmoid => out.extend(pairs.map(|(&x, &o)| f(x.sigmoid_k(), o))),
+            Activation::Tanh => slots.for_each(|(y, (&x, &o))| *y = f(x.tanh_k(), o)),
+            Activation::Sigmoid => slots.for_each(|(y, (&x, &o))| *y = f(x.sigmoid_k(), o)),
             Activation::Relu => {
-                out.extend(pairs.map(|(&x, &o)| f(if x > E::zero() { x } else { E::zero() }, o)))
+                slots.for_each(|(y, (&x, &o))| *y = f(if x > E::zero() { x } else { E::zero() }, o))
             }
         }
     }
@@ -57,6 +70,9 @@ impl Activation {
     /// `y = act(y + c)` over a slice, the sum rounded first (the bits of `y += c` followed by
     /// [`apply`](Self::apply)) in one pass: an `addmm_acts` epilogue (the LSTM gates).
     pub(crate) fn apply_added<E: Element>(self, y: &mut [E], c: &[E]) {
+        if let Some(lanes) = E::lanes() {
+            return (lanes.added)(self, y, c);
+        }
         let pairs = y.iter_mut().zip(c);
         match self {
             Activation::Tanh => pairs.for_each(|(v, &c)| *v = (*v + c).tanh_k()),
@@ -68,29 +84,51 @@ impl Activation {
         }
     }
 
-    /// Appends `g ⊙ act'` for each pair `(g, y)` of an upstream gradient and an output to
-    /// `out`, each value as [`grad`](Self::grad) writes it: one loop per activation that reads
-    /// its operands once and writes `out` once (a copy of `g` changed in place was a second
-    /// pass, about 0.7% of B1's one-thread profile). `pairs` is a zip of slice iterators, so
-    /// that each loop vectorizes.
-    pub(crate) fn extend_grads<E: Element>(
-        self,
-        out: &mut Vec<E>,
-        pairs: impl Iterator<Item = (E, E)>,
-    ) {
+    /// Writes `g ⊙ act'` for each pair `(g, y)` of an upstream gradient and an output into
+    /// `out`, each value as [`grad`](Self::grad) computes it: one loop per activation that
+    /// reads its operands once and writes `out` once (a copy of `g` changed in place was a
+    /// second pass, about 0.7% of B1's one-thread profile). `pairs` is a zip of slice
+    /// iterators, so that each loop vectorizes.
+    fn write_grad_pairs<E: Element>(self, out: &mut [E], pairs: impl Iterator<Item = (E, E)>) {
+        let slots = out.iter_mut().zip(pairs);
         match self {
-            Activation::Tanh => out.extend(pairs.map(|(g, y)| Activation::Tanh.grad(g, y))),
-            Activation::Sigmoid => out.extend(pairs.map(|(g, y)| Activation::Sigmoid.grad(g, y))),
-            Activation::Relu => out.extend(pairs.map(|(g, y)| Activation::Relu.grad(g, y))),
+            Activation::Tanh => slots.for_each(|(o, (g, y))| *o = Activation::Tanh.grad(g, y)),
+            Activation::Sigmoid => {
+                slots.for_each(|(o, (g, y))| *o = Activation::Sigmoid.grad(g, y))
+            }
+            Activation::Relu => slots.for_each(|(o, (g, y))| *o = Activation::Relu.grad(g, y)),
+        }
+    }
+
+    /// Writes `g ⊙ act'(y)` for each `g` of `g` and output `y` of `y` into `out` (all the same
+    /// length).
+    pub(crate) fn write_grads<E: Element>(self, out: &mut [E], g: &[E], y: &[E]) {
+        match E::lanes() {
+            Some(lanes) => (lanes.grads)(self, out, g, y),
+            None => self.write_grad_pairs(out, g.iter().copied().zip(y.iter().copied())),
+        }
+    }
+
+    /// Writes `(g ⊙ a) ⊙ act'(y)` into `out` (all four the same length): the gradient of
+    /// [`MulAct`](super::binary::MulAct) for its `b`, whose upstream gradient is `g·a`.
+    pub(crate) fn write_scaled_grads<E: Element>(self, out: &mut [E], g: &[E], a: &[E], y: &[E]) {
+        match E::lanes() {
+            Some(lanes) => (lanes.scaled_grads)(self, out, g, a, y),
+            None => {
+                let upstream = g.iter().zip(a).map(|(&g, &a)| g * a);
+                self.write_grad_pairs(out, upstream.zip(y.iter().copied()))
+            }
         }
     }
 
     /// `g ⊙ act'(y)` for an upstream gradient `g` and an op's saved output `y` (same shape),
     /// contiguous.
     pub(crate) fn grads<E: Element>(self, g: &Tensor<E>, y: &Tensor<E>) -> Vec<E> {
-        let mut out = crate::storage::take(g.numel());
+        let mut out = crate::storage::overwritable(g.numel());
+        let mut at = 0;
         super::for_matching_runs([g, y], |[g, y]| {
-            self.extend_grads(&mut out, g.iter().copied().zip(y.iter().copied()))
+            self.write_grads(&mut out[at..at + g.len()], g, y);
+            at += g.len();
         });
         out
     }
@@ -197,15 +235,14 @@ impl<E: Element> AddmmAct<E> {
         }
         let width = n / self.acts.len();
         let (gd, yd) = (g.contiguous_data(), self.y.storage());
-        let mut out = crate::storage::take(g.numel());
-        for (gr, yr) in gd.chunks_exact(n).zip(yd.chunks_exact(n)) {
+        let mut out = crate::storage::overwritable(g.numel());
+        let rows = out
+            .chunks_exact_mut(n)
+            .zip(gd.chunks_exact(n).zip(yd.chunks_exact(n)));
+        for (or, (gr, yr)) in rows {
             for (q, &act) in self.acts.iter().enumerate() {
                 let cols = q * width..(q + 1) * width;
-                let pairs = gr[cols.clone()]
-                    .iter()
-                    .copied()
-                    .zip(yr[cols].iter().copied());
-                act.extend_grads(&mut out, pairs);
+                act.write_grads(&mut or[cols.clone()], &gr[cols.clone()], &yr[cols]);
             }
         }
         constant(out, g.shape())
