@@ -378,42 +378,105 @@ fn soak(steps: usize) -> Result<()> {
 }
 
 /// GFLOP/s of f32 fused multiply-adds with no memory traffic, on each of `threads` threads at
-/// once: the ceiling every GEMM kernel works under. Twelve independent chains of eight lanes
-/// (96 accumulators, the register tile of an AVX2 kernel), each `x = x * a + b`, two flops per
-/// lane; with `target-cpu=native` on an FMA machine they compile to `vfmadd` on 256-bit
-/// registers.
+/// once: the ceiling every GEMM kernel works under. Twelve independent chains, each
+/// `x = x * a + b`, two flops per lane: first of eight lanes (96 accumulators, the register
+/// tile of an AVX2 kernel; with `target-cpu=native` on an FMA machine they compile to
+/// `vfmadd` on 256-bit registers), then, where the CPU has AVX-512, of sixteen lanes through
+/// `pulp` (the width of the packed-panel tiles, whose clock may differ).
 fn fma_peak(threads: usize) {
-    let run = || {
-        let (a, b) = (
-            std::hint::black_box(1.000_000_1f32),
-            std::hint::black_box(0.999_999_9f32),
+    let rate = |wide: bool| {
+        let rates: Vec<f64> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(move || {
+                        if wide {
+                            fma_rate_512(FMA_REPS)
+                        } else {
+                            fma_rate_256()
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().ok().flatten().unwrap_or(0.0))
+                .collect()
+        });
+        rates.iter().sum::<f64>()
+    };
+    let per = |r: f64| r / threads.max(1) as f64;
+    let narrow = rate(false);
+    println!(
+        "fma-peak\tgflops={narrow:.1}\tper_thread={:.1}",
+        per(narrow)
+    );
+    if fma_rate_512(1).is_some() {
+        let wide = rate(true);
+        println!(
+            "fma-peak-512\tgflops={wide:.1}\tper_thread={:.1}",
+            per(wide)
         );
-        let mut acc = [[0f32; 8]; 12];
-        let reps: usize = 50_000_000;
-        let t = Instant::now();
-        for _ in 0..reps {
-            for row in acc.iter_mut() {
-                for v in row.iter_mut() {
-                    *v = v.mul_add(a, b);
-                }
+    }
+}
+
+const FMA_REPS: usize = 50_000_000;
+
+fn fma_rate_256() -> Option<f64> {
+    let (a, b) = (
+        std::hint::black_box(1.000_000_1f32),
+        std::hint::black_box(0.999_999_9f32),
+    );
+    let mut acc = [[0f32; 8]; 12];
+    let t = Instant::now();
+    for _ in 0..FMA_REPS {
+        for row in acc.iter_mut() {
+            for v in row.iter_mut() {
+                *v = v.mul_add(a, b);
             }
         }
+    }
+    let dt = t.elapsed().as_secs_f64();
+    std::hint::black_box(acc);
+    Some((FMA_REPS * 12 * 8 * 2) as f64 / dt / 1e9)
+}
+
+/// `None` where the CPU (or the target) has no AVX-512.
+fn fma_rate_512(reps: usize) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let simd = pulp::x86::V4::try_new()?;
+        let t = Instant::now();
+        let (lanes, sum) = pulp::Simd::vectorize(simd, Fma16(reps));
         let dt = t.elapsed().as_secs_f64();
-        std::hint::black_box(acc);
-        (reps * 12 * 8 * 2) as f64 / dt / 1e9
-    };
-    let rates: Vec<f64> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads).map(|_| s.spawn(run)).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(0.0))
-            .collect()
-    });
-    println!(
-        "fma-peak	gflops={:.1}	per_thread={:.1}",
-        rates.iter().sum::<f64>(),
-        rates.iter().sum::<f64>() / threads.max(1) as f64
-    );
+        std::hint::black_box(sum);
+        Some((reps * 12 * lanes * 2) as f64 / dt / 1e9)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = reps;
+        None
+    }
+}
+
+/// `reps` rounds of twelve independent `x = x * a + b` chains of `S::F32_LANES` lanes; returns
+/// the lanes and a sum that keeps the chains alive.
+struct Fma16(usize);
+
+impl pulp::WithSimd for Fma16 {
+    type Output = (usize, f32);
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, s: S) -> (usize, f32) {
+        let a = s.splat_f32s(std::hint::black_box(1.000_000_1));
+        let b = s.splat_f32s(std::hint::black_box(0.999_999_9));
+        let mut acc = [s.splat_f32s(0.0); 12];
+        for _ in 0..self.0 {
+            for v in acc.iter_mut() {
+                *v = s.mul_add_f32s(*v, a, b);
+            }
+        }
+        let sum = acc.iter().map(|&v| s.reduce_sum_f32s(v)).sum();
+        (S::F32_LANES, sum)
+    }
 }
 
 fn main() -> Result<()> {
