@@ -78,7 +78,7 @@ pub trait Element:
         None
     }
 
-    /// The activation loops at the CPU's widest vectors, if this type has them (`f32` on a CPU
+    /// The activation and softmax loops at the CPU's widest vectors, if this type has them (`f32` on a CPU
     /// with AVX-512, see the crate's `lanes` module); internal to the elementwise ops.
     #[doc(hidden)]
     fn lanes() -> Option<&'static Lanes<Self>> {
@@ -145,7 +145,7 @@ pub type AccTileFn<E> = for<'a> fn(usize, [&'a [E]; 4], &[E], &mut [E], usize, b
 #[doc(hidden)]
 pub type ScaledGradsFn<E> = fn(Activation, &mut [E], &[E], &[E], &[E]);
 
-/// The activation loops of [`Element::lanes`], each giving the bits of the scalar loop it
+/// The elementwise loops of [`Element::lanes`], each giving the bits of the scalar loop it
 /// replaces (`act` is the [`Activation`] of the op; `out` is written over).
 #[doc(hidden)]
 #[derive(Clone, Copy)]
@@ -162,6 +162,11 @@ pub struct Lanes<E: 'static> {
     pub grads: fn(Activation, &mut [E], &[E], &[E]),
     /// `out = (g ⊙ a) ⊙ act'(y)`: `(act, out, g, a, y)`.
     pub scaled_grads: ScaledGradsFn<E>,
+    /// `out = exp(x - m)`: `(out, x, m)`, a softmax row's numerators.
+    pub exp_shifted: fn(&mut [E], &[E], E),
+    /// `out = w · (exp(x - m) / z)`: `(out, x, m, z, w)`, a softmax row scaled (the
+    /// cross-entropy gradient before its target's `-w`).
+    pub softmax_scaled: fn(&mut [E], &[E], E, E, E),
 }
 
 /// A packed-panel product's tile kernel and how it walks a `k x 64` panel (see the crate's

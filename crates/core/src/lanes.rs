@@ -1,4 +1,5 @@
-//! The `f32` activation loops at sixteen lanes, through `pulp`, on CPUs with AVX-512.
+//! The `f32` activation and softmax loops at sixteen lanes, through `pulp`, on CPUs with
+//! AVX-512.
 //!
 //! LLVM's tuning for recent Intel cores vectorizes plain loops at 256 bits even where 512-bit
 //! registers exist, and stable Rust has no way to ask otherwise for one function (the
@@ -10,10 +11,14 @@
 //! through the scalar functions. Where the CPU lacks AVX-512 (or the target is not x86-64),
 //! [`f32_lanes`] is `None` and the callers keep their scalar loops.
 //!
-//! They serve the activations of `addmm_acts` (an LSTM's gates) and of the single-activation
-//! ops, `mul_act` forward and backward, and the activation gradients: on B1 on one thread
+//! They serve the activations of `addmm_act(s)` (an RNN's and an LSTM's gates), `add_act`
+//! and `addcmul_act` (a GRU's), `mul_act` forward and backward, and the activation gradients
+//! of all of these: on B1 on one thread
 //! those loops went from about 8.7% of the step's samples to 7.3%, and the step from 31.70 to
-//! 30.96 ms (median of 16 alternating runs; docs/PERFORMANCE.md).
+//! 30.96 ms (median of 16 alternating runs). And the softmax rows of `softmax`,
+//! `log_softmax` and cross-entropy (forward, and the gradient, which recomputes them): B2's
+//! 10,000-class decoder, one thread, fastest step 58.51 -> 57.14 ms (medians of 10
+//! alternating runs). See docs/PERFORMANCE.md.
 
 use crate::element::Lanes;
 use crate::ops::addmm_act::Activation;
@@ -36,6 +41,8 @@ fn detect() -> Option<Lanes<f32>> {
             mul_act: x86::mul_act,
             grads: x86::grads,
             scaled_grads: x86::scaled_grads,
+            exp_shifted: x86::exp_shifted,
+            softmax_scaled: x86::softmax_scaled,
         })
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -211,6 +218,77 @@ mod x86 {
         let n = out.len().min(y.len()).min(g.len()).min(a.len());
         let (x, a, b) = (&y[..n], &g[..n], &a[..n]);
         per_act!(act, run_write(&mut out[..n], x, a, b, Kind::ScaledGrad))
+    }
+
+    /// `out = exp(x - m)`.
+    pub(super) fn exp_shifted(out: &mut [f32], x: &[f32], m: f32) {
+        let n = out.len().min(x.len());
+        run(Exp {
+            out: &mut out[..n],
+            x: &x[..n],
+            m,
+            scale: None,
+        })
+    }
+    /// `out = w · (exp(x - m) / z)`.
+    pub(super) fn softmax_scaled(out: &mut [f32], x: &[f32], m: f32, z: f32, w: f32) {
+        let n = out.len().min(x.len());
+        run(Exp {
+            out: &mut out[..n],
+            x: &x[..n],
+            m,
+            scale: Some((z, w)),
+        })
+    }
+
+    /// `out = exp(x - m)`, or with `scale = (z, w)` `out = w · (exp(x - m) / z)`.
+    struct Exp<'a> {
+        out: &'a mut [f32],
+        x: &'a [f32],
+        m: f32,
+        scale: Option<(f32, f32)>,
+    }
+
+    impl Kernel for Exp<'_> {
+        fn scalar(self) {
+            let Exp { out, x, m, scale } = self;
+            let slots = out.iter_mut().zip(x);
+            match scale {
+                None => slots.for_each(|(o, &x)| *o = (x - m).exp_k()),
+                Some((z, w)) => slots.for_each(|(o, &x)| *o = w * ((x - m).exp_k() / z)),
+            }
+        }
+    }
+
+    impl WithSimd for Exp<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) {
+            let Exp { out, x, m, scale } = self;
+            let (oh, ot) = S::as_mut_simd_f32s(out);
+            let (xh, xt) = S::as_simd_f32s(x);
+            let mv = s.splat_f32s(m);
+            match scale {
+                None => {
+                    for (o, &x) in oh.iter_mut().zip(xh) {
+                        *o = exp(s, s.sub_f32s(x, mv));
+                    }
+                }
+                Some((z, w)) => {
+                    let (zv, wv) = (s.splat_f32s(z), s.splat_f32s(w));
+                    for (o, &x) in oh.iter_mut().zip(xh) {
+                        *o = s.mul_f32s(wv, s.div_f32s(exp(s, s.sub_f32s(x, mv)), zv));
+                    }
+                }
+            }
+            Exp {
+                out: ot,
+                x: xt,
+                m,
+                scale,
+            }
+            .scalar();
+        }
     }
 
     /// `y = act(y + c)` (no `c`: `y = act(y)`); `c` as long as `y`.

@@ -127,6 +127,29 @@ fn every_kernel_gives_the_scalar_bits() {
 }
 
 #[test]
+fn the_softmax_kernels_give_the_scalar_bits() {
+    let Some(lanes) = f32_lanes() else {
+        return;
+    };
+    for n in LENS {
+        let x = inputs(n, 4);
+        // a row maximum, a large shift, and no shift
+        for m in [3.5f32, -90.0, 0.0] {
+            let mut out = vec![7.0; n];
+            (lanes.exp_shifted)(&mut out, &x, m);
+            let want: Vec<f32> = x.iter().map(|&x| (x - m).exp_k()).collect();
+            assert_bits(&out, &want, &format!("exp_shifted m={m} n={n}"));
+
+            let (z, w) = (41.25f32, -0.0078125f32);
+            let mut out = vec![7.0; n];
+            (lanes.softmax_scaled)(&mut out, &x, m, z, w);
+            let want: Vec<f32> = x.iter().map(|&x| w * ((x - m).exp_k() / z)).collect();
+            assert_bits(&out, &want, &format!("softmax_scaled m={m} n={n}"));
+        }
+    }
+}
+
+#[test]
 fn the_kernels_are_handed_out_exactly_where_the_cpu_has_avx512() {
     #[cfg(target_arch = "x86_64")]
     let has = pulp::x86::V4::try_new().is_some();

@@ -159,8 +159,13 @@ impl<E: Element> Op<E> for CrossEntropy<E> {
                 };
                 // the row's softmax again, as the forward pass had it: exp(x - m) / z
                 let (m, z) = shift_sum[r0 + i];
-                for (d, &x) in dr.iter_mut().zip(xr) {
-                    *d = w * ((x - m).exp_k() / z);
+                match E::lanes() {
+                    Some(lanes) => (lanes.softmax_scaled)(dr, xr, m, z, w),
+                    None => {
+                        for (d, &x) in dr.iter_mut().zip(xr) {
+                            *d = w * ((x - m).exp_k() / z);
+                        }
+                    }
                 }
                 dr[t] -= w;
             }

@@ -46,8 +46,13 @@ fn max_skipping_nan<E: Element>(x: &[E]) -> E {
 pub(super) fn exp_shifted<E: Element>(x: &[E], y: &mut [E]) -> (E, E) {
     let m = max_skipping_nan(x);
     let m = if m.is_finite() { m } else { E::zero() };
-    for (yv, &xv) in y.iter_mut().zip(x) {
-        *yv = (xv - m).exp_k();
+    match E::lanes() {
+        Some(lanes) => (lanes.exp_shifted)(y, x, m),
+        None => {
+            for (yv, &xv) in y.iter_mut().zip(x) {
+                *yv = (xv - m).exp_k();
+            }
+        }
     }
     (m, super::sum_slice(y))
 }
