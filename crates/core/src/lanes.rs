@@ -7,8 +7,8 @@
 //! unstable). These kernels compute the same operations as the scalar element functions
 //! ([`exp_f32`](crate::element::exp_f32), [`tanh_f32`](crate::element::tanh_f32),
 //! `sigmoid_k`, [`Activation::grad`]) lane by lane, in the same order with the same roundings,
-//! so they give the same bits (tested in `lanes/tests.rs`); tails shorter than a vector go
-//! through the scalar functions. Where the CPU lacks AVX-512 (or the target is not x86-64),
+//! so they give the same bits (tested in `lanes/tests.rs`); tails shorter than a vector run
+//! the ops' own scalar loops (`Activation::*_scalar`, `softmax::*_scalar`). Where the CPU lacks AVX-512 (or the target is not x86-64),
 //! [`f32_lanes`] is `None` and the callers keep their scalar loops.
 //!
 //! They serve the activations of `addmm_act(s)` (an RNN's and an LSTM's gates), `add_act`
@@ -54,7 +54,8 @@ fn detect() -> Option<Lanes<f32>> {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::Activation;
-    use crate::element::{tanh_f32, Element, ROUNDER};
+    use crate::element::ROUNDER;
+    use crate::ops::softmax;
     use pulp::x86::V4;
     use pulp::{Simd, WithSimd};
     use std::marker::PhantomData;
@@ -70,13 +71,11 @@ mod x86 {
     /// One activation as a type, so that each kernel is compiled once per activation with no
     /// branch on it inside the loop.
     trait Act {
-        /// `act(x)` as the scalar element function computes it.
-        fn scalar(x: f32) -> f32;
-        /// `act(x)`, lane by lane, with the same bits.
+        /// `act(x)`, lane by lane, with the bits of the scalar element function.
         fn lanes<S: Simd>(s: S, x: S::f32s) -> S::f32s;
         /// `g ⊙ act'` written with the output `y` (as [`Activation::grad`]), lane by lane.
         fn grad<S: Simd>(s: S, g: S::f32s, y: S::f32s) -> S::f32s;
-        /// The enum value, for the scalar gradient.
+        /// The enum value, for the scalar loops the tails run.
         const ACT: Activation;
     }
 
@@ -86,10 +85,6 @@ mod x86 {
 
     impl Act for Tanh {
         const ACT: Activation = Activation::Tanh;
-        #[inline(always)]
-        fn scalar(x: f32) -> f32 {
-            tanh_f32(x)
-        }
         #[inline(always)]
         fn lanes<S: Simd>(s: S, x: S::f32s) -> S::f32s {
             tanh(s, x)
@@ -103,10 +98,6 @@ mod x86 {
     impl Act for Sigmoid {
         const ACT: Activation = Activation::Sigmoid;
         #[inline(always)]
-        fn scalar(x: f32) -> f32 {
-            x.sigmoid_k()
-        }
-        #[inline(always)]
         fn lanes<S: Simd>(s: S, x: S::f32s) -> S::f32s {
             sigmoid(s, x)
         }
@@ -119,14 +110,6 @@ mod x86 {
     impl Act for Relu {
         const ACT: Activation = Activation::Relu;
         #[inline(always)]
-        fn scalar(x: f32) -> f32 {
-            if x > 0.0 {
-                x
-            } else {
-                0.0
-            }
-        }
-        #[inline(always)]
         fn lanes<S: Simd>(s: S, x: S::f32s) -> S::f32s {
             let zero = s.splat_f32s(0.0);
             s.select_f32s(s.greater_than_f32s(x, zero), x, zero)
@@ -138,8 +121,8 @@ mod x86 {
         }
     }
 
-    /// A loop over slices, at sixteen lanes or, for the whole length, through the scalar
-    /// element functions (the same bits).
+    /// A loop over slices, at sixteen lanes or, for the whole length, as the op's scalar loop
+    /// (the same bits; the sixteen-lane version runs that loop on its tail).
     trait Kernel: WithSimd<Output = ()> {
         fn scalar(self);
     }
@@ -252,10 +235,9 @@ mod x86 {
     impl Kernel for Exp<'_> {
         fn scalar(self) {
             let Exp { out, x, m, scale } = self;
-            let slots = out.iter_mut().zip(x);
             match scale {
-                None => slots.for_each(|(o, &x)| *o = (x - m).exp_k()),
-                Some((z, w)) => slots.for_each(|(o, &x)| *o = w * ((x - m).exp_k() / z)),
+                None => softmax::exp_shifted_scalar(out, x, m),
+                Some((z, w)) => softmax::softmax_scaled_scalar(out, x, m, z, w),
             }
         }
     }
@@ -301,8 +283,8 @@ mod x86 {
     impl<A: Act> Kernel for Added<'_, A> {
         fn scalar(self) {
             match self.c {
-                None => self.y.iter_mut().for_each(|v| *v = A::scalar(*v)),
-                Some(c) => (self.y.iter_mut().zip(c)).for_each(|(v, &c)| *v = A::scalar(*v + c)),
+                None => A::ACT.apply_scalar(self.y),
+                Some(c) => A::ACT.apply_added_scalar(self.y, c),
             }
         }
     }
@@ -369,16 +351,11 @@ mod x86 {
             let Write {
                 out, x, a, b, kind, ..
             } = self;
-            let grad = |g: f32, y: f32| A::ACT.grad(g, y);
             match kind {
-                Kind::Act => (out.iter_mut().zip(x)).for_each(|(o, &v)| *o = A::scalar(v)),
-                Kind::MulAct => (out.iter_mut().zip(x.iter().zip(a)))
-                    .for_each(|(o, (&v, &a))| *o = a * A::scalar(v)),
-                Kind::Grad => {
-                    (out.iter_mut().zip(x.iter().zip(a))).for_each(|(o, (&y, &g))| *o = grad(g, y))
-                }
-                Kind::ScaledGrad => (out.iter_mut().zip(x.iter().zip(a.iter().zip(b))))
-                    .for_each(|(o, (&y, (&g, &b)))| *o = grad(g * b, y)),
+                Kind::Act => A::ACT.write_act_scalar(out, x),
+                Kind::MulAct => A::ACT.write_mul_act_scalar(out, x, a),
+                Kind::Grad => A::ACT.write_grads_scalar(out, a, x),
+                Kind::ScaledGrad => A::ACT.write_scaled_grads_scalar(out, a, b, x),
             }
         }
     }
@@ -495,7 +472,7 @@ mod x86 {
         s.div_f32s(one, s.add_f32s(one, exp(s, s.neg_f32s(x))))
     }
 
-    /// [`tanh_f32`], lane by lane.
+    /// [`tanh_f32`](crate::element::tanh_f32), lane by lane.
     #[inline(always)]
     fn tanh<S: Simd>(s: S, x: S::f32s) -> S::f32s {
         let z = s.mul_f32s(

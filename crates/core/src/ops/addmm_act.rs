@@ -23,12 +23,21 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// `y = act(y)` over a slice, one loop per activation so each vectorizes without a branch
-    /// inside (the values of the single-activation ops).
+    // Each loop below dispatches to the sixteen-lane kernel of `Element::lanes` where there is
+    // one (`f32` with AVX-512, see the crate's `lanes` module) and otherwise runs its `_scalar`
+    // twin, the loop the compiler vectorizes; the kernels run the same twins on their tails.
+
+    /// `y = act(y)` over a slice (the values of the single-activation ops).
     pub(crate) fn apply<E: Element>(self, y: &mut [E]) {
-        if let Some(lanes) = E::lanes() {
-            return (lanes.apply)(self, y);
+        match E::lanes() {
+            Some(lanes) => (lanes.apply)(self, y),
+            None => self.apply_scalar(y),
         }
+    }
+
+    /// [`apply`](Self::apply) as a scalar loop, one per activation so each vectorizes without
+    /// a branch inside.
+    pub(crate) fn apply_scalar<E: Element>(self, y: &mut [E]) {
         match self {
             Activation::Tanh => y.iter_mut().for_each(|v| *v = v.tanh_k()),
             Activation::Sigmoid => y.iter_mut().for_each(|v| *v = v.sigmoid_k()),
@@ -38,20 +47,52 @@ impl Activation {
         }
     }
 
+    /// `y = act(y + c)` over a slice, the sum rounded first (the bits of `y += c` followed by
+    /// [`apply`](Self::apply)) in one pass: an `addmm_acts` epilogue (the LSTM gates).
+    pub(crate) fn apply_added<E: Element>(self, y: &mut [E], c: &[E]) {
+        match E::lanes() {
+            Some(lanes) => (lanes.added)(self, y, c),
+            None => self.apply_added_scalar(y, c),
+        }
+    }
+
+    /// [`apply_added`](Self::apply_added) as a scalar loop.
+    pub(crate) fn apply_added_scalar<E: Element>(self, y: &mut [E], c: &[E]) {
+        let pairs = y.iter_mut().zip(c);
+        match self {
+            Activation::Tanh => pairs.for_each(|(v, &c)| *v = (*v + c).tanh_k()),
+            Activation::Sigmoid => pairs.for_each(|(v, &c)| *v = (*v + c).sigmoid_k()),
+            Activation::Relu => pairs.for_each(|(v, &c)| {
+                let s = *v + c;
+                *v = if s > E::zero() { s } else { E::zero() }
+            }),
+        }
+    }
+
     /// Writes `act(x)` into `out` (as long as `x`).
     pub(crate) fn write_act<E: Element>(self, out: &mut [E], x: &[E]) {
         match E::lanes() {
             Some(lanes) => (lanes.act)(self, out, x),
-            None => self.write_with(out, x, x, |t, _| t),
+            None => self.write_act_scalar(out, x),
         }
+    }
+
+    /// [`write_act`](Self::write_act) as a scalar loop.
+    pub(crate) fn write_act_scalar<E: Element>(self, out: &mut [E], x: &[E]) {
+        self.write_with(out, x, x, |t, _| t)
     }
 
     /// Writes `a ⊙ act(x)` into `out` (`out`, `x` and `a` the same length).
     pub(crate) fn write_mul_act<E: Element>(self, out: &mut [E], x: &[E], a: &[E]) {
         match E::lanes() {
             Some(lanes) => (lanes.mul_act)(self, out, x, a),
-            None => self.write_with(out, x, a, |t, a| a * t),
+            None => self.write_mul_act_scalar(out, x, a),
         }
+    }
+
+    /// [`write_mul_act`](Self::write_mul_act) as a scalar loop.
+    pub(crate) fn write_mul_act_scalar<E: Element>(self, out: &mut [E], x: &[E], a: &[E]) {
+        self.write_with(out, x, a, |t, a| a * t)
     }
 
     /// Writes `f(act(x), o)` for each `x` of `x` and `o` of `other` into `out` (all the same
@@ -67,21 +108,39 @@ impl Activation {
         }
     }
 
-    /// `y = act(y + c)` over a slice, the sum rounded first (the bits of `y += c` followed by
-    /// [`apply`](Self::apply)) in one pass: an `addmm_acts` epilogue (the LSTM gates).
-    pub(crate) fn apply_added<E: Element>(self, y: &mut [E], c: &[E]) {
-        if let Some(lanes) = E::lanes() {
-            return (lanes.added)(self, y, c);
+    /// Writes `g ⊙ act'(y)` for each `g` of `g` and output `y` of `y` into `out` (all the same
+    /// length).
+    pub(crate) fn write_grads<E: Element>(self, out: &mut [E], g: &[E], y: &[E]) {
+        match E::lanes() {
+            Some(lanes) => (lanes.grads)(self, out, g, y),
+            None => self.write_grads_scalar(out, g, y),
         }
-        let pairs = y.iter_mut().zip(c);
-        match self {
-            Activation::Tanh => pairs.for_each(|(v, &c)| *v = (*v + c).tanh_k()),
-            Activation::Sigmoid => pairs.for_each(|(v, &c)| *v = (*v + c).sigmoid_k()),
-            Activation::Relu => pairs.for_each(|(v, &c)| {
-                let s = *v + c;
-                *v = if s > E::zero() { s } else { E::zero() }
-            }),
+    }
+
+    /// [`write_grads`](Self::write_grads) as a scalar loop.
+    pub(crate) fn write_grads_scalar<E: Element>(self, out: &mut [E], g: &[E], y: &[E]) {
+        self.write_grad_pairs(out, g.iter().copied().zip(y.iter().copied()))
+    }
+
+    /// Writes `(g ⊙ a) ⊙ act'(y)` into `out` (all four the same length): the gradient of
+    /// [`MulAct`](super::binary::MulAct) for its `b`, whose upstream gradient is `g·a`.
+    pub(crate) fn write_scaled_grads<E: Element>(self, out: &mut [E], g: &[E], a: &[E], y: &[E]) {
+        match E::lanes() {
+            Some(lanes) => (lanes.scaled_grads)(self, out, g, a, y),
+            None => self.write_scaled_grads_scalar(out, g, a, y),
         }
+    }
+
+    /// [`write_scaled_grads`](Self::write_scaled_grads) as a scalar loop.
+    pub(crate) fn write_scaled_grads_scalar<E: Element>(
+        self,
+        out: &mut [E],
+        g: &[E],
+        a: &[E],
+        y: &[E],
+    ) {
+        let upstream = g.iter().zip(a).map(|(&g, &a)| g * a);
+        self.write_grad_pairs(out, upstream.zip(y.iter().copied()))
     }
 
     /// Writes `g ⊙ act'` for each pair `(g, y)` of an upstream gradient and an output into
@@ -100,37 +159,10 @@ impl Activation {
         }
     }
 
-    /// Writes `g ⊙ act'(y)` for each `g` of `g` and output `y` of `y` into `out` (all the same
-    /// length).
-    pub(crate) fn write_grads<E: Element>(self, out: &mut [E], g: &[E], y: &[E]) {
-        match E::lanes() {
-            Some(lanes) => (lanes.grads)(self, out, g, y),
-            None => self.write_grad_pairs(out, g.iter().copied().zip(y.iter().copied())),
-        }
-    }
-
-    /// Writes `(g ⊙ a) ⊙ act'(y)` into `out` (all four the same length): the gradient of
-    /// [`MulAct`](super::binary::MulAct) for its `b`, whose upstream gradient is `g·a`.
-    pub(crate) fn write_scaled_grads<E: Element>(self, out: &mut [E], g: &[E], a: &[E], y: &[E]) {
-        match E::lanes() {
-            Some(lanes) => (lanes.scaled_grads)(self, out, g, a, y),
-            None => {
-                let upstream = g.iter().zip(a).map(|(&g, &a)| g * a);
-                self.write_grad_pairs(out, upstream.zip(y.iter().copied()))
-            }
-        }
-    }
-
     /// `g ⊙ act'(y)` for an upstream gradient `g` and an op's saved output `y` (same shape),
     /// contiguous.
     pub(crate) fn grads<E: Element>(self, g: &Tensor<E>, y: &Tensor<E>) -> Vec<E> {
-        let mut out = crate::storage::overwritable(g.numel());
-        let mut at = 0;
-        super::for_matching_runs([g, y], |[g, y]| {
-            self.write_grads(&mut out[at..at + g.len()], g, y);
-            at += g.len();
-        });
-        out
+        super::write_runs([g, y], |out, [g, y]| self.write_grads(out, g, y))
     }
 
     /// `g ⊙ act'` written with the output `y`, as the single-activation ops compute it.

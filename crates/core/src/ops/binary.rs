@@ -192,12 +192,7 @@ impl MulAct {
     /// Applies the op (broadcasting).
     pub fn forward<E: Element>(a: &Tensor<E>, b: &Tensor<E>, act: Activation) -> Result<Tensor<E>> {
         let (a, b) = broadcast_pair("mul_act", a, b)?;
-        let mut y = crate::storage::overwritable(a.numel());
-        let mut at = 0;
-        super::for_matching_runs([&a, &b], |[a, b]| {
-            act.write_mul_act(&mut y[at..at + a.len()], b, a);
-            at += a.len();
-        });
+        let y = super::write_runs([&a, &b], |y, [a, b]| act.write_mul_act(y, b, a));
         let (y, l) = out(y, a.shape());
         Ok(Tensor::from_op(y, l, &[&a, &b], || MulAct { act }))
     }
@@ -210,21 +205,12 @@ impl<E: Element> Op<E> for MulAct {
     fn backward(&self, x: &[Tensor<E>], g: &Tensor<E>) -> Result<InputGrads<E>> {
         let (s, act) = (g.shape(), self.act);
         // act(b) again, contiguous
-        let mut t = crate::storage::overwritable(g.numel());
-        let mut at = 0;
-        super::for_matching_runs([&x[1]], |[b]| {
-            act.write_act(&mut t[at..at + b.len()], b);
-            at += b.len();
-        });
-        let t = constant(t, s);
+        let t = constant(super::write_runs([&x[1]], |t, [b]| act.write_act(t, b)), s);
         let da = need(&x[0]).then(|| constant(zip_map(g, &t, |g, t| g * t), s));
         let db = need(&x[1]).then(|| {
             // (g·a)·act'(t) in one pass, one loop per activation
-            let mut db = crate::storage::overwritable(g.numel());
-            let mut at = 0;
-            super::for_matching_runs([g, &x[0], &t], |[g, a, t]| {
-                act.write_scaled_grads(&mut db[at..at + g.len()], g, a, t);
-                at += g.len();
+            let db = super::write_runs([g, &x[0], &t], |db, [g, a, t]| {
+                act.write_scaled_grads(db, g, a, t)
             });
             constant(db, s)
         });

@@ -161,11 +161,7 @@ impl<E: Element> Op<E> for CrossEntropy<E> {
                 let (m, z) = shift_sum[r0 + i];
                 match E::lanes() {
                     Some(lanes) => (lanes.softmax_scaled)(dr, xr, m, z, w),
-                    None => {
-                        for (d, &x) in dr.iter_mut().zip(xr) {
-                            *d = w * ((x - m).exp_k() / z);
-                        }
-                    }
+                    None => super::softmax::softmax_scaled_scalar(dr, xr, m, z, w),
                 }
                 dr[t] -= w;
             }

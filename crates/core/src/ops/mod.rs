@@ -71,6 +71,23 @@ pub(crate) fn for_matching_runs<E: Element, const N: usize>(
     }
 }
 
+/// A contiguous buffer as long as `ts[0]`, written run by run: `f(out, runs)` for each set of
+/// matching runs of `ts` (see [`for_matching_runs`]), `out` that run's place in the buffer (a
+/// recycled one, every element written).
+pub(crate) fn write_runs<E: Element, const N: usize>(
+    ts: [&Tensor<E>; N],
+    mut f: impl FnMut(&mut [E], [&[E]; N]),
+) -> Vec<E> {
+    let mut out = crate::storage::overwritable(ts[0].numel());
+    let mut at = 0;
+    for_matching_runs(ts, |runs| {
+        let n = runs[0].len();
+        f(&mut out[at..at + n], runs);
+        at += n;
+    });
+    out
+}
+
 /// Applies `f` pairwise to two tensors of the same shape, returning a contiguous buffer.
 pub(crate) fn zip_map<E: Element>(a: &Tensor<E>, b: &Tensor<E>, f: impl Fn(E, E) -> E) -> Vec<E> {
     debug_assert_eq!(a.shape(), b.shape(), "zip_map needs equal shapes");

@@ -48,13 +48,25 @@ pub(super) fn exp_shifted<E: Element>(x: &[E], y: &mut [E]) -> (E, E) {
     let m = if m.is_finite() { m } else { E::zero() };
     match E::lanes() {
         Some(lanes) => (lanes.exp_shifted)(y, x, m),
-        None => {
-            for (yv, &xv) in y.iter_mut().zip(x) {
-                *yv = (xv - m).exp_k();
-            }
-        }
+        None => exp_shifted_scalar(y, x, m),
     }
     (m, super::sum_slice(y))
+}
+
+/// `y = exp(x - m)` as a scalar loop (the compiler vectorizes it); the sixteen-lane kernel of
+/// `Element::lanes` runs it on its tail.
+pub(crate) fn exp_shifted_scalar<E: Element>(y: &mut [E], x: &[E], m: E) {
+    for (yv, &xv) in y.iter_mut().zip(x) {
+        *yv = (xv - m).exp_k();
+    }
+}
+
+/// `d = w · (exp(x - m) / z)`, a softmax row scaled (cross-entropy's gradient before its
+/// target's `-w`), as a scalar loop; the sixteen-lane kernel runs it on its tail.
+pub(crate) fn softmax_scaled_scalar<E: Element>(d: &mut [E], x: &[E], m: E, z: E, w: E) {
+    for (d, &x) in d.iter_mut().zip(x) {
+        *d = w * ((x - m).exp_k() / z);
+    }
 }
 
 /// Softmax (or log-softmax) of one dense row into `y`.
