@@ -6,9 +6,9 @@
 //! The panel route of `deferred.rs` forms `aᵀ g` (the transposed `a`s times the `g`s' rows
 //! packed into panels) and transposes the whole sum once at the end. Here the `a`s are packed
 //! into panels instead (a row-major copy, no transpose: B1's chunk has 256 columns of `a`
-//! against 1024 of `g`), the `g`s' rows are copied as they are, and the six-row tile that
-//! reads its left operand column-major ([`CmTileFn`](crate::element::CmTileFn)) writes `w`'s
-//! rows in place, adding a chunk's sums to the running sum as it stores them
+//! against 1024 of `g`), the `g`s' columns are packed six at a time into strips (six
+//! contiguous values a row), and the six-row tile that reads its left operand column-major
+//! ([`CmTileFn`](crate::element::CmTileFn)) writes `w`'s rows in place, adding a chunk's sums to the running sum as it stores them
 //! ([`CmMode::Fold`]). So the transposes of the `a`s and of the sum, and the pass that added
 //! each chunk's tiles into the running sum, are gone.
 //!
@@ -27,12 +27,41 @@ pub(crate) fn kernels<E: Element>(a_cols: usize, n: usize) -> Option<WideKernels
     E::wide_kernels().filter(|_| a_cols.is_multiple_of(NR) && a_cols > 0 && n > 0)
 }
 
-/// The row stride of the copy of a chunk's `g`s: `n` rounded up to whole 64-byte lines, and
-/// one line more, so that the rows start in successive L1 sets (B1's 1024 columns are 4 KiB:
-/// copied at that stride, every row of a tile's column would fall in the same set).
-fn copy_stride<E>(n: usize) -> usize {
-    let line = 64 / std::mem::size_of::<E>();
-    n.div_ceil(line) * line + line
+/// Rows of a `g` packed per step of [`pack_strips`]: sixteen rows' six values of one strip
+/// are 96 contiguous values written, while the sixteen rows read stay in L1.
+const PACK_ROWS: usize = 16;
+
+/// Columns `c0..c0 + n` of `g` (`[r, g_cols]` row-major), rows `row0..row0 + r` of the
+/// chunk's `rows`, into the strips of `strips`: strip `t` holds columns `6t..6t + 6` of the
+/// chunk row after row (six contiguous values a row, `6 * rows` a strip), the last strip's
+/// columns past `n` zero. The six-row tile then reads its left operand as one sequential
+/// stream; read in place from a row-major copy, each row of a strip was a new line 4 KiB
+/// (B1) from the last, which the prefetcher does not follow.
+fn pack_strips<E: Element>(
+    g: &[E],
+    g_cols: usize,
+    (c0, n): (usize, usize),
+    (rows, row0): (usize, usize),
+    strips: &mut [E],
+) {
+    let whole = n / 6;
+    for (b, block) in g.chunks(PACK_ROWS * g_cols).enumerate() {
+        let p0 = row0 + b * PACK_ROWS;
+        let block_rows = || block.chunks_exact(g_cols).map(|row| &row[c0..c0 + n]);
+        for t in 0..whole {
+            let dst = &mut strips[(t * rows + p0) * 6..];
+            for (d, src) in dst.chunks_exact_mut(6).zip(block_rows()) {
+                d.copy_from_slice(&src[6 * t..6 * t + 6]);
+            }
+        }
+        if whole * 6 < n {
+            let dst = &mut strips[(whole * rows + p0) * 6..];
+            for (d, src) in dst.chunks_exact_mut(6).zip(block_rows()) {
+                d[..n - whole * 6].copy_from_slice(&src[whole * 6..]);
+                d[n - whole * 6..].fill(E::zero());
+            }
+        }
+    }
 }
 
 /// `Σ gᵀ a` over `pairs` (stacked, at most `deferred::CHUNK_ROWS` rows), rows `c0..c0 + n`
@@ -50,11 +79,10 @@ pub(crate) fn chunk_into<E: Element>(
     let (a_cols, g_cols) = (pairs[0].0.shape()[1], pairs[0].1.shape()[1]);
     let rows: usize = pairs.iter().map(|(a, _)| a.shape()[0]).sum();
     debug_assert!(out.len() == n * a_cols && c0 + n <= g_cols);
-    let ld = copy_stride::<E>(n);
-    // every element the tiles read is written below (the stride's padding only feeds the
-    // rows past `n` of a last partial tile, which are not copied out)
+    // every element the tiles read is written below (the last strip's padding only feeds
+    // the rows past `n` of a last partial tile, which are not copied out)
     let mut panels = LineAligned::overwritable(rows * a_cols);
-    let mut copy = LineAligned::overwritable(rows * ld);
+    let mut strips = LineAligned::overwritable(n.div_ceil(6) * rows * 6);
     let mut row0 = 0;
     for (a, g) in pairs {
         let r = a.shape()[0];
@@ -65,11 +93,13 @@ pub(crate) fn chunk_into<E: Element>(
             row0,
             &mut panels,
         );
-        let dst = copy[row0 * ld..(row0 + r) * ld].chunks_exact_mut(ld);
-        for (dst, src) in dst.zip(g.contiguous_data().chunks_exact(g_cols)) {
-            dst[..n].copy_from_slice(&src[c0..c0 + n]);
-            dst[n..].fill(E::zero());
-        }
+        pack_strips(
+            &g.contiguous_data(),
+            g_cols,
+            (c0, n),
+            (rows, row0),
+            &mut strips,
+        );
         row0 += r;
     }
     // the rows of a last tile of fewer than six, with what `out` holds there (no buffer when
@@ -80,19 +110,20 @@ pub(crate) fn chunk_into<E: Element>(
         false => Vec::new(),
     };
     last[..(n - whole) * a_cols].copy_from_slice(&out[whole * a_cols..]);
-    // a tile's six columns of the copy (one line a row) serve every panel in turn
-    for i0 in (0..n).step_by(6) {
+    // a tile's strip serves every panel in turn
+    for (t, strip) in strips.chunks_exact(rows * 6).enumerate() {
+        let i0 = 6 * t;
         for (q, panel) in panels.chunks_exact(rows * NR).enumerate() {
             let dst = match i0 < whole {
                 true => &mut out[i0 * a_cols + q * NR..],
                 false => &mut last[q * NR..],
             };
-            (kern.six)(rows, &copy[i0..], ld, panel, dst, a_cols, mode);
+            (kern.six)(rows, strip, 6, panel, dst, a_cols, mode);
         }
     }
     out[whole * a_cols..].copy_from_slice(&last[..(n - whole) * a_cols]);
     crate::storage::give(last);
-    crate::storage::give(copy.into_vec());
+    crate::storage::give(strips.into_vec());
     crate::storage::give(panels.into_vec());
 }
 
@@ -111,6 +142,31 @@ pub(crate) fn chunk_product<E: Element>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Strip `t` holds columns `c0 + 6t ..` of the chunk's rows, six values a row, the last
+    /// strip zero past `n`; rows outside `row0..row0 + r` are left as they were.
+    #[test]
+    fn strips_hold_six_columns_a_row_and_zeros_past_the_last() {
+        let (r, g_cols, c0, n, rows, row0): (usize, usize, usize, usize, usize, usize) =
+            (21, 20, 3, 13, 25, 2);
+        let g: Vec<f32> = (0..r * g_cols).map(|i| i as f32).collect();
+        let mut strips = vec![-1.0f32; n.div_ceil(6) * rows * 6];
+        pack_strips(&g, g_cols, (c0, n), (rows, row0), &mut strips);
+        for t in 0..n.div_ceil(6) {
+            for p in 0..rows {
+                for j in 0..6 {
+                    let got = strips[(t * rows + p) * 6 + j];
+                    let col = 6 * t + j;
+                    let want = match (p.checked_sub(row0).filter(|&i| i < r), col < n) {
+                        (None, _) => -1.0,
+                        (Some(_), false) => 0.0,
+                        (Some(i), true) => g[i * g_cols + c0 + col],
+                    };
+                    assert_eq!(got, want, "strip {t} row {p} value {j}");
+                }
+            }
+        }
+    }
 
     /// Written, then folded: each output is the fold's `fma` chain from zero over the second
     /// chunk's rows added to the first chunk's chain, for a `g` whose columns end in a partial
