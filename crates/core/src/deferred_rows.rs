@@ -27,6 +27,11 @@ pub(crate) fn kernels<E: Element>(a_cols: usize, n: usize) -> Option<WideKernels
     E::wide_kernels().filter(|_| a_cols.is_multiple_of(NR) && a_cols > 0 && n > 0)
 }
 
+/// Columns of the `g`s packed into strips at a time (eight strips): B1's chunk then packs
+/// 48 KiB at a time instead of 1 MiB, which would have pushed the recurrent weight's panels
+/// out of L2.
+const STRIP_GROUP: usize = 48;
+
 /// Rows of a `g` packed per step of [`pack_strips`]: sixteen rows' six values of one strip
 /// are 96 contiguous values written, while the sixteen rows read stay in L1.
 const PACK_ROWS: usize = 16;
@@ -82,10 +87,10 @@ pub(crate) fn chunk_into<E: Element>(
     // every element the tiles read is written below (the last strip's padding only feeds
     // the rows past `n` of a last partial tile, which are not copied out)
     let mut panels = LineAligned::overwritable(rows * a_cols);
-    let mut strips = LineAligned::overwritable(n.div_ceil(6) * rows * 6);
+    let mut strips = LineAligned::overwritable(STRIP_GROUP.min(n).div_ceil(6) * rows * 6);
+    let mut gs = Vec::with_capacity(pairs.len());
     let mut row0 = 0;
     for (a, g) in pairs {
-        let r = a.shape()[0];
         panel::pack_rows(
             &a.contiguous_data(),
             a_cols,
@@ -93,14 +98,8 @@ pub(crate) fn chunk_into<E: Element>(
             row0,
             &mut panels,
         );
-        pack_strips(
-            &g.contiguous_data(),
-            g_cols,
-            (c0, n),
-            (rows, row0),
-            &mut strips,
-        );
-        row0 += r;
+        row0 += a.shape()[0];
+        gs.push(g.contiguous_data());
     }
     // the rows of a last tile of fewer than six, with what `out` holds there (no buffer when
     // the tiles are whole)
@@ -110,15 +109,26 @@ pub(crate) fn chunk_into<E: Element>(
         false => Vec::new(),
     };
     last[..(n - whole) * a_cols].copy_from_slice(&out[whole * a_cols..]);
-    // a tile's strip serves every panel in turn
-    for (t, strip) in strips.chunks_exact(rows * 6).enumerate() {
-        let i0 = 6 * t;
-        for (q, panel) in panels.chunks_exact(rows * NR).enumerate() {
-            let dst = match i0 < whole {
-                true => &mut out[i0 * a_cols + q * NR..],
-                false => &mut last[q * NR..],
-            };
-            (kern.six)(rows, strip, 6, panel, dst, a_cols, mode);
+    for j0 in (0..n).step_by(STRIP_GROUP) {
+        let w = STRIP_GROUP.min(n - j0);
+        let mut row0 = 0;
+        for g in &gs {
+            pack_strips(g, g_cols, (c0 + j0, w), (rows, row0), &mut strips);
+            row0 += g.len() / g_cols;
+        }
+        // a tile's strip serves every panel in turn
+        for (t, strip) in strips[..w.div_ceil(6) * rows * 6]
+            .chunks_exact(rows * 6)
+            .enumerate()
+        {
+            let i0 = j0 + 6 * t;
+            for (q, panel) in panels.chunks_exact(rows * NR).enumerate() {
+                let dst = match i0 < whole {
+                    true => &mut out[i0 * a_cols + q * NR..],
+                    false => &mut last[q * NR..],
+                };
+                (kern.six)(rows, strip, 6, panel, dst, a_cols, mode);
+            }
         }
     }
     out[whole * a_cols..].copy_from_slice(&last[..(n - whole) * a_cols]);
