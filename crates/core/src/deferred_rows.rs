@@ -7,10 +7,11 @@
 //! packed into panels) and transposes the whole sum once at the end. Here the `a`s are packed
 //! into panels instead (a row-major copy, no transpose: B1's chunk has 256 columns of `a`
 //! against 1024 of `g`), the `g`s' columns are packed six at a time into strips (six
-//! contiguous values a row), and the six-row tile that reads its left operand column-major
-//! ([`CmTileFn`](crate::element::CmTileFn)) writes `w`'s rows in place, adding a chunk's sums to the running sum as it stores them
-//! ([`CmMode::Fold`]). So the transposes of the `a`s and of the sum, and the pass that added
-//! each chunk's tiles into the running sum, are gone.
+//! contiguous values a row, 48 columns at a time), and the six-row tile that reads its left
+//! operand column-major ([`CmTileFn`](crate::element::CmTileFn)) writes `w`'s rows in place,
+//! adding a chunk's sums to the running sum as it stores them ([`CmMode::Fold`]). So the
+//! transposes of the `a`s and of the sum, and the pass that added each chunk's tiles into the
+//! running sum, are gone.
 //!
 //! The sums are the panel route's: every output is `sum + s`, `s` one `fma` chain from zero
 //! over the chunk's rows in order (the product of two values is the same whichever factor the
@@ -99,7 +100,7 @@ pub(crate) fn chunk_into<E: Element>(
             &mut panels,
         );
         row0 += a.shape()[0];
-        gs.push(g.contiguous_data());
+        gs.push((a.shape()[0], g.contiguous_data()));
     }
     // the rows of a last tile of fewer than six, with what `out` holds there (no buffer when
     // the tiles are whole)
@@ -112,9 +113,9 @@ pub(crate) fn chunk_into<E: Element>(
     for j0 in (0..n).step_by(STRIP_GROUP) {
         let w = STRIP_GROUP.min(n - j0);
         let mut row0 = 0;
-        for g in &gs {
+        for (r, g) in &gs {
             pack_strips(g, g_cols, (c0 + j0, w), (rows, row0), &mut strips);
-            row0 += g.len() / g_cols;
+            row0 += r;
         }
         // a tile's strip serves every panel in turn
         for (t, strip) in strips[..w.div_ceil(6) * rows * 6]
