@@ -28,18 +28,12 @@ use crate::tensor::Tensor;
 
 /// Applies `f` to every element, returning a contiguous buffer.
 pub(crate) fn map<E: Element>(x: &Tensor<E>, f: impl Fn(E) -> E) -> Vec<E> {
-    let run = x.layout().inner_run();
-    if !x.is_contiguous() && run > 1 {
-        // a slice of a wider tensor (a gate block): map run by run, no gathered copy
-        let d = x.storage();
-        let mut out = crate::storage::take(x.numel());
-        x.layout()
-            .for_each_run(run, |o| out.extend(d[o..o + run].iter().map(|&v| f(v))));
-        return out;
-    }
-    let mut out = crate::storage::take(x.numel());
-    out.extend(x.contiguous_data().iter().map(|&v| f(v)));
-    out
+    // a slice of a wider tensor (a gate block) is mapped run by run, with no gathered copy
+    write_runs([x], |out, [x]| {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = f(v);
+        }
+    })
 }
 
 /// Calls `f` with matching runs of tensors of one shape, in row-major order: for each run, the
@@ -91,11 +85,11 @@ pub(crate) fn write_runs<E: Element, const N: usize>(
 /// Applies `f` pairwise to two tensors of the same shape, returning a contiguous buffer.
 pub(crate) fn zip_map<E: Element>(a: &Tensor<E>, b: &Tensor<E>, f: impl Fn(E, E) -> E) -> Vec<E> {
     debug_assert_eq!(a.shape(), b.shape(), "zip_map needs equal shapes");
-    let mut out = crate::storage::take(a.numel());
-    for_matching_runs([a, b], |[x, y]| {
-        out.extend(x.iter().zip(y).map(|(&x, &y)| f(x, y)));
-    });
-    out
+    write_runs([a, b], |out, [x, y]| {
+        for ((o, &x), &y) in out.iter_mut().zip(x).zip(y) {
+            *o = f(x, y);
+        }
+    })
 }
 
 /// Rows per block when a row-wise op over `rows` rows of `row_len` elements is split over

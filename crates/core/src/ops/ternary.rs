@@ -38,11 +38,11 @@ fn broadcast_all<E: Element, const N: usize>(
 
 /// Applies `f` to three tensors of the same shape elementwise, returning a contiguous buffer.
 fn zip3_map<E: Element>(t: [&Tensor<E>; 3], f: impl Fn(E, E, E) -> E) -> Vec<E> {
-    let mut out = crate::storage::take(t[0].numel());
-    super::for_matching_runs(t, |[a, b, c]| {
-        out.extend(a.iter().zip(b).zip(c).map(|((&a, &b), &c)| f(a, b, c)));
-    });
-    out
+    super::write_runs(t, |out, [a, b, c]| {
+        for (((o, &a), &b), &c) in out.iter_mut().zip(a).zip(b).zip(c) {
+            *o = f(a, b, c);
+        }
+    })
 }
 
 /// `y = a + v·(b ⊙ c)` (PyTorch's `addcmul(input, tensor1, tensor2, value=v)`);
@@ -180,11 +180,12 @@ impl MulAddMul {
         d: &Tensor<E>,
     ) -> Result<Tensor<E>> {
         let [a, b, c, d] = broadcast_all("mul_add_mul", [a, b, c, d])?;
-        let mut y = crate::storage::take(a.numel());
-        super::for_matching_runs([&a, &b, &c, &d], |[a, b, c, d]| {
+        let y = super::write_runs([&a, &b, &c, &d], |y, [a, b, c, d]| {
             let ab = a.iter().zip(b);
             let cd = c.iter().zip(d);
-            y.extend(ab.zip(cd).map(|((&a, &b), (&c, &d))| a * b + c * d));
+            for (y, ((&a, &b), (&c, &d))) in y.iter_mut().zip(ab.zip(cd)) {
+                *y = a * b + c * d;
+            }
         });
         let (y, l) = out(y, a.shape());
         Ok(Tensor::from_op(y, l, &[&a, &b, &c, &d], || MulAddMul))
