@@ -78,8 +78,9 @@ pub trait Element:
         None
     }
 
-    /// The activation and softmax loops at the CPU's widest vectors, if this type has them (`f32` on a CPU
-    /// with AVX-512, see the crate's `lanes` module); internal to the elementwise ops.
+    /// The activation and softmax loops at the CPU's widest vectors, if this type has them
+    /// (`f32` on a CPU with AVX-512, see the crate's `lanes` module); internal to the
+    /// elementwise ops.
     #[doc(hidden)]
     fn lanes() -> Option<&'static Lanes<Self>> {
         None

@@ -8,17 +8,15 @@
 //! ([`exp_f32`](crate::element::exp_f32), [`tanh_f32`](crate::element::tanh_f32),
 //! `sigmoid_k`, [`Activation::grad`]) lane by lane, in the same order with the same roundings,
 //! so they give the same bits (tested in `lanes/tests.rs`); tails shorter than a vector run
-//! the ops' own scalar loops (`Activation::*_scalar`, `softmax::*_scalar`). Where the CPU lacks AVX-512 (or the target is not x86-64),
-//! [`f32_lanes`] is `None` and the callers keep their scalar loops.
+//! the ops' own scalar loops (`Activation::*_scalar`, `softmax::*_scalar`). Where the CPU
+//! lacks AVX-512 (or the target is not x86-64), [`f32_lanes`] is `None` and the callers keep
+//! their scalar loops.
 //!
 //! They serve the activations of `addmm_act(s)` (an RNN's and an LSTM's gates), `add_act`
 //! and `addcmul_act` (a GRU's), `mul_act` forward and backward, and the activation gradients
-//! of all of these: on B1 on one thread
-//! those loops went from about 8.7% of the step's samples to 7.3%, and the step from 31.70 to
-//! 30.96 ms (median of 16 alternating runs). And the softmax rows of `softmax`,
-//! `log_softmax` and cross-entropy (forward, and the gradient, which recomputes them): B2's
-//! 10,000-class decoder, one thread, fastest step 58.51 -> 57.14 ms (medians of 10
-//! alternating runs). See docs/PERFORMANCE.md.
+//! of all of these; and the softmax rows of `softmax`, `log_softmax` and cross-entropy
+//! (forward, and the gradient, which recomputes them). What they bought is measured in
+//! docs/PERFORMANCE.md (the twenty-eighth session).
 
 use crate::element::Lanes;
 use crate::ops::addmm_act::Activation;

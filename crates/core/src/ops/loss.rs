@@ -159,10 +159,7 @@ impl<E: Element> Op<E> for CrossEntropy<E> {
                 };
                 // the row's softmax again, as the forward pass had it: exp(x - m) / z
                 let (m, z) = shift_sum[r0 + i];
-                match E::lanes() {
-                    Some(lanes) => (lanes.softmax_scaled)(dr, xr, m, z, w),
-                    None => super::softmax::softmax_scaled_scalar(dr, xr, m, z, w),
-                }
+                super::softmax::softmax_scaled(dr, xr, m, z, w);
                 dr[t] -= w;
             }
         });

@@ -62,7 +62,15 @@ pub(crate) fn exp_shifted_scalar<E: Element>(y: &mut [E], x: &[E], m: E) {
 }
 
 /// `d = w · (exp(x - m) / z)`, a softmax row scaled (cross-entropy's gradient before its
-/// target's `-w`), as a scalar loop; the sixteen-lane kernel runs it on its tail.
+/// target's `-w`), through the sixteen-lane kernel of `Element::lanes` where there is one.
+pub(super) fn softmax_scaled<E: Element>(d: &mut [E], x: &[E], m: E, z: E, w: E) {
+    match E::lanes() {
+        Some(lanes) => (lanes.softmax_scaled)(d, x, m, z, w),
+        None => softmax_scaled_scalar(d, x, m, z, w),
+    }
+}
+
+/// [`softmax_scaled`] as a scalar loop; the sixteen-lane kernel runs it on its tail.
 pub(crate) fn softmax_scaled_scalar<E: Element>(d: &mut [E], x: &[E], m: E, z: E, w: E) {
     for (d, &x) in d.iter_mut().zip(x) {
         *d = w * ((x - m).exp_k() / z);
